@@ -1,0 +1,292 @@
+//! Bulk API 2.0 benchmark driver (run by `cargo xtask bench bulk`).
+//!
+//! `bulk_load gen FILE ROWS` writes the seeded 10-column CSV (the shape of the performance
+//! anchors' `gen_csv.py`, with the benchmark object's field names as header).
+//! `bulk_load run BASE_URL USERNAME PASSWORD CLIENT_ID CLIENT_SECRET SERVER_PID FILE` creates the
+//! benchmark objects, then times an insert job and an upsert job (on a unique external id)
+//! through the HTTP path, from job creation to JobComplete, and prints one line per job:
+//! `<operation> <total s> <upload s> <rows processed> <rows failed> <server VmHWM kB>`.
+
+use std::io::{BufWriter, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+const HEADER: &str = "Row_Number__c,External_Id__c,Name,Email__c,Amount__c,Created_At__c,Is_Active__c,Category__c,Score__c,Description__c";
+const CATEGORIES: [&str; 5] = ["Prospect", "Customer", "Partner", "Reseller", "Other"];
+
+/// splitmix64: a small seeded generator (the numbers only need to look like data).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn generate(path: &str, rows: u64) -> Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(w, "{HEADER}")?;
+    let mut rng = Rng(42);
+    let base = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+        .expect("date")
+        .and_hms_opt(0, 0, 0)
+        .expect("time");
+    for i in 1..=rows {
+        let created = base + chrono::Duration::seconds(i as i64 * 7);
+        let amount = rng.unit() * 100_000.0;
+        let score = rng.unit();
+        writeln!(
+            w,
+            "{i},EXT-{i:08},Account {i},user{i}@example.com,{amount:.2},{},{},{},{score:.6},Lorem ipsum dolor sit amet consectetur {}",
+            created.format("%Y-%m-%d %H:%M:%S"),
+            if i % 3 != 0 { "true" } else { "false" },
+            CATEGORIES[(i % 5) as usize],
+            i % 997
+        )?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+struct Api {
+    http: Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    fn url(&self, rest: &str) -> String {
+        format!("{}/services/data/v59.0{rest}", self.base)
+    }
+
+    fn json(
+        &self,
+        method: reqwest::Method,
+        rest: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method, self.url(rest))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send()?;
+        let status = resp.status().as_u16();
+        let text = resp.text()?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    fn tooling(&self, kind: &str, name: &str, meta: Value) -> Result<()> {
+        let (s, b) = self.json(
+            reqwest::Method::POST,
+            &format!("/tooling/sobjects/{kind}"),
+            Some(json!({"FullName": name, "Metadata": meta})),
+        )?;
+        if s != 201 {
+            bail!("creating {kind} {name}: {s} {b}");
+        }
+        Ok(())
+    }
+}
+
+fn create_object(api: &Api, object: &str, unique_key: bool) -> Result<()> {
+    api.tooling(
+        "CustomObject",
+        object,
+        json!({"label": object.trim_end_matches("__c"), "nameField": {"type": "Text", "label": "Name"}}),
+    )?;
+    let key = if unique_key {
+        json!({"type": "Text", "length": 20, "externalId": true, "unique": true, "label": "External Id"})
+    } else {
+        json!({"type": "Text", "length": 20, "label": "External Id"})
+    };
+    let values: Vec<Value> = CATEGORIES.iter().map(|c| json!({"fullName": c})).collect();
+    for (field, meta) in [
+        (
+            "Row_Number__c",
+            json!({"type": "Number", "precision": 18, "scale": 0, "label": "Row Number"}),
+        ),
+        ("External_Id__c", key),
+        ("Email__c", json!({"type": "Email", "label": "Email"})),
+        (
+            "Amount__c",
+            json!({"type": "Currency", "precision": 16, "scale": 2, "label": "Amount"}),
+        ),
+        (
+            "Created_At__c",
+            json!({"type": "DateTime", "label": "Created At"}),
+        ),
+        (
+            "Is_Active__c",
+            json!({"type": "Checkbox", "label": "Is Active"}),
+        ),
+        (
+            "Category__c",
+            json!({"type": "Picklist", "label": "Category", "valueSet": {"valueSetDefinition": {"value": values}}}),
+        ),
+        (
+            "Score__c",
+            json!({"type": "Number", "precision": 18, "scale": 6, "label": "Score"}),
+        ),
+        (
+            "Description__c",
+            json!({"type": "Text", "length": 255, "label": "Description"}),
+        ),
+    ] {
+        api.tooling("CustomField", &format!("{object}.{field}"), meta)?;
+    }
+    Ok(())
+}
+
+fn vm_hwm_kb(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs one job; returns (total seconds, upload seconds, processed, failed).
+fn job(api: &Api, spec: Value, file: &str) -> Result<(f64, f64, u64, u64)> {
+    // The client sends from memory, so the upload measures the server (reqwest's blocking body
+    // streams files in 8 KB reads, which would measure the client).
+    let body = std::fs::read(file)?;
+    let t0 = Instant::now();
+    let (s, created) = api.json(reqwest::Method::POST, "/jobs/ingest", Some(spec))?;
+    if s != 200 {
+        bail!("create job: {s} {created}");
+    }
+    let id = created["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no id: {created}"))?
+        .to_string();
+    let resp = api
+        .http
+        .put(api.url(&format!("/jobs/ingest/{id}/batches")))
+        .bearer_auth(&api.token)
+        .header("Content-Type", "text/csv")
+        .body(reqwest::blocking::Body::from(body))
+        .send()?;
+    if resp.status().as_u16() != 201 {
+        bail!(
+            "upload: {} {}",
+            resp.status(),
+            resp.text().unwrap_or_default()
+        );
+    }
+    let upload = t0.elapsed().as_secs_f64();
+    let (s, b) = api.json(
+        reqwest::Method::PATCH,
+        &format!("/jobs/ingest/{id}"),
+        Some(json!({"state": "UploadComplete"})),
+    )?;
+    if s != 200 {
+        bail!("close: {s} {b}");
+    }
+    loop {
+        let (_, info) = api.json(reqwest::Method::GET, &format!("/jobs/ingest/{id}"), None)?;
+        match info["state"].as_str() {
+            Some("JobComplete") => {
+                let total = t0.elapsed().as_secs_f64();
+                return Ok((
+                    total,
+                    upload,
+                    info["numberRecordsProcessed"].as_u64().unwrap_or(0),
+                    info["numberRecordsFailed"].as_u64().unwrap_or(0),
+                ));
+            }
+            Some("Failed") | Some("Aborted") => bail!("job ended: {info}"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+        if t0.elapsed() > Duration::from_secs(1800) {
+            bail!("job did not finish within 30 minutes");
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let [base, user, pass, id, secret, pid, file] = args else {
+        bail!("usage: bulk_load run BASE_URL USERNAME PASSWORD CLIENT_ID CLIENT_SECRET SERVER_PID FILE");
+    };
+    let http = Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3600))
+        .build()?;
+    let tok: Value = http
+        .post(format!("{base}/services/oauth2/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("username", user),
+            ("password", pass),
+        ])
+        .send()?
+        .json()?;
+    let token = tok["access_token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("login failed: {tok}"))?
+        .to_string();
+    let api = Api {
+        http,
+        base: base.clone(),
+        token,
+    };
+    create_object(&api, "BenchInsert__c", false).context("insert object")?;
+    create_object(&api, "BenchUpsert__c", true).context("upsert object")?;
+    let only = std::env::var("BULK_ONLY").unwrap_or_default();
+    for (op, spec) in [
+        (
+            "insert",
+            json!({"object": "BenchInsert__c", "operation": "insert", "lineEnding": "LF"}),
+        ),
+        (
+            "upsert",
+            json!({"object": "BenchUpsert__c", "operation": "upsert", "externalIdFieldName": "External_Id__c", "lineEnding": "LF"}),
+        ),
+    ] {
+        if !only.is_empty() && only != op {
+            continue;
+        }
+        let (total, upload, processed, failed) = job(&api, spec, file)?;
+        println!(
+            "{op} {total:.3} {upload:.3} {processed} {failed} {}",
+            vm_hwm_kb(pid)
+        );
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("gen") => {
+            let path = args
+                .get(1)
+                .ok_or_else(|| anyhow!("usage: bulk_load gen FILE ROWS"))?;
+            let rows = args
+                .get(2)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(1_000_000);
+            generate(path, rows)
+        }
+        Some("run") => run(&args[1..]),
+        _ => bail!("usage: bulk_load gen FILE ROWS | bulk_load run …"),
+    }
+}

@@ -1,0 +1,1 @@
+//! Benchmark helper binaries live in `src/bin`; `cargo xtask bench` orchestrates them (see README).

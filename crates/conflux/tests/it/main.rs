@@ -1,0 +1,12 @@
+//! Integration tests: a real `conflux serve` process on loopback, driven over HTTP.
+//! One test binary with a module per area (see matklad's "Delete Cargo Integration Tests").
+
+mod auth;
+mod bulk;
+mod cli;
+mod composite;
+mod durability;
+mod harness;
+mod hostile;
+mod records;
+mod server;

@@ -1,0 +1,232 @@
+//! Composition root: turns configuration into a running server. The only crate that names the
+//! concrete backends (SQLite store) and wires every surface onto the listeners.
+//!
+//! Start-up prints each bound address on its own line (`http: http://127.0.0.1:8080`,
+//! `https: https://127.0.0.1:8443`), so scripts and test harnesses can use port 0.
+
+mod listener;
+pub mod tls;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use service::bootstrap::{BootstrapConfig, Bootstrapped};
+use service::{Org, OrgConfig};
+use store_sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+/// Everything `conflux serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Data directory (database, generated certificates).
+    pub data_dir: PathBuf,
+    /// Plain HTTP listen address, if any.
+    pub http: Option<String>,
+    /// HTTPS listen address, if any.
+    pub https: Option<String>,
+    /// Operator-supplied certificate chain (PEM); generated when absent.
+    pub tls_cert: Option<PathBuf>,
+    /// Operator-supplied private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Metadata folder applied at start (custom objects and fields, connected apps).
+    pub metadata_dir: Option<PathBuf>,
+    /// Fixed public base URL for links (`https://conflux.example.com`).
+    pub public_url: Option<String>,
+    /// Org settings.
+    pub org: OrgConfig,
+    /// First-start values.
+    pub bootstrap: BootstrapConfig,
+    /// Seconds to wait for open connections at shutdown.
+    pub drain_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("conflux-data"),
+            http: Some("127.0.0.1:8080".into()),
+            https: Some("127.0.0.1:8443".into()),
+            tls_cert: None,
+            tls_key: None,
+            metadata_dir: None,
+            public_url: None,
+            org: OrgConfig::default(),
+            bootstrap: BootstrapConfig::default(),
+            drain_secs: 10,
+        }
+    }
+}
+
+/// What start-up tells the operator.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn print_bootstrap(b: &Bootstrapped, org: &Org) {
+    if b.created {
+        say(&format!(
+            "conflux: created org {} with admin user {}",
+            org.org_id().to_18(),
+            b.admin_username
+        ));
+        if let Some(p) = &b.generated_password {
+            say(&format!("conflux: admin password: {p}  (shown once; set CONFLUX_ADMIN_PASSWORD to choose it)"));
+        }
+        say(&format!(
+            "conflux: connected app client id: {}",
+            b.client_id
+        ));
+        if let Some(s) = &b.generated_secret {
+            say(&format!("conflux: connected app client secret: {s}  (shown once; set CONFLUX_CLIENT_SECRET to choose it)"));
+        }
+    } else {
+        say(&format!(
+            "conflux: org {} (admin user {})",
+            org.org_id().to_18(),
+            b.admin_username
+        ));
+    }
+}
+
+/// Runs the server until `shutdown` is cancelled.
+pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            cfg.data_dir.display()
+        )
+    })?;
+    let db = cfg.data_dir.join("conflux.db");
+    let store = SqliteStore::open(&db, store_sqlite::Options::default())
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db.display()))?;
+    let org = Org::new(store.clone(), cfg.org.clone());
+    let boot = service::bootstrap::ensure(&org, cfg.bootstrap.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap failed: {}", e.message))?;
+    say(&format!(
+        "conflux: data directory {}",
+        cfg.data_dir.display()
+    ));
+    print_bootstrap(&boot, &org);
+    let metadata_dir = cfg
+        .metadata_dir
+        .clone()
+        .or_else(|| Some(cfg.data_dir.join("metadata")).filter(|d| d.is_dir()));
+    if let Some(dir) = &metadata_dir {
+        let applied = org
+            .apply_metadata_dir(dir)
+            .await
+            .map_err(|e| anyhow::anyhow!("metadata folder {}: {e}", dir.display()))?;
+        say(&format!(
+            "conflux: metadata {}: {} objects, {} fields, {} connected apps applied",
+            dir.display(),
+            applied.objects.len(),
+            applied.fields.len(),
+            applied.apps.len()
+        ));
+    }
+
+    // Bulk API jobs: files under <data>/bulk, processed in the background (below); installed
+    // before serving so interrupted jobs' leftovers are cleaned up first.
+    let bulk = service::bulk::Bulk::install(
+        org.clone(),
+        cfg.data_dir.join("bulk"),
+        service::bulk::Options::default(),
+    )
+    .with_context(|| format!("cannot create {}", cfg.data_dir.join("bulk").display()))?;
+
+    let state = http_api::AppState {
+        org: org.clone(),
+        public_url: cfg.public_url.clone(),
+    };
+    let app = http_api::router(state);
+    let drain = Duration::from_secs(cfg.drain_secs);
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = &cfg.http {
+        let (l, local) = listener::bind(addr).await?;
+        say(&format!("http: http://{}", display_addr(local)));
+        tasks.spawn(listener::serve(
+            l,
+            None,
+            app.clone(),
+            shutdown.clone(),
+            drain,
+        ));
+    }
+    if let Some(addr) = &cfg.https {
+        let files = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(c), Some(k)) => tls::CertFiles {
+                ca: None,
+                cert: c.clone(),
+                key: k.clone(),
+                generated: false,
+            },
+            (None, None) => tls::ensure_local_certs(&cfg.data_dir.join("tls"), &[])?,
+            _ => anyhow::bail!("--tls-cert and --tls-key must be given together"),
+        };
+        if let Some(ca) = &files.ca {
+            say(&format!(
+                "conflux: CA certificate {}{}",
+                ca.display(),
+                if files.generated {
+                    " (generated; trust it in your clients)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let config = tls::server_config(&files.cert, &files.key)?;
+        let (l, local) = listener::bind(addr).await?;
+        say(&format!("https: https://{}", display_addr(local)));
+        tasks.spawn(listener::serve(
+            l,
+            Some(config),
+            app.clone(),
+            shutdown.clone(),
+            drain,
+        ));
+    }
+    if tasks.is_empty() {
+        anyhow::bail!("no listener configured: give --http or --https");
+    }
+    let janitor = {
+        let org = org.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {
+                        let now = model::value::now_millis();
+                        if let Err(e) = org.store().write(move |tx| Ok(tx.prune_sessions(now)?)).await {
+                            tracing::warn!(error = %e.message, "session pruning failed");
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let bulk_runner = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(bulk.run(async move { shutdown.cancelled().await }))
+    };
+    say("conflux: ready");
+    while tasks.join_next().await.is_some() {}
+    let _ = janitor.await;
+    let _ = bulk_runner.await;
+    let s: Arc<SqliteStore> = store;
+    tokio::task::spawn_blocking(move || s.close()).await.ok();
+    say("conflux: stopped");
+    Ok(())
+}
+
+fn display_addr(a: SocketAddr) -> String {
+    a.to_string()
+}

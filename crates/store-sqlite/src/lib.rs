@@ -1,0 +1,559 @@
+//! The embedded default store: SQLite in WAL mode with a group-committing writer and a reader pool.
+//!
+//! One writer thread owns the only write connection. It takes every job waiting in its queue (up to
+//! [`MAX_BATCH`]), runs each inside its own savepoint within one transaction, commits once with
+//! `synchronous=FULL` (one fsync for the whole batch: group commit), and only then reports each
+//! job's outcome. Readers use a small pool of connections that see committed data only.
+//!
+//! WAL checkpoints run on their own thread and connection, started after each commit, so copying
+//! WAL frames into the database overlaps with the writer's next batch; the writer's own
+//! checkpoint (past [`WRITER_CHECKPOINT_PAGES`]) then finds little left to copy and lets the WAL
+//! start over, which bounds its size.
+//!
+//! The schema lives in memory as an immutable [`Schema`] snapshot. A job that changes metadata
+//! (custom objects and fields are DDL) works on the writer's working copy; the copy becomes the
+//! published snapshot after the commit, and is dropped if the job or the commit fails.
+
+mod bulk;
+mod codec;
+mod ddl;
+mod query;
+mod tx;
+
+#[cfg(test)]
+mod query_tests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use model::spec::{CustomFieldSpec, CustomObjectSpec};
+use model::{KeyPrefix, ObjectDef, OrgMarker, Schema};
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use store::{ReadTx, Store, StoreError, StoreResult, WriteJob};
+use tokio::sync::mpsc;
+
+use crate::tx::{backend, Conn, WConn};
+
+pub use ddl::ident;
+
+/// Most jobs committed together.
+pub const MAX_BATCH: usize = 512;
+/// WAL pages after which the writer checkpoints itself (`wal_autocheckpoint`): the checkpoint
+/// thread has usually copied them already, and a complete checkpoint lets the WAL start over.
+pub const WRITER_CHECKPOINT_PAGES: i64 = 8192;
+/// Queue length in front of the writer; senders wait when it is full (back-pressure).
+pub const QUEUE_LEN: usize = 4096;
+
+/// Options for opening a store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Number of pooled read connections.
+    pub readers: usize,
+    /// Use `synchronous=FULL` (fsync per commit). Off only for throwaway test data.
+    pub durable: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            readers: 6,
+            durable: true,
+        }
+    }
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    schema: Arc<ArcSwap<Schema>>,
+    marker: OrgMarker,
+    readers: Arc<Vec<Mutex<Reader>>>,
+    /// Durable commits so far; readers compare it with their snapshot's to reuse it.
+    commits: Arc<AtomicU64>,
+    /// Stops the thread that releases stale reader snapshots.
+    stop: Arc<AtomicBool>,
+    janitor: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Runs WAL checkpoints after commits (ends when the writer does).
+    checkpoints: Mutex<Option<std::thread::JoinHandle<()>>>,
+    next_reader: AtomicUsize,
+    jobs: Mutex<Option<mpsc::Sender<WriteJob>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn open_conn(path: &Path, durable: bool) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "OFF" })?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -32768)?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+/// Loads the applied custom metadata and builds the schema.
+fn load_schema(conn: &Connection) -> StoreResult<Schema> {
+    let mut defs = model::standard::standard_objects();
+    let mut stmt = conn
+        .prepare("SELECT name, prefix, spec FROM meta_objects ORDER BY seq")
+        .map_err(backend)?;
+    let objects = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    for (name, prefix, spec) in objects {
+        let mut spec: CustomObjectSpec = serde_json::from_str(&spec)
+            .map_err(|e| StoreError::Backend(format!("stored spec of {name}: {e}")))?;
+        spec.full_name = name.clone();
+        let prefix = KeyPrefix::parse(&prefix)
+            .ok_or_else(|| StoreError::Backend(format!("bad prefix of {name}")))?;
+        defs.push(
+            spec.to_object(prefix)
+                .map_err(|e| StoreError::Backend(format!("stored object {name}: {}", e.message)))?,
+        );
+    }
+    let mut stmt = conn
+        .prepare("SELECT object, name, spec FROM meta_fields ORDER BY seq")
+        .map_err(backend)?;
+    let fields = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    for (object, name, spec) in fields {
+        let spec: CustomFieldSpec = serde_json::from_str(&spec)
+            .map_err(|e| StoreError::Backend(format!("stored spec of {object}.{name}: {e}")))?;
+        let f = spec.to_field(&name).map_err(|e| {
+            StoreError::Backend(format!("stored field {object}.{name}: {}", e.message))
+        })?;
+        let o: &mut ObjectDef = defs
+            .iter_mut()
+            .find(|o| o.name.eq_ignore_ascii_case(&object))
+            .ok_or_else(|| {
+                StoreError::Backend(format!("stored field {name} of unknown object {object}"))
+            })?;
+        o.push_field(f)
+            .map_err(|e| StoreError::Backend(e.message))?;
+    }
+    let generation: u64 = conn
+        .query_row(
+            "SELECT value FROM meta_kv WHERE key = 'schema_generation'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    Schema::build(defs, generation)
+        .map_err(|e| StoreError::Backend(format!("stored metadata is inconsistent: {}", e.message)))
+}
+
+/// Creates missing tables and columns for every object of the schema (new standard fields after an
+/// upgrade arrive this way).
+fn sync_tables(conn: &Connection, schema: &Schema) -> StoreResult<()> {
+    for o in schema.objects() {
+        if o.kind == model::ObjectKind::PlatformEvent {
+            continue;
+        }
+        let table = o.table();
+        let mut stmt = conn
+            .prepare(&format!("PRAGMA table_info({})", ident(&table)))
+            .map_err(backend)?;
+        let existing: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(1))
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        if existing.is_empty() {
+            for sql in ddl::create_object_sql(o) {
+                conn.execute(&sql, []).map_err(backend)?;
+            }
+            continue;
+        }
+        for f in &o.fields {
+            if !existing.iter().any(|c| c.eq_ignore_ascii_case(f.column())) {
+                for sql in ddl::add_field_sql(o, f) {
+                    conn.execute(&sql, []).map_err(backend)?;
+                }
+            } else if let Some(sql) = ddl::index_sql(o, f) {
+                conn.execute(&sql, []).map_err(backend)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and starts the writer thread.
+    /// Must be called inside a Tokio runtime.
+    pub fn open(path: &Path, options: Options) -> StoreResult<Arc<SqliteStore>> {
+        let conn = open_conn(path, options.durable).map_err(backend)?;
+        conn.execute_batch(ddl::SYSTEM_TABLES).map_err(backend)?;
+        for (table, column, sql) in ddl::UPGRADES {
+            let has: bool = conn
+                .prepare(&format!(
+                    "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
+                ))
+                .and_then(|mut s| s.exists([]))
+                .map_err(backend)?;
+            if !has {
+                conn.execute_batch(sql).map_err(backend)?;
+            }
+        }
+        conn.execute_batch(ddl::LATE_INDEXES).map_err(backend)?;
+        let marker = match conn.query_row(
+            "SELECT value FROM meta_kv WHERE key = 'org_marker'",
+            [],
+            |r| r.get::<_, String>(0),
+        ) {
+            Ok(m) => OrgMarker::parse(&m).ok_or_else(|| {
+                StoreError::Backend(format!("stored org marker {m:?} is invalid"))
+            })?,
+            Err(rusqlite::Error::QueryReturnedNoRows) => {
+                let m = OrgMarker::random();
+                conn.execute(
+                    "INSERT INTO meta_kv (key, value) VALUES ('org_marker', ?1)",
+                    [m.as_str()],
+                )
+                .map_err(backend)?;
+                m
+            }
+            Err(e) => return Err(backend(e)),
+        };
+        let schema = load_schema(&conn)?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+        sync_tables(&conn, &schema)?;
+        conn.execute_batch("COMMIT").map_err(backend)?;
+        let schema = Arc::new(ArcSwap::from_pointee(schema));
+        let mut readers = Vec::new();
+        for _ in 0..options.readers.max(1) {
+            let r = open_conn(path, options.durable).map_err(backend)?;
+            r.pragma_update(None, "query_only", "ON").map_err(backend)?;
+            readers.push(Mutex::new(Reader {
+                conn: r,
+                snapshot: None,
+            }));
+        }
+        let readers = Arc::new(readers);
+        let commits = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            .map_err(backend)?;
+        let checkpointer = open_conn(path, options.durable).map_err(backend)?;
+        let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let checkpoints = std::thread::Builder::new()
+            .name("conflux-checkpoint".into())
+            .spawn(move || {
+                // One checkpoint per wake-up; wake-ups during a checkpoint coalesce into one.
+                for () in checkpoint_rx.iter() {
+                    if let Err(e) =
+                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
+        let janitor = {
+            let (readers, commits, stop) = (readers.clone(), commits.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("conflux-readers".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        release_stale(&readers, commits.load(Ordering::Acquire));
+                    }
+                })
+                .map_err(|e| StoreError::Backend(format!("cannot start the reader janitor: {e}")))?
+        };
+        let (tx, rx) = mpsc::channel(QUEUE_LEN);
+        let writer_schema = schema.clone();
+        let writer_commits = commits.clone();
+        let handle = std::thread::Builder::new()
+            .name("conflux-writer".into())
+            .spawn(move || {
+                writer_loop(
+                    conn,
+                    rx,
+                    writer_schema,
+                    marker,
+                    writer_commits,
+                    checkpoint_tx,
+                )
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        Ok(Arc::new(SqliteStore {
+            path: path.to_path_buf(),
+            schema,
+            marker,
+            readers,
+            commits,
+            stop,
+            janitor: Mutex::new(Some(janitor)),
+            checkpoints: Mutex::new(Some(checkpoints)),
+            next_reader: AtomicUsize::new(0),
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+        }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many pooled readers hold an open read transaction (for tests and diagnostics).
+    pub fn open_snapshots(&self) -> usize {
+        self.readers
+            .iter()
+            .filter(|r| r.try_lock().is_none_or(|r| r.snapshot.is_some()))
+            .count()
+    }
+
+    /// Stops accepting writes, lets the writer finish what is queued, and waits for it.
+    /// Blocks: call it from a blocking context at shutdown.
+    pub fn close(&self) {
+        drop(self.jobs.lock().take());
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.checkpoints.lock().take() {
+            let _ = h.join();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.janitor.lock().take() {
+            let _ = h.join();
+        }
+        release_stale(&self.readers, u64::MAX);
+    }
+}
+
+/// A pooled read connection and the commit count its open read transaction started at.
+///
+/// A reader keeps its read transaction (its snapshot) open between requests as long as nothing
+/// was committed since it began: beginning and ending a SQLite read transaction takes file locks
+/// and was the largest cost of a GET by id. Any commit makes the snapshot stale; the next read
+/// starts a new transaction, and the janitor thread ends stale idle ones so they never hold back
+/// WAL checkpoints for long.
+struct Reader {
+    conn: Connection,
+    snapshot: Option<u64>,
+}
+
+/// Ends the read transactions of idle readers whose snapshot predates commit `current`.
+fn release_stale(readers: &[Mutex<Reader>], current: u64) {
+    for r in readers {
+        if let Some(mut r) = r.try_lock() {
+            if r.snapshot.is_some_and(|s| s != current) {
+                if !r.conn.is_autocommit() {
+                    let _ = exec(&r.conn, "COMMIT");
+                }
+                r.snapshot = None;
+            }
+        }
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::Receiver<WriteJob>,
+    schema: Arc<ArcSwap<Schema>>,
+    marker: OrgMarker,
+    commits: Arc<AtomicU64>,
+    checkpoint: std::sync::mpsc::SyncSender<()>,
+) {
+    let mut seqs: HashMap<String, u64> = HashMap::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, batch, &schema, marker, &mut seqs, &commits);
+        // Full means a checkpoint is already pending.
+        let _ = checkpoint.try_send(());
+    }
+    tracing::debug!("writer stopped");
+}
+
+/// Runs a statement through the statement cache (the writer runs the same few transaction-control
+/// statements for every job; parsing them from text each time is measurable).
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+fn run_batch(
+    conn: &Connection,
+    batch: Vec<WriteJob>,
+    schema: &ArcSwap<Schema>,
+    marker: OrgMarker,
+    seqs: &mut HashMap<String, u64>,
+    commits: &AtomicU64,
+) {
+    let mut working = schema.load_full();
+    let mut changed = false;
+    let mut done: Vec<Box<dyn FnOnce(StoreResult<()>) + Send>> = Vec::with_capacity(batch.len());
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        let err = backend(e);
+        drop(batch);
+        tracing::error!(error = %err, "cannot begin a write transaction");
+        return;
+    }
+    let seqs_before = seqs.clone();
+    for job in batch {
+        if exec(conn, "SAVEPOINT job").is_err() {
+            continue;
+        }
+        let mut w = WConn {
+            read: Conn {
+                conn,
+                schema: working.clone(),
+                marker,
+            },
+            seqs,
+            schema_changed: false,
+            savepoints: Vec::new(),
+            insert_stmt: None,
+            update_stmt: None,
+            insert_many_stmt: None,
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut w)));
+        let (schema_after, schema_changed) = (w.read.schema.clone(), w.schema_changed);
+        match outcome {
+            Ok(d) if d.keep => {
+                let _ = exec(conn, "RELEASE job");
+                if schema_changed {
+                    working = schema_after;
+                    changed = true;
+                }
+                done.push(d.after_commit);
+            }
+            Ok(d) => {
+                let _ = exec(conn, "ROLLBACK TO job").and_then(|_| exec(conn, "RELEASE job"));
+                done.push(d.after_commit);
+            }
+            Err(_) => {
+                tracing::error!("a write job panicked; its changes were rolled back");
+                let _ = exec(conn, "ROLLBACK TO job").and_then(|_| exec(conn, "RELEASE job"));
+            }
+        }
+    }
+    let mut commit = Ok(());
+    if changed {
+        commit = conn
+            .execute("INSERT INTO meta_kv (key, value) VALUES ('schema_generation', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [working.generation.to_string()])
+            .map(|_| ())
+            .map_err(backend);
+    }
+    if commit.is_ok() {
+        commit = exec(conn, "COMMIT").map_err(backend);
+    }
+    match &commit {
+        Ok(()) => {
+            if changed {
+                schema.store(working);
+            }
+            // Before anyone hears of this commit: a read that starts after an acknowledgement
+            // must not reuse a snapshot from before it.
+            commits.fetch_add(1, Ordering::Release);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "commit failed; the batch was rolled back");
+            let _ = exec(conn, "ROLLBACK");
+            *seqs = seqs_before;
+        }
+    }
+    for d in done {
+        let r = match &commit {
+            Ok(()) => Ok(()),
+            Err(e) => Err(StoreError::Backend(e.to_string())),
+        };
+        d(r);
+    }
+}
+
+impl Store for SqliteStore {
+    fn schema(&self) -> Arc<Schema> {
+        self.schema.load_full()
+    }
+
+    fn marker(&self) -> OrgMarker {
+        self.marker
+    }
+
+    fn read_dyn(&self, f: &mut dyn FnMut(&dyn ReadTx)) {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let mut guard = (0..n)
+            .find_map(|k| self.readers[(start + k) % n].try_lock())
+            .unwrap_or_else(|| self.readers[start % n].lock());
+        let schema = self.schema.load_full();
+        let reader = &mut *guard;
+        // One read transaction per read, so multi-statement reads see one snapshot; reused
+        // while nothing was committed since it began (see `Reader`).
+        let current = self.commits.load(Ordering::Acquire);
+        let reusable = reader.snapshot == Some(current) && !reader.conn.is_autocommit();
+        if !reusable {
+            if !reader.conn.is_autocommit() {
+                let _ = exec(&reader.conn, "COMMIT");
+            }
+            reader.snapshot = exec(&reader.conn, "BEGIN").ok().map(|_| current);
+        }
+        let view = Conn {
+            conn: &reader.conn,
+            schema,
+            marker: self.marker,
+        };
+        f(&view);
+        if reader.conn.is_autocommit() {
+            // A failed statement ended the transaction; start afresh next time.
+            reader.snapshot = None;
+        }
+    }
+
+    fn data_dir(&self) -> Option<PathBuf> {
+        self.path.parent().map(Path::to_path_buf)
+    }
+
+    fn submit(&self, job: WriteJob) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {
+        let sender = self.jobs.lock().clone();
+        Box::pin(async move {
+            match sender {
+                Some(s) => s.send(job).await.map_err(|_| StoreError::Closed),
+                None => Err(StoreError::Closed),
+            }
+        })
+    }
+}

@@ -1,0 +1,332 @@
+//! Tests of the SQLite store: round trips, group-commit isolation, metadata persistence.
+
+use std::sync::Arc;
+
+use model::spec::{CustomFieldSpec, CustomObjectSpec};
+use model::{ApiError, ErrorCode, Value};
+use store::Store;
+
+use crate::{Options, SqliteStore};
+
+fn open(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+    SqliteStore::open(&dir.path().join("org.db"), Options::default()).unwrap()
+}
+
+fn name_values(o: &model::ObjectDef, name: &str) -> Vec<(usize, Value)> {
+    vec![(o.field_index("Name").unwrap(), Value::Text(name.into()))]
+}
+
+#[tokio::test]
+async fn insert_then_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: &dyn Store = &*s;
+    let account = st.schema().object("Account").unwrap().clone();
+    let a = account.clone();
+    let seq = st
+        .write(move |tx| Ok(tx.insert(&a, &name_values(&a, "Acme"))?))
+        .await
+        .unwrap();
+    let name = account.field_index("Name").unwrap();
+    let id = account.field_index("Id").unwrap();
+    let row = st
+        .read(|tx| tx.get(&account, seq, &[id, name]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.values[1], Value::Text("Acme".into()));
+    match &row.values[0] {
+        Value::Id(i) => assert_eq!(i.prefix().as_str(), "001"),
+        other => panic!("{other:?}"),
+    }
+    let found = st
+        .read(|tx| tx.find_by_field(&account, name, &Value::Text("ACME".into()), false, 10))
+        .unwrap();
+    assert_eq!(found, vec![seq], "text equality is case-insensitive");
+}
+
+#[tokio::test]
+async fn a_failed_job_does_not_spoil_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: Arc<dyn Store> = s.clone();
+    let account = st.schema().object("Account").unwrap().clone();
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        let st = st.clone();
+        let a = account.clone();
+        handles.push(tokio::spawn(async move {
+            st.write(move |tx| {
+                tx.insert(&a, &name_values(&a, &format!("A{i}")))?;
+                if i % 5 == 0 {
+                    return Err(ApiError::new(ErrorCode::InvalidInput, "refused"));
+                }
+                Ok(())
+            })
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for h in handles {
+        if h.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 40);
+    let name = account.field_index("Name").unwrap();
+    let count = (0..50)
+        .filter(|i| {
+            !st.read(|tx| tx.find_by_field(&account, name, &Value::Text(format!("A{i}")), true, 1))
+                .unwrap()
+                .is_empty()
+        })
+        .count();
+    assert_eq!(
+        count, 40,
+        "rows of failed jobs were rolled back, the others kept"
+    );
+}
+
+#[tokio::test]
+async fn custom_metadata_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(&dir);
+        let st: &dyn Store = &*s;
+        let spec = CustomObjectSpec {
+            full_name: "Invoice__c".into(),
+            label: Some("Invoice".into()),
+            ..Default::default()
+        };
+        let prefix = st.schema().next_custom_prefix();
+        let def = spec.to_object(prefix).unwrap();
+        let json = serde_json::to_string(&spec).unwrap();
+        st.write(move |tx| Ok(tx.create_object(&def, &json)?))
+            .await
+            .unwrap();
+        let fspec: CustomFieldSpec = serde_json::from_value(
+            serde_json::json!({"type": "Text", "length": 20, "externalId": true, "unique": true}),
+        )
+        .unwrap();
+        let f = fspec.to_field("Ext__c").unwrap();
+        let json = serde_json::to_string(&fspec).unwrap();
+        st.write(move |tx| Ok(tx.add_field("invoice__c", &f, &json)?))
+            .await
+            .unwrap();
+        let o = st.schema().object("Invoice__c").unwrap().clone();
+        assert!(o.field("ext__c").is_some());
+        let ext = o.field_index("Ext__c").unwrap();
+        let o2 = o.clone();
+        st.write(move |tx| Ok(tx.insert(&o2, &[(ext, Value::Text("X-1".into()))])?))
+            .await
+            .unwrap();
+        let o3 = o.clone();
+        let dup = st
+            .write(move |tx| Ok(tx.insert(&o3, &[(ext, Value::Text("x-1".into()))])?))
+            .await;
+        assert!(
+            dup.is_err(),
+            "unique external id is enforced case-insensitively"
+        );
+        s.close();
+    }
+    let s = open(&dir);
+    let o = s.schema().object("Invoice__c").unwrap().clone();
+    assert_eq!(o.key_prefix.as_str(), "a00");
+    assert!(o.field("Ext__c").unwrap().external_id);
+    let st: &dyn Store = &*s;
+    let ext = o.field_index("Ext__c").unwrap();
+    assert_eq!(
+        st.read(|tx| tx.find_by_field(&o, ext, &Value::Text("X-1".into()), false, 5))
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn sequences_are_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: &dyn Store = &*s;
+    let a = st.schema().object("Account").unwrap().clone();
+    let a1 = a.clone();
+    let first = st
+        .write(move |tx| Ok(tx.insert(&a1, &name_values(&a1, "x"))?))
+        .await
+        .unwrap();
+    let a2 = a.clone();
+    st.write(move |tx| Ok(tx.hard_delete(&a2, first)?))
+        .await
+        .unwrap();
+    s.close();
+    let s = open(&dir);
+    let st: &dyn Store = &*s;
+    let a3 = a.clone();
+    let second = st
+        .write(move |tx| Ok(tx.insert(&a3, &name_values(&a3, "y"))?))
+        .await
+        .unwrap();
+    assert!(second > first);
+}
+
+#[tokio::test]
+async fn reads_after_an_acknowledged_write_see_it_on_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: &dyn Store = &*s;
+    let account = st.schema().object("Account").unwrap().clone();
+    let name = account.field_index("Name").unwrap();
+    // Warm every pooled reader so each holds a snapshot from before the write.
+    for _ in 0..32 {
+        assert!(st
+            .read(|tx| tx.find_by_field(&account, name, &Value::Text("late".into()), false, 5))
+            .unwrap()
+            .is_empty());
+    }
+    let a = account.clone();
+    st.write(move |tx| Ok(tx.insert(&a, &name_values(&a, "late"))?))
+        .await
+        .unwrap();
+    for _ in 0..32 {
+        let found = st
+            .read(|tx| tx.find_by_field(&account, name, &Value::Text("late".into()), false, 5))
+            .unwrap();
+        assert_eq!(
+            found.len(),
+            1,
+            "a reader served a snapshot from before an acknowledged commit"
+        );
+    }
+}
+
+#[tokio::test]
+async fn stale_reader_snapshots_are_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: &dyn Store = &*s;
+    let account = st.schema().object("Account").unwrap().clone();
+    let name = account.field_index("Name").unwrap();
+    for _ in 0..16 {
+        st.read(|tx| tx.find_by_field(&account, name, &Value::Text("x".into()), false, 1))
+            .unwrap();
+    }
+    let a = account.clone();
+    st.write(move |tx| Ok(tx.insert(&a, &name_values(&a, "x"))?))
+        .await
+        .unwrap();
+    // The janitor runs every 200 ms; give it a few rounds.
+    let mut released = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if s.open_snapshots() == 0 {
+            released = true;
+            break;
+        }
+    }
+    assert!(
+        released,
+        "idle readers still hold snapshots from before the last commit"
+    );
+}
+
+#[tokio::test]
+async fn nested_savepoints_roll_back_only_their_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: &dyn Store = &*s;
+    let account = st.schema().object("Account").unwrap().clone();
+    let a = account.clone();
+    st.write(move |tx| {
+        tx.insert(&a, &name_values(&a, "kept-1"))?;
+        tx.savepoint()?;
+        tx.insert(&a, &name_values(&a, "undone"))?;
+        tx.rollback_savepoint()?;
+        tx.savepoint()?;
+        tx.insert(&a, &name_values(&a, "kept-2"))?;
+        tx.savepoint()?;
+        tx.insert(&a, &name_values(&a, "undone-inner"))?;
+        tx.rollback_savepoint()?;
+        tx.release_savepoint()?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let name = account.field_index("Name").unwrap();
+    let has = |n: &str| {
+        !st.read(|tx| tx.find_by_field(&account, name, &Value::Text(n.into()), false, 1))
+            .unwrap()
+            .is_empty()
+    };
+    assert!(has("kept-1") && has("kept-2"));
+    assert!(!has("undone") && !has("undone-inner"));
+}
+
+#[tokio::test]
+async fn bulk_lookups_and_rows_agree_with_the_single_row_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: &dyn Store = &*s;
+    let account = st.schema().object("Account").unwrap().clone();
+    let a = account.clone();
+    let seqs = st
+        .write(move |tx| {
+            let mut out = Vec::new();
+            for n in ["Acme", "acme", "Beta", "Gone"] {
+                out.push(tx.insert(&a, &name_values(&a, n))?);
+            }
+            let deleted = a.field_index("IsDeleted").unwrap();
+            tx.update(&a, out[3], &[(deleted, Value::Bool(true))])?;
+            Ok(out)
+        })
+        .await
+        .unwrap();
+    let name = account.field_index("Name").unwrap();
+    let keys: Vec<Value> = ["ACME", "beta", "gone", "none"]
+        .iter()
+        .map(|k| Value::Text(k.to_string()))
+        .collect();
+    let many = st
+        .read(|tx| tx.find_keys(&account, name, &keys, 2))
+        .unwrap();
+    let one_by_one: Vec<Vec<u64>> = keys
+        .iter()
+        .map(|k| {
+            st.read(|tx| tx.find_by_field(&account, name, k, false, 2))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(many, one_by_one);
+    assert_eq!(many[0], vec![seqs[0], seqs[1]]);
+    let exists = st
+        .read(|tx| tx.exists_many(&account, &[seqs[0], seqs[3], 999_999]))
+        .unwrap();
+    assert_eq!(exists, vec![Some(false), Some(true), None]);
+
+    // Full rows, one at a time and several at once (all or nothing).
+    let a = account.clone();
+    let marker = st.marker();
+    let written = st
+        .write(move |tx| {
+            let row = |tx: &mut dyn store::WriteTx, n: &str| {
+                let seq = tx.next_seq(&a)?;
+                let mut v = vec![Value::Null; a.fields.len()];
+                v[a.field_index("Id").unwrap()] =
+                    Value::Id(model::Id::new(a.key_prefix, marker, seq));
+                v[a.field_index("Name").unwrap()] = Value::Text(n.into());
+                v[a.field_index("IsDeleted").unwrap()] = Value::Bool(false);
+                Ok::<_, store::StoreError>(v)
+            };
+            let r1 = row(tx, "Full one")?;
+            tx.insert_full(&a, &r1)?;
+            let r2 = row(tx, "Full two")?;
+            let r3 = row(tx, "Full three")?;
+            tx.insert_full_many(&a, &[&r2, &r3])?;
+            Ok(())
+        })
+        .await;
+    assert!(written.is_ok(), "{written:?}");
+    let found = st
+        .read(|tx| tx.find_keys(&account, name, &[Value::Text("full TWO".into())], 5))
+        .unwrap();
+    assert_eq!(found[0].len(), 1);
+}

@@ -1,0 +1,377 @@
+//! Benchmarks (see bench/README.md): each compares Conflux with a peer or a physical ceiling
+//! measured in the same run, and prints a Markdown table for BENCHMARKS.md.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{anyhow, bail, Context, Result};
+use test_support::{Server, CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
+
+/// Runs the named benchmark.
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("rest") => rest(root, args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10)),
+        Some("bulk") => bulk(
+            root,
+            args.get(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000),
+        ),
+        other => bail!("unknown benchmark {other:?}; available: rest, bulk"),
+    }
+}
+
+fn ensure_wrk() -> Result<()> {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("    wrk not found; installing it with apt-get (Debian package wrk)");
+    let ok = Command::new("sh").args(["-c", "apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y wrk >/dev/null 2>&1)"]).status()?.success();
+    if !ok {
+        bail!("could not install wrk; install it (apt-get install wrk) and run again");
+    }
+    Ok(())
+}
+
+/// One wrk run's figures.
+#[derive(Debug, Clone, Copy)]
+struct Wrk {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn millis(s: &str) -> f64 {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "ms"));
+    let v: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => v / 1000.0,
+        "s" => v * 1000.0,
+        "m" => v * 60_000.0,
+        _ => v,
+    }
+}
+
+fn wrk(
+    url: &str,
+    secs: u32,
+    conns: u32,
+    token: Option<&str>,
+    script: Option<&Path>,
+) -> Result<Wrk> {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "-t2",
+        &format!("-c{conns}"),
+        &format!("-d{secs}s"),
+        "--latency",
+    ]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    cmd.arg(url);
+    let out = cmd.output().context("cannot run wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if text.contains("Non-2xx or 3xx responses") {
+        bail!("wrk saw error responses from {url}:\n{text}");
+    }
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow!("unexpected wrk output:\n{text}"))?;
+    let pct = |p: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(p).map(millis))
+            .unwrap_or(f64::NAN)
+    };
+    Ok(Wrk {
+        rps,
+        p50_ms: pct("50%"),
+        p99_ms: pct("99%"),
+    })
+}
+
+struct Ceiling(Child, String);
+
+impl Ceiling {
+    fn start(bin: &Path) -> Result<Ceiling> {
+        let mut child = Command::new(bin)
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?)
+            .read_line(&mut line)?;
+        let url = line
+            .trim()
+            .strip_prefix("http: ")
+            .ok_or_else(|| anyhow!("ceiling printed {line:?}"))?
+            .to_string();
+        Ok(Ceiling(child, url))
+    }
+}
+
+impl Drop for Ceiling {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rest(root: &Path, secs: u32) -> Result<()> {
+    ensure_wrk()?;
+    eprintln!("==> building release binaries (conflux, bench helpers)");
+    crate::run(Command::new("cargo").args(["build", "--release", "-p", "conflux", "-p", "bench"]))?;
+    let rel = root.join("target/release");
+    let work = test_support::scratch_dir("bench-rest")?;
+    let data = work.join("data");
+    std::fs::create_dir_all(&data)?;
+
+    eprintln!(
+        "==> single-commit fsync rate (SQLite WAL, synchronous=FULL) in {}",
+        work.display()
+    );
+    let out = Command::new(rel.join("fsync_rate")).arg(&work).output()?;
+    let fsync: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("fsync_rate output")?;
+
+    eprintln!("==> ceiling: trivial handler, wrk -c64 -d{secs}s");
+    let ceiling = Ceiling::start(&rel.join("ceiling"))?;
+    let base_line = wrk(&format!("{}/", ceiling.1), secs, 64, None, None)?;
+    drop(ceiling);
+
+    let srv = Server::start_with(
+        &rel.join("conflux"),
+        &data,
+        &[],
+        &["--daily-api-requests", "1000000000"],
+    )?;
+    let prep = Command::new(rel.join("prepare"))
+        .args([&srv.http, USERNAME, PASSWORD, CLIENT_ID, CLIENT_SECRET])
+        .output()?;
+    let prep = String::from_utf8_lossy(&prep.stdout).to_string();
+    let mut lines = prep.lines();
+    let (Some(token), Some(id)) = (lines.next(), lines.next()) else {
+        bail!("prepare failed: {prep}")
+    };
+
+    eprintln!("==> GET /sobjects/Account/{{id}}, wrk -c64 -d{secs}s");
+    let get = wrk(
+        &format!("{}/services/data/v59.0/sobjects/Account/{id}", srv.http),
+        secs,
+        64,
+        Some(token),
+        None,
+    )?;
+
+    eprintln!("==> POST /sobjects/Account (durable creates), wrk -c64 -d{secs}s");
+    let script = work.join("post.lua");
+    std::fs::write(&script, "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{\"Name\":\"Bench Account\",\"Industry\":\"Technology\",\"NumberOfEmployees\":42}'\n")?;
+    let post = wrk(
+        &format!("{}/services/data/v59.0/sobjects/Account", srv.http),
+        secs,
+        64,
+        Some(token),
+        Some(&script),
+    )?;
+    srv.stop()?;
+    let _ = std::fs::remove_dir_all(&work);
+
+    let report = format!(
+        "| Measure | Result | Ratio |\n|---|---|---|\n\
+| Ceiling: trivial axum handler, `GET /` | {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms) | 1.00 |\n\
+| Conflux `GET /sobjects/Account/{{id}}` (auth + SQLite read + JSON) | {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms) | **{:.2}** of ceiling (goal ≥ 0.40) |\n\
+| Single-commit fsync rate (SQLite WAL, synchronous=FULL) | {:.0} commits/s | 1.00 |\n\
+| Conflux `POST /sobjects/Account`, 64 clients, durable (group commit) | {:.0} creates/s (p50 {:.2} ms, p99 {:.2} ms) | **{:.2}×** fsync rate (goal ≥ 3×) |\n",
+        base_line.rps, base_line.p50_ms, base_line.p99_ms,
+        get.rps, get.p50_ms, get.p99_ms, get.rps / base_line.rps,
+        fsync,
+        post.rps, post.p50_ms, post.p99_ms, post.rps / fsync
+    );
+    println!("\nbench rest ({secs} s per run, wrk -t2 -c64, load generator on the same 2 cores):\n\n{report}");
+    let out_dir = root.join("bench/out");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("rest.md"), &report)?;
+    Ok(())
+}
+
+fn ensure_sqlite3() -> Result<()> {
+    if Command::new("sqlite3").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("    sqlite3 not found; installing it with apt-get (Debian package sqlite3)");
+    let ok = Command::new("sh").args(["-c", "apt-get install -y sqlite3 >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y sqlite3 >/dev/null 2>&1)"]).status()?.success();
+    if !ok {
+        bail!("could not install sqlite3; install it (apt-get install sqlite3) and run again");
+    }
+    Ok(())
+}
+
+/// `sqlite3 .import` of `csv` into a fresh WAL database with the same 10 columns (a unique index on
+/// the external id when `unique`); returns the seconds it took.
+fn sqlite_import(work: &Path, csv: &Path, unique: bool) -> Result<f64> {
+    let db = work.join(if unique { "raw-unique.db" } else { "raw.db" });
+    let _ = std::fs::remove_file(&db);
+    let index = if unique {
+        "CREATE UNIQUE INDEX ix_external_id ON account(external_id);"
+    } else {
+        ""
+    };
+    let script = format!(
+        "PRAGMA journal_mode=WAL;\nCREATE TABLE account(id INTEGER PRIMARY KEY, external_id TEXT, name TEXT, email TEXT, amount REAL, created_at TEXT, is_active TEXT, category TEXT, score REAL, description TEXT);\n{index}\nBEGIN;\n.import --csv --skip 1 {} account\nCOMMIT;\n",
+        csv.display()
+    );
+    let t = std::time::Instant::now();
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(script.as_bytes())?;
+            c.wait_with_output()
+        })?;
+    let secs = t.elapsed().as_secs_f64();
+    if !out.status.success() || !out.stderr.is_empty() {
+        bail!(
+            "sqlite3 import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = std::fs::remove_file(&db);
+    let _ = std::fs::remove_file(db.with_extension("db-wal"));
+    let _ = std::fs::remove_file(db.with_extension("db-shm"));
+    Ok(secs)
+}
+
+struct BulkRun {
+    total: f64,
+    upload: f64,
+    processed: u64,
+    failed: u64,
+    hwm_kb: u64,
+}
+
+fn bulk(root: &Path, rows: u64) -> Result<()> {
+    ensure_sqlite3()?;
+    eprintln!("==> building release binaries (conflux, bench helpers)");
+    crate::run(Command::new("cargo").args(["build", "--release", "-p", "conflux", "-p", "bench"]))?;
+    let rel = root.join("target/release");
+    let work = test_support::scratch_dir("bench-bulk")?;
+    let csv = work.join("data.csv");
+    eprintln!(
+        "==> generating {rows} rows x 10 columns (seeded) into {}",
+        csv.display()
+    );
+    crate::run(
+        Command::new(rel.join("bulk_load"))
+            .arg("gen")
+            .arg(&csv)
+            .arg(rows.to_string()),
+    )?;
+    let size = std::fs::metadata(&csv)?.len();
+    // Warm the page cache for both contenders alike.
+    let _ = std::fs::read(&csv)?;
+
+    eprintln!("==> sqlite3 .import into a plain table, then into one with a unique index");
+    let raw_insert = sqlite_import(&work, &csv, false)?;
+    let raw_unique = sqlite_import(&work, &csv, true)?;
+
+    let data = work.join("data");
+    std::fs::create_dir_all(&data)?;
+    let srv = Server::start_with(
+        &rel.join("conflux"),
+        &data,
+        &[],
+        &["--daily-api-requests", "1000000000"],
+    )?;
+    eprintln!(
+        "==> Bulk API 2.0 insert and upsert jobs through HTTP (pid {})",
+        srv.pid()
+    );
+    let out = Command::new(rel.join("bulk_load"))
+        .args([
+            "run",
+            &srv.http,
+            USERNAME,
+            PASSWORD,
+            CLIENT_ID,
+            CLIENT_SECRET,
+        ])
+        .arg(srv.pid().to_string())
+        .arg(&csv)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!(
+            "bulk_load failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    srv.stop()?;
+    let mut runs = std::collections::HashMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [op, total, upload, processed, failed, hwm] = f.as_slice() {
+            runs.insert(
+                op.to_string(),
+                BulkRun {
+                    total: total.parse()?,
+                    upload: upload.parse()?,
+                    processed: processed.parse()?,
+                    failed: failed.parse()?,
+                    hwm_kb: hwm.parse()?,
+                },
+            );
+        }
+    }
+    let (Some(ins), Some(ups)) = (runs.get("insert"), runs.get("upsert")) else {
+        bail!("unexpected bulk_load output: {text}");
+    };
+    for r in [ins, ups] {
+        if r.processed != rows || r.failed != 0 {
+            bail!(
+                "a job processed {} rows with {} failures",
+                r.processed,
+                r.failed
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let mb = size as f64 / 1e6;
+    let rate = |secs: f64| rows as f64 / secs;
+    let report = format!(
+        "| Measure | Time | Rows/s | Ratio |\n|---|---|---|---|\n\
+| `sqlite3 .import`, plain table (10 columns) | {:.2} s | {:.0} | 1.00 |\n\
+| Conflux Bulk API 2.0 **insert** (create, upload {mb:.0} MB, close, until JobComplete) | {:.2} s (upload {:.2} s) | {:.0} | **{:.2}** of raw (goal ≥ 0.60) |\n\
+| `sqlite3 .import`, table with a unique index on the external id | {:.2} s | {:.0} | 1.00 |\n\
+| Conflux Bulk API 2.0 **upsert** on a unique external id (all rows new) | {:.2} s (upload {:.2} s) | {:.0} | **{:.2}** of raw (goal ≥ 0.50) |\n\
+| Server peak memory (VmHWM) after the insert job / after both jobs | {:.0} MB / {:.0} MB | | goal < 300 MB |\n",
+        raw_insert, rate(raw_insert),
+        ins.total, ins.upload, rate(ins.total), raw_insert / ins.total,
+        raw_unique, rate(raw_unique),
+        ups.total, ups.upload, rate(ups.total), raw_unique / ups.total,
+        ins.hwm_kb as f64 / 1024.0, ups.hwm_kb as f64 / 1024.0,
+    );
+    println!("\nbench bulk ({rows} rows, {mb:.0} MB CSV):\n\n{report}");
+    let out_dir = root.join("bench/out");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("bulk.md"), &report)?;
+    Ok(())
+}

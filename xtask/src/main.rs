@@ -1,0 +1,130 @@
+//! Project automation (`cargo xtask <command>`): the whole test suite CI runs, the real-client
+//! conformance suites against a freshly started server, tidy checks, benchmarks.
+
+mod bench;
+mod tidy;
+
+use test_support as server;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  test           everything CI runs: formatting, tidy, unit and integration tests, conformance
+  conformance    start a fresh server and run the real-client suites in conformance/
+  tidy           project conventions (every Rust file starts with a //! line, …)
+  bench <name>   run a benchmark from bench/ (rest)";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("conformance") => conformance(),
+        Some("tidy") => tidy::run(&root()),
+        Some("bench") => bench::run(&root(), &args[1..]),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, failing with its name if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let t = Instant::now();
+    eprintln!("==> {name}");
+    f().with_context(|| format!("step '{name}' failed"))?;
+    eprintln!("    {name}: ok in {:.0?}", t.elapsed());
+    Ok(())
+}
+
+fn has_nextest() -> bool {
+    Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn test() -> Result<()> {
+    let t = Instant::now();
+    step("formatting (cargo fmt --check)", || {
+        run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
+    })?;
+    step("tidy", || tidy::run(&root()))?;
+    step("build", || {
+        run(Command::new("cargo").args(["build", "--workspace", "--bins"]))
+    })?;
+    step("unit and integration tests", || {
+        if has_nextest() {
+            run(Command::new("cargo").args(["nextest", "run", "--workspace", "--no-fail-fast"]))
+        } else {
+            eprintln!("    cargo-nextest not found; using cargo test");
+            run(Command::new("cargo").args(["test", "--workspace", "--no-fail-fast"]))
+        }
+    })?;
+    step(
+        "conformance (real clients against a fresh server)",
+        conformance,
+    )?;
+    eprintln!("==> all checks passed in {:.0?}", t.elapsed());
+    Ok(())
+}
+
+fn conformance() -> Result<()> {
+    let root = root();
+    let bin = root.join("target/debug/conflux");
+    if !bin.exists() {
+        run(Command::new("cargo").args(["build", "--package", "conflux"]))?;
+    }
+    let work = server::scratch_dir("conformance")?;
+    let (key, cert) = server::jwt_key_pair(&work)?;
+    let srv = server::Server::start(
+        &bin,
+        &work.join("data"),
+        &[(
+            "CONFLUX_CLIENT_CERT_FILE",
+            cert.to_str().unwrap_or_default(),
+        )],
+    )?;
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("conformance/run.sh"));
+    for (k, v) in srv.client_env() {
+        cmd.env(k, v);
+    }
+    cmd.env("CONFLUX_JWT_KEY_FILE", &key);
+    let result = run(&mut cmd);
+    let stopped = srv.stop();
+    result?;
+    stopped.context("the server did not shut down cleanly after the conformance run")?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
