@@ -19,7 +19,11 @@ fn conflux(args: &[&str], conn: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn lines(path: &Path) -> usize {
@@ -46,42 +50,120 @@ fn bulk_load_and_export_with_failures_reported() {
     body.push_str(&format!("Too long,{},2\n", "x".repeat(30)));
     std::fs::write(&csv, body).unwrap();
     let results = dir.join("results");
-    let password_login = ["--url", &org.srv.http, "--username", USERNAME, "--password", PASSWORD, "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET];
+    let password_login = [
+        "--url",
+        &org.srv.http,
+        "--username",
+        USERNAME,
+        "--password",
+        PASSWORD,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret",
+        CLIENT_SECRET,
+    ];
     let out = conflux(
-        &["bulk", "load", "--object", "Account", "--operation", "insert", "--file", csv.to_str().unwrap(), "--results-dir", results.to_str().unwrap()],
+        &[
+            "bulk",
+            "load",
+            "--object",
+            "Account",
+            "--operation",
+            "insert",
+            "--file",
+            csv.to_str().unwrap(),
+            "--results-dir",
+            results.to_str().unwrap(),
+        ],
         &password_login,
     );
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "some rows failed: {t}");
     assert!(t.contains("50 rows succeeded, 2 failed"), "{t}");
-    assert!(t.contains("REQUIRED_FIELD_MISSING"), "the summary names the errors: {t}");
+    assert!(
+        t.contains("REQUIRED_FIELD_MISSING"),
+        "the summary names the errors: {t}"
+    );
     assert_eq!(lines(&results.join("success.csv")), 51);
     assert_eq!(lines(&results.join("failed.csv")), 3);
-    assert_eq!(org.count("SELECT COUNT() FROM Account WHERE Name LIKE 'CLI Account%'"), 50);
+    assert_eq!(
+        org.count("SELECT COUNT() FROM Account WHERE Name LIKE 'CLI Account%'"),
+        50
+    );
 
     // Upsert through HTTPS with the generated CA and client-credentials login.
     let upsert = dir.join("upsert.csv");
     std::fs::write(&upsert, "Code__c;Name\nC-1;Renamed One\nC-new;Brand New\n").unwrap();
     let ca = org.srv.ca.to_str().unwrap().to_string();
     let out = conflux(
-        &["bulk", "load", "--object", "Account", "--operation", "upsert", "--external-id", "Code__c", "--delimiter", "semicolon", "--file", upsert.to_str().unwrap(), "--results-dir", dir.join("r2").to_str().unwrap()],
-        &["--url", &org.srv.https, "--ca-file", &ca, "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET],
+        &[
+            "bulk",
+            "load",
+            "--object",
+            "Account",
+            "--operation",
+            "upsert",
+            "--external-id",
+            "Code__c",
+            "--delimiter",
+            "semicolon",
+            "--file",
+            upsert.to_str().unwrap(),
+            "--results-dir",
+            dir.join("r2").to_str().unwrap(),
+        ],
+        &[
+            "--url",
+            &org.srv.https,
+            "--ca-file",
+            &ca,
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            CLIENT_SECRET,
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(org.count("SELECT COUNT() FROM Account WHERE Name IN ('Renamed One', 'Brand New')"), 2);
+    assert_eq!(
+        org.count("SELECT COUNT() FROM Account WHERE Name IN ('Renamed One', 'Brand New')"),
+        2
+    );
 
     // Export with a session token, over several result pages.
     let exported = dir.join("export.csv");
     let out = conflux(
-        &["bulk", "export", "--query", "SELECT Name, Code__c FROM Account WHERE Code__c != null", "--out", exported.to_str().unwrap(), "--page-size", "20"],
+        &[
+            "bulk",
+            "export",
+            "--query",
+            "SELECT Name, Code__c FROM Account WHERE Code__c != null",
+            "--out",
+            exported.to_str().unwrap(),
+            "--page-size",
+            "20",
+        ],
         &["--url", &org.srv.http, "--session-id", &org.token],
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("exported 51 rows"), "{}", text(&out));
-    assert_eq!(lines(&exported), 52, "one header and 51 rows, though the pages each had a header");
+    assert_eq!(
+        lines(&exported),
+        52,
+        "one header and 51 rows, though the pages each had a header"
+    );
 
     // Bad credentials fail with a clear message and exit status 1.
-    let out = conflux(&["bulk", "export", "--query", "SELECT Id FROM Account", "--out", "/dev/null"], &["--url", &org.srv.http, "--session-id", "garbage"]);
+    let out = conflux(
+        &[
+            "bulk",
+            "export",
+            "--query",
+            "SELECT Id FROM Account",
+            "--out",
+            "/dev/null",
+        ],
+        &["--url", &org.srv.http, "--session-id", "garbage"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("INVALID_SESSION_ID"), "{}", text(&out));
 }

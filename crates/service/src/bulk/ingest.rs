@@ -641,7 +641,14 @@ impl IngestPlan {
                     }
                     match insert_bulk_check(tx, p, &o, &shape, &mut row, now, &mut cache) {
                         Ok(seq) => {
-                            batch.push(tx, &o, (k, seq, row, None), &mut out, &mut created_keys, spent)?;
+                            batch.push(
+                                tx,
+                                &o,
+                                (k, seq, row, None),
+                                &mut out,
+                                &mut created_keys,
+                                spent,
+                            )?;
                             continue;
                         }
                         Err(e) => row_error(e, None)?,

@@ -430,8 +430,9 @@ impl Bulk {
             }
             if inflight.len() < WRITES_IN_FLIGHT {
                 if let Some(h) = pending.pop_front() {
-                    let (meta, prepared) =
-                        h.await.map_err(|e| format!("validation task failed: {e}"))?;
+                    let (meta, prepared) = h
+                        .await
+                        .map_err(|e| format!("validation task failed: {e}"))?;
                     if self.stopping() {
                         return Ok(Done::Stopped);
                     }
