@@ -50,10 +50,6 @@ from support import (
     soql_quote,
 )
 
-# Bulk API 1.0 (/services/async) is the part of issue 3 still being built: these tests
-# must fail until it lands (strict xfail turns an unexpected pass into a failure).
-BULK1_PENDING = pytest.mark.xfail(strict=True, reason="Bulk API 1.0 not implemented yet (issue 3)")
-
 DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 WAIT_S = 1  # simple-salesforce's poll interval argument (its default is 5 s)
 
@@ -339,7 +335,6 @@ def job_requests(seen: list) -> list[dict]:
     return [json.loads(r.request.body) for r in _job_posts(seen)]
 
 
-@BULK1_PENDING
 def test_bulk1_insert_parallel_in_several_batches(bulk_sf, sf, run_id):
     seen = record_responses(bulk_sf)
     tag = f"b1ins-{run_id}"
@@ -371,7 +366,6 @@ def test_bulk1_insert_parallel_in_several_batches(bulk_sf, sf, run_id):
     assert close.json()["state"] == "Closed"
 
 
-@BULK1_PENDING
 def test_bulk1_update_serial(bulk_sf, sf, run_id):
     ids = [sf.Account.create({"Name": f"b1upd-{run_id}-{i}"})["id"] for i in range(3)]
     seen = record_responses(bulk_sf)
@@ -388,7 +382,6 @@ def test_bulk1_update_serial(bulk_sf, sf, run_id):
         assert (rec["Name"], rec["NumberOfEmployees"]) == (f"b1upd-{run_id}-{n}-v2", n)
 
 
-@BULK1_PENDING
 def test_bulk1_upsert_and_delete(bulk_sf, sf, custom_object, run_id):
     obj = custom_object.name
     existing = getattr(sf, obj).create({"Name": "before", "External_Id__c": f"b1up-{run_id}-0"})["id"]
@@ -409,7 +402,6 @@ def test_bulk1_upsert_and_delete(bulk_sf, sf, custom_object, run_id):
     assert res["totalSize"] == 0
 
 
-@BULK1_PENDING
 def test_bulk1_query_and_query_all(bulk_sf, bulk_query_dataset):
     obj = bulk_query_dataset.sobject
     records = getattr(bulk_sf.bulk, obj).query(f"SELECT Id, Name FROM {obj}", wait=WAIT_S)
@@ -432,7 +424,6 @@ def wait_done(bulk, job, batch) -> None:
     assert bulk.is_batch_done(batch, job), bulk.batch_status(batch, job, reload=True)
 
 
-@BULK1_PENDING
 def test_salesforce_bulk_csv_insert_with_bad_rows(salesforce_bulk, sf, run_id):
     from salesforce_bulk import CsvDictsAdapter
 
@@ -476,7 +467,6 @@ def test_salesforce_bulk_csv_insert_with_bad_rows(salesforce_bulk, sf, run_id):
     assert {r["Id"] for r in res["records"]} == {r.id for r in results[:3]}
 
 
-@BULK1_PENDING
 def test_salesforce_bulk_csv_upsert(salesforce_bulk, sf, custom_object, run_id):
     from salesforce_bulk import CsvDictsAdapter
 
@@ -499,7 +489,6 @@ def test_salesforce_bulk_csv_upsert(salesforce_bulk, sf, custom_object, run_id):
     assert getattr(sf, obj).get(results[1].id)["Amount__c"] == 8.25
 
 
-@BULK1_PENDING
 def test_salesforce_bulk_csv_query(salesforce_bulk, bulk_query_dataset):
     bulk = salesforce_bulk
     obj = bulk_query_dataset.sobject
@@ -517,7 +506,6 @@ def test_salesforce_bulk_csv_query(salesforce_bulk, bulk_query_dataset):
     assert {r["Id"]: r["Name"] for r in rows} == bulk_query_dataset.live
 
 
-@BULK1_PENDING
 def test_salesforce_bulk_json_insert(salesforce_bulk, sf, run_id):
     bulk = salesforce_bulk
     tag = f"sfbjson-{run_id}"
@@ -536,7 +524,6 @@ def test_salesforce_bulk_json_insert(salesforce_bulk, sf, run_id):
     assert sf.query(f"SELECT Id FROM Account WHERE Name = {soql_quote(tag + '-0')}")["records"][0]["Id"] == ok.id
 
 
-@BULK1_PENDING
 def test_salesforce_bulk_invalid_session(conflux, salesforce_bulk_env):
     from salesforce_bulk import BulkApiError, SalesforceBulk
 

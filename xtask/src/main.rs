@@ -102,9 +102,8 @@ fn test() -> Result<()> {
 fn conformance() -> Result<()> {
     let root = root();
     let bin = root.join("target/debug/conflux");
-    if !bin.exists() {
-        run(Command::new("cargo").args(["build", "--package", "conflux"]))?;
-    }
+    // Always (re)build: a stale binary would test yesterday's server. Cheap when up to date.
+    run(Command::new("cargo").args(["build", "--package", "conflux"]))?;
     let work = server::scratch_dir("conformance")?;
     let (key, cert) = server::jwt_key_pair(&work)?;
     let srv = server::Server::start(

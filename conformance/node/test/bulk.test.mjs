@@ -34,8 +34,6 @@ import { before, describe, test } from 'node:test';
 import jsforce from 'jsforce';
 
 const TIMEOUT = { timeout: 240_000 };
-// Bulk API 1.0 is the part of issue 3 still being built: reported as todo until it lands.
-const BULK1_PENDING = { ...TIMEOUT, todo: 'Bulk API 1.0 not implemented yet (issue 3)' };
 const POLL = { pollInterval: 500, pollTimeout: 120_000 };
 const V = '59.0';
 const run = randomToken();
@@ -311,9 +309,8 @@ describe('Bulk API 2.0 query (conn.bulk2.query)', () => {
   });
 });
 
-// Bulk API 1.0 is the part of issue 3 still being built: reported as todo until it lands.
 describe('Bulk API 1.0 (conn.bulk)', () => {
-  test('load insert (CSV): per-row results in request order, errors as "CODE:message:fields --"', BULK1_PENDING, async () => {
+  test('load insert (CSV): per-row results in request order, errors as "CODE:message:fields --"', TIMEOUT, async () => {
     const tag = `jb1ins-${run}`;
     const { good, bad } = contactRows(tag);
     const rows = [...good, ...Object.values(bad)];
@@ -350,7 +347,7 @@ describe('Bulk API 1.0 (conn.bulk)', () => {
     assert.deepEqual(stored.records.map((r) => r.Id).sort(), results.slice(0, 3).map((r) => r.id).sort());
   });
 
-  test('load update: null is sent as #N/A and clears the field', BULK1_PENDING, async () => {
+  test('load update: null is sent as #N/A and clears the field', TIMEOUT, async () => {
     const id = (await conn.sobject('Contact').create({ LastName: `jb1upd ${run}`, Title: 'Title', Phone: '333' })).id;
     const [res] = await conn.bulk.load('Contact', 'update', [{ Id: id, Title: null, Phone: '444' }]);
     assert.deepEqual([res.id, res.success, res.created], [id, true, false]);
@@ -358,7 +355,7 @@ describe('Bulk API 1.0 (conn.bulk)', () => {
     assert.deepEqual([rec.Title, rec.Phone], [null, '444']);
   });
 
-  test('load upsert with extIdField, then delete', BULK1_PENDING, async () => {
+  test('load upsert with extIdField, then delete', TIMEOUT, async () => {
     const existing = (await conn.sobject(CUSTOM).create({ Name: 'before', External_Id__c: `jb1up-${run}-0` })).id;
     const results = await conn.bulk.load(CUSTOM, 'upsert', { extIdField: 'External_Id__c' }, [
       { External_Id__c: `jb1up-${run}-0`, Name: 'after' },
@@ -373,7 +370,7 @@ describe('Bulk API 1.0 (conn.bulk)', () => {
     assert.equal((await conn.query(`SELECT Id FROM ${CUSTOM} WHERE Id IN ${inList(results.map((r) => r.id))}`)).totalSize, 0);
   });
 
-  test('bulk.query streams every record of the result files', BULK1_PENDING, async () => {
+  test('bulk.query streams every record of the result files', TIMEOUT, async () => {
     const log = recordExchanges(conn);
     const records = await readRecords(await conn.bulk.query(`SELECT Id, Name FROM ${QUERY_OBJ}`));
     assert.equal(records.length, QUERY_LIVE);

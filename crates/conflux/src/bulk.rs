@@ -360,7 +360,7 @@ fn print_error_summary(path: &Path) -> Result<()> {
         *counts.entry(key).or_default() += 1;
     }
     let mut top: Vec<(String, u64)> = counts.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1));
+    top.sort_by_key(|t| std::cmp::Reverse(t.1));
     println!("most frequent errors:");
     for (err, n) in top.iter().take(5) {
         println!("  {n:>7}  {err}");

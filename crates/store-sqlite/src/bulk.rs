@@ -12,7 +12,7 @@ use crate::tx::backend;
 /// Keys per statement in [`find_keys`] and [`exists_many`].
 const KEYS_PER_STATEMENT: usize = 400;
 
-const JOB_COLUMNS: &str = "seq, kind, object, operation, external_id, state, created_by, created_ms, modstamp_ms, api_version, column_delimiter, line_ending, content_type, assignment_rule, query, upload, result_file, next_row, next_offset, chunks, processed, failed, retries, processing_ms, error_message, extra";
+const JOB_COLUMNS: &str = "seq, kind, object, operation, external_id, state, created_by, created_ms, modstamp_ms, api_version, column_delimiter, line_ending, content_type, assignment_rule, query, upload, result_file, next_row, next_offset, chunks, processed, failed, retries, processing_ms, error_message, extra, parent";
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BulkJobRow> {
     Ok(BulkJobRow {
@@ -42,6 +42,7 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BulkJobRow> {
         processing_ms: r.get(23)?,
         error_message: r.get(24)?,
         extra: r.get(25)?,
+        parent: r.get::<_, Option<i64>>(26)?.map(|p| p as u64),
     })
 }
 
@@ -71,6 +72,10 @@ pub(crate) fn bulk_jobs(conn: &Connection, f: &BulkJobFilter) -> StoreResult<Vec
     if let Some(u) = f.created_by {
         sql.push_str(" AND created_by = ?");
         args.push((u as i64).into());
+    }
+    if let Some(parent) = f.parent {
+        sql.push_str(" AND parent = ?");
+        args.push((parent as i64).into());
     }
     if let Some(t) = f.modified_before {
         sql.push_str(" AND modstamp_ms < ?");
@@ -133,8 +138,8 @@ pub(crate) fn insert_bulk_job(conn: &Connection, j: &BulkJobRow) -> StoreResult<
     conn.prepare_cached(
         "INSERT INTO bulk_jobs (kind, object, operation, external_id, state, created_by, created_ms, modstamp_ms,
            api_version, column_delimiter, line_ending, content_type, assignment_rule, query, upload, result_file,
-           next_row, next_offset, chunks, processed, failed, retries, processing_ms, error_message, extra)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+           next_row, next_offset, chunks, processed, failed, retries, processing_ms, error_message, extra, parent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
     )
     .map_err(backend)?
     .execute(params![
@@ -163,6 +168,7 @@ pub(crate) fn insert_bulk_job(conn: &Connection, j: &BulkJobRow) -> StoreResult<
         j.processing_ms,
         j.error_message,
         j.extra,
+        j.parent.map(|p| p as i64),
     ])
     .map_err(backend)?;
     Ok(conn.last_insert_rowid() as u64)

@@ -158,7 +158,8 @@ CREATE TABLE IF NOT EXISTS bulk_jobs (
   retries INTEGER NOT NULL DEFAULT 0,
   processing_ms INTEGER NOT NULL DEFAULT 0,
   error_message TEXT,
-  extra TEXT
+  extra TEXT,
+  parent INTEGER
 );
 CREATE INDEX IF NOT EXISTS ix_bulk_jobs_state ON bulk_jobs(state);
 CREATE TABLE IF NOT EXISTS bulk_chunks (
@@ -175,12 +176,20 @@ CREATE TABLE IF NOT EXISTS bulk_chunks (
 
 /// Upgrades of the system tables, applied in order when the column they add is missing:
 /// `(table, column, statements)`.
-pub const UPGRADES: &[(&str, &str, &str)] = &[(
-    "auth_sessions",
-    "origin",
-    "ALTER TABLE auth_sessions ADD COLUMN origin BLOB;",
-)];
+pub const UPGRADES: &[(&str, &str, &str)] = &[
+    (
+        "auth_sessions",
+        "origin",
+        "ALTER TABLE auth_sessions ADD COLUMN origin BLOB;",
+    ),
+    (
+        "bulk_jobs",
+        "parent",
+        "ALTER TABLE bulk_jobs ADD COLUMN parent INTEGER;",
+    ),
+];
 
 /// Created after [`UPGRADES`] ran (they index upgraded columns).
 pub const LATE_INDEXES: &str =
-    "CREATE INDEX IF NOT EXISTS ix_auth_sessions_origin ON auth_sessions(origin);";
+    "CREATE INDEX IF NOT EXISTS ix_auth_sessions_origin ON auth_sessions(origin);
+     CREATE INDEX IF NOT EXISTS ix_bulk_jobs_parent ON bulk_jobs(parent) WHERE parent IS NOT NULL;";

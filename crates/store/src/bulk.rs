@@ -59,6 +59,8 @@ pub struct BulkJobRow {
     pub error_message: Option<String>,
     /// Free-form settings of other surfaces (JSON), e.g. Bulk 1.0's concurrency mode.
     pub extra: Option<String>,
+    /// The job a Bulk API 1.0 batch (kind `ClassicBatch`) belongs to.
+    pub parent: Option<u64>,
 }
 
 /// A processed chunk of a job.
@@ -89,6 +91,8 @@ pub struct BulkJobFilter {
     pub states: Vec<String>,
     /// Only jobs created by this user.
     pub created_by: Option<u64>,
+    /// Only the batches of this job.
+    pub parent: Option<u64>,
     /// Only jobs with a larger sequence (paging).
     pub after_seq: u64,
     /// Only jobs last changed before this time (ms).

@@ -15,6 +15,8 @@
 //! Wire formats (JSON job info, CSV content types, error arrays) are the HTTP layer's; this
 //! module speaks in [`Job`]s and [`BulkError`]s.
 
+pub mod classic;
+pub mod classic_data;
 pub mod csv;
 mod ingest;
 mod query;

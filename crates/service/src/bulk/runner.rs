@@ -159,6 +159,8 @@ impl Bulk {
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
         let mut running: HashMap<u64, JoinHandle<()>> = HashMap::new();
+        // Bulk API 1.0 batches being processed: batch sequence → (job sequence, task).
+        let mut batches: HashMap<u64, (u64, JoinHandle<()>)> = HashMap::new();
         let mut next_sweep = Instant::now();
         loop {
             running.retain(|_, h| !h.is_finished());
@@ -189,6 +191,26 @@ impl Bulk {
                     Err(e) => tracing::warn!(error = %e, "cannot list bulk jobs"),
                 }
             }
+            batches.retain(|_, (_, h)| !h.is_finished());
+            for (b, serial) in self.runnable_batches() {
+                if batches.len() >= self.opts.max_concurrent_jobs {
+                    break;
+                }
+                let job = b.parent.unwrap_or_default();
+                if batches.contains_key(&b.seq)
+                    || (serial && batches.values().any(|(j, _)| *j == job))
+                {
+                    continue;
+                }
+                let me = self.clone();
+                let seq = b.seq;
+                let task = tokio::spawn(async move {
+                    let again = me.clone();
+                    me.process_batch(seq).await;
+                    again.kick();
+                });
+                batches.insert(seq, (job, task));
+            }
             if Instant::now() >= next_sweep {
                 self.sweep().await;
                 next_sweep = Instant::now() + self.opts.sweep_every;
@@ -203,9 +225,12 @@ impl Bulk {
         for (_, h) in running {
             let _ = h.await;
         }
+        for (_, (_, h)) in batches {
+            let _ = h.await;
+        }
     }
 
-    fn stopping(&self) -> bool {
+    pub(super) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
 
@@ -530,7 +555,7 @@ impl Bulk {
     }
 
     /// What REST does after writing setup objects: permission caches and sessions of users.
-    fn after_chunk(&self, o: &model::ObjectDef, outcomes: &[RowOutcome]) {
+    pub(super) fn after_chunk(&self, o: &model::ObjectDef, outcomes: &[RowOutcome]) {
         if crate::perms::AUTH_OBJECTS.iter().any(|n| *n == o.name) {
             self.org.invalidate_auth();
         }
@@ -645,11 +670,14 @@ impl Bulk {
     async fn sweep(&self) {
         let cutoff = now_millis() - self.opts.retention_ms;
         let filter = BulkJobFilter {
-            kinds: vec!["V2Ingest".into(), "V2Query".into()],
+            kinds: vec!["V2Ingest".into(), "V2Query".into(), "Classic".into()],
             states: vec![
                 JobState::JobComplete.as_str().into(),
                 JobState::Failed.as_str().into(),
                 JobState::Aborted.as_str().into(),
+                // Bulk API 1.0 jobs stay Open or Closed; they expire all the same.
+                "Open".into(),
+                "Closed".into(),
             ],
             modified_before: Some(cutoff),
             limit: 1000,
@@ -665,7 +693,8 @@ impl Bulk {
                 .store()
                 .write(move |tx| {
                     let old = tx.bulk_job(seq)?.filter(|j| {
-                        JobState::parse(&j.state).is_some_and(JobState::is_terminal)
+                        (j.kind == "Classic"
+                            || JobState::parse(&j.state).is_some_and(JobState::is_terminal))
                             && j.modstamp_ms < cutoff
                     });
                     if let Some(j) = old {
@@ -676,6 +705,9 @@ impl Bulk {
                 })
                 .await;
             if let Ok(Some(j)) = r {
+                if j.kind == "Classic" {
+                    self.delete_classic_batches(j.seq).await;
+                }
                 self.remove_files(&j).await;
             }
         }
