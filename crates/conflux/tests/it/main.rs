@@ -3,6 +3,7 @@
 
 mod auth;
 mod bulk;
+mod bulk1;
 mod cli;
 mod composite;
 mod durability;

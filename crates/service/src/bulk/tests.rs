@@ -614,3 +614,89 @@ impl Org {
         .total_size
     }
 }
+
+#[tokio::test]
+async fn classic_batches_wait_for_the_runner_abort_and_expire_with_their_job() {
+    use super::classic::{state, JobSpec};
+    use super::classic_data::Format;
+    use super::{Bulk, Options};
+    let (dir, org, p) = org().await;
+    let bulk_dir = dir.path().join("bulk");
+    let bulk = Bulk::install(org.clone(), bulk_dir.clone(), Options::default()).expect("install");
+    let spec = JobSpec {
+        operation: Some("insert".into()),
+        object: Some("Account".into()),
+        concurrency: Some("1".into()),
+        content_type: Some("CSV".into()),
+        ..Default::default()
+    };
+    let job = bulk
+        .classic_create(&p, 59, &spec, Format::Xml)
+        .await
+        .expect("job");
+    assert_eq!(job.concurrency, "Serial");
+    let id = job.id.to_18();
+    // No runner yet: batches stay queued.
+    let first = bulk
+        .classic_add_batch(&p, &id, b"Name\nClassic 1\nClassic 2\n".to_vec())
+        .await
+        .expect("batch");
+    let second = bulk
+        .classic_add_batch(&p, &id, b"Name\nClassic 3\n".to_vec())
+        .await
+        .expect("batch");
+    assert_eq!(first.state, state::QUEUED);
+    assert_eq!(bulk.classic_job(&p, &id).unwrap().batches.queued, 2);
+    // Aborting the job leaves its queued batches unprocessed, for good.
+    let aborted = bulk
+        .classic_set_state(&p, &id, "Aborted")
+        .await
+        .expect("abort");
+    assert_eq!(aborted.state, "Aborted");
+    assert_eq!(aborted.batches.not_processed, 2);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(bulk.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for b in [&first, &second] {
+        let b = bulk.classic_batch(&p, &id, &b.id.to_18()).expect("batch");
+        assert_eq!(b.state, state::NOT_PROCESSED);
+    }
+    assert!(bulk.classic_results(&p, &id, &first.id.to_18()).is_err());
+    let _ = stop.send(());
+    runner.await.unwrap();
+    assert_eq!(org.count_accounts_named("Classic%"), 0);
+    assert_eq!(
+        std::fs::read_dir(&bulk_dir).unwrap().count(),
+        2,
+        "the batches' data"
+    );
+
+    // Past the retention period the job, its batches and their files go.
+    let expiring = Bulk::install(
+        org.clone(),
+        bulk_dir.clone(),
+        Options {
+            retention_ms: -1,
+            ..Options::default()
+        },
+    )
+    .expect("install");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(expiring.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    while expiring.classic_job(&p, &id).is_ok() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    runner.await.unwrap();
+    assert_eq!(std::fs::read_dir(&bulk_dir).unwrap().count(), 0);
+    let batch_seq = first.id.seq_in(org.store().marker()).unwrap();
+    assert!(org
+        .store()
+        .read(|tx| tx.bulk_job(batch_seq))
+        .unwrap()
+        .is_none());
+}
