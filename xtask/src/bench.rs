@@ -18,7 +18,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1_000_000),
         ),
-        other => bail!("unknown benchmark {other:?}; available: rest, bulk"),
+        Some("collections") => {
+            collections(root, args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10))
+        }
+        other => bail!("unknown benchmark {other:?}; available: rest, bulk, collections"),
     }
 }
 
@@ -373,5 +376,90 @@ fn bulk(root: &Path, rows: u64) -> Result<()> {
     let out_dir = root.join("bench/out");
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(out_dir.join("bulk.md"), &report)?;
+    Ok(())
+}
+
+/// Clients posting collections at once.
+const COLLECTION_CLIENTS: usize = 8;
+
+fn collections(root: &Path, secs: u32) -> Result<()> {
+    eprintln!("==> building release binaries (conflux, bench helpers)");
+    crate::run(Command::new("cargo").args(["build", "--release", "-p", "conflux", "-p", "bench"]))?;
+    let rel = root.join("target/release");
+    let work = test_support::scratch_dir("bench-collections")?;
+    let csv = work.join("data.csv");
+    crate::run(
+        Command::new(rel.join("bulk_load"))
+            .arg("gen")
+            .arg(&csv)
+            .arg("200000"),
+    )?;
+    eprintln!("==> raw SQLite: 200-row transactions, synchronous=FULL, {secs} s");
+    let out = Command::new(rel.join("bulk_load"))
+        .arg("raw-batches")
+        .arg(&work)
+        .arg(&csv)
+        .arg(secs.to_string())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "raw-batches failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let raw: f64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+
+    let data = work.join("data");
+    std::fs::create_dir_all(&data)?;
+    let srv = Server::start_with(
+        &rel.join("conflux"),
+        &data,
+        &[],
+        &["--daily-api-requests", "1000000000"],
+    )?;
+    eprintln!(
+        "==> Conflux: {COLLECTION_CLIENTS} clients posting 200-record /composite/sobjects calls, {secs} s"
+    );
+    let out = Command::new(rel.join("bulk_load"))
+        .args([
+            "collections",
+            &srv.http,
+            USERNAME,
+            PASSWORD,
+            CLIENT_ID,
+            CLIENT_SECRET,
+        ])
+        .arg(&csv)
+        .arg(secs.to_string())
+        .arg(COLLECTION_CLIENTS.to_string())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    srv.stop()?;
+    if !out.status.success() {
+        bail!(
+            "collections failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let f: Vec<&str> = text.split_whitespace().collect();
+    let ["collections", created, elapsed, calls] = f.as_slice() else {
+        bail!("unexpected output: {text}");
+    };
+    let (created, elapsed, calls): (f64, f64, f64) =
+        (created.parse()?, elapsed.parse()?, calls.parse()?);
+    let _ = std::fs::remove_dir_all(&work);
+    let rate = created / elapsed;
+    let report = format!(
+        "| Measure | Records/s | Calls/s | Ratio |\n|---|---|---|---|\n\
+| Raw SQLite, 200-row transactions (10 columns, WAL, `synchronous=FULL`), one connection | {raw:.0} | {:.0} | 1.00 |\n\
+| Conflux `POST /composite/sobjects` with 200 records, {COLLECTION_CLIENTS} clients (durable, all succeed) | {rate:.0} | {:.1} | **{:.2}** of raw |\n",
+        raw / 200.0,
+        calls / elapsed,
+        rate / raw,
+    );
+    println!("\nbench collections ({secs} s each):\n\n{report}");
+    let out_dir = root.join("bench/out");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("collections.md"), &report)?;
     Ok(())
 }

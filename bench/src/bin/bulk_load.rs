@@ -6,6 +6,15 @@
 //! benchmark objects, then times an insert job and an upsert job (on a unique external id)
 //! through the HTTP path, from job creation to JobComplete, and prints one line per job:
 //! `<operation> <total s> <upload s> <rows processed> <rows failed> <server VmHWM kB>`.
+//!
+//! For `cargo xtask bench collections`:
+//! `bulk_load raw-batches DIR FILE SECONDS` inserts the file's rows into a plain 10-column SQLite
+//! table (WAL, `synchronous=FULL`) in transactions of 200 rows for SECONDS and prints rows per
+//! second: the ceiling of a durable 200-record write on this machine.
+//! `bulk_load collections BASE_URL USERNAME PASSWORD CLIENT_ID CLIENT_SECRET FILE SECONDS
+//! CLIENTS` creates the benchmark object, then CLIENTS threads post `POST
+//! /composite/sobjects` calls of 200 records built from the file's rows for SECONDS, and prints
+//! `collections <records created> <seconds> <calls>` (it fails on any refused record).
 
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
@@ -220,10 +229,8 @@ fn job(api: &Api, spec: Value, file: &str) -> Result<(f64, f64, u64, u64)> {
     }
 }
 
-fn run(args: &[String]) -> Result<()> {
-    let [base, user, pass, id, secret, pid, file] = args else {
-        bail!("usage: bulk_load run BASE_URL USERNAME PASSWORD CLIENT_ID CLIENT_SECRET SERVER_PID FILE");
-    };
+/// Logs in with the password grant.
+fn login(base: &str, user: &str, pass: &str, id: &str, secret: &str) -> Result<Api> {
     let http = Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(3600))
@@ -243,11 +250,18 @@ fn run(args: &[String]) -> Result<()> {
         .as_str()
         .ok_or_else(|| anyhow!("login failed: {tok}"))?
         .to_string();
-    let api = Api {
+    Ok(Api {
         http,
-        base: base.clone(),
+        base: base.to_string(),
         token,
+    })
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let [base, user, pass, id, secret, pid, file] = args else {
+        bail!("usage: bulk_load run BASE_URL USERNAME PASSWORD CLIENT_ID CLIENT_SECRET SERVER_PID FILE");
     };
+    let api = login(base, user, pass, id, secret)?;
     create_object(&api, "BenchInsert__c", false).context("insert object")?;
     create_object(&api, "BenchUpsert__c", true).context("upsert object")?;
     let only = std::env::var("BULK_ONLY").unwrap_or_default();
@@ -287,6 +301,143 @@ fn main() -> Result<()> {
             generate(path, rows)
         }
         Some("run") => run(&args[1..]),
-        _ => bail!("usage: bulk_load gen FILE ROWS | bulk_load run …"),
+        Some("raw-batches") => raw_batches(&args[1..]),
+        Some("collections") => collections(&args[1..]),
+        _ => bail!("usage: bulk_load gen FILE ROWS | run … | raw-batches … | collections …"),
     }
+}
+
+/// The file's data rows (at most `max`), split on commas (the generated file quotes nothing).
+fn read_rows(file: &str, max: usize) -> Result<Vec<Vec<String>>> {
+    let text = std::fs::read_to_string(file)?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .take(max)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect())
+}
+
+fn raw_batches(args: &[String]) -> Result<()> {
+    let [dir, file, secs] = args else {
+        bail!("usage: bulk_load raw-batches DIR FILE SECONDS");
+    };
+    let secs: f64 = secs.parse()?;
+    let rows = read_rows(file, 200_000)?;
+    let path = std::path::Path::new(dir).join("raw-batches.db");
+    let _ = std::fs::remove_file(&path);
+    let mut conn = rusqlite::Connection::open(&path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, row_number REAL, external_id TEXT, name TEXT, email TEXT,
+           amount REAL, created_at TEXT, is_active INTEGER, category TEXT, score REAL, description TEXT)",
+    )?;
+    let t = Instant::now();
+    let mut done = 0usize;
+    while t.elapsed().as_secs_f64() < secs {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO t (row_number, external_id, name, email, amount, created_at, is_active, category, score, description)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for k in 0..200 {
+                let r = &rows[(done + k) % rows.len()];
+                stmt.execute(rusqlite::params_from_iter(r.iter()))?;
+            }
+        }
+        tx.commit()?;
+        done += 200;
+    }
+    let rate = done as f64 / t.elapsed().as_secs_f64();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    println!("{rate:.0}");
+    Ok(())
+}
+
+/// A record of the benchmark object from a generated row, with JSON types.
+fn record(r: &[String], object: &str) -> Value {
+    let num = |s: &str| s.parse::<f64>().map(Value::from).unwrap_or(Value::Null);
+    json!({
+        "attributes": {"type": object},
+        "Row_Number__c": num(&r[0]),
+        "External_Id__c": r[1],
+        "Name": r[2],
+        "Email__c": r[3],
+        "Amount__c": num(&r[4]),
+        "Created_At__c": r[5].replace(' ', "T") + "Z",
+        "Is_Active__c": r[6] == "true",
+        "Category__c": r[7],
+        "Score__c": num(&r[8]),
+        "Description__c": r[9],
+    })
+}
+
+fn collections(args: &[String]) -> Result<()> {
+    let [base, user, pass, id, secret, file, secs, clients] = args else {
+        bail!("usage: bulk_load collections BASE_URL USERNAME PASSWORD CLIENT_ID CLIENT_SECRET FILE SECONDS CLIENTS");
+    };
+    let secs: f64 = secs.parse()?;
+    let clients: usize = clients.parse()?;
+    let api = std::sync::Arc::new(login(base, user, pass, id, secret)?);
+    const OBJECT: &str = "BenchCollection__c";
+    create_object(&api, OBJECT, false).context("collection object")?;
+    let rows = read_rows(file, 200_000)?;
+    // Request bodies are built before the clock starts: the client's JSON encoding is not
+    // what is measured.
+    let bodies: std::sync::Arc<Vec<Vec<u8>>> = std::sync::Arc::new(
+        rows.chunks(200)
+            .filter(|c| c.len() == 200)
+            .map(|c| {
+                let records: Vec<Value> = c.iter().map(|r| record(r, OBJECT)).collect();
+                serde_json::to_vec(&json!({"allOrNone": false, "records": records})).expect("json")
+            })
+            .collect(),
+    );
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let (api, bodies) = (api.clone(), bodies.clone());
+        handles.push(std::thread::spawn(move || -> Result<(u64, u64)> {
+            let (mut created, mut calls) = (0u64, 0u64);
+            let mut k = c;
+            while t0.elapsed().as_secs_f64() < secs {
+                let resp = api
+                    .http
+                    .post(api.url("/composite/sobjects"))
+                    .bearer_auth(&api.token)
+                    .header("Content-Type", "application/json")
+                    .body(bodies[k % bodies.len()].clone())
+                    .send()?;
+                let status = resp.status().as_u16();
+                let out: Value = resp.json()?;
+                let ok = out
+                    .as_array()
+                    .map(|a| a.iter().filter(|r| r["success"] == true).count())
+                    .unwrap_or(0);
+                if status != 200 || ok != 200 {
+                    bail!("a collection call was refused: {status} {out}");
+                }
+                created += ok as u64;
+                calls += 1;
+                k += clients;
+            }
+            Ok((created, calls))
+        }));
+    }
+    let (mut created, mut calls) = (0, 0);
+    for h in handles {
+        let (n, c) = h.join().map_err(|_| anyhow!("client thread panicked"))??;
+        created += n;
+        calls += c;
+    }
+    println!(
+        "collections {created} {:.3} {calls}",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
