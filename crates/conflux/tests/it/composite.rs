@@ -261,11 +261,40 @@ fn malformed_composite_requests_run_nothing() {
         Some(json!({"compositeRequest": "nope"})),
     );
     assert_eq!(s, 400);
+    for flag in ["allOrNone", "collateSubrequests"] {
+        let mut body = json!({"compositeRequest": [create("f")]});
+        body[flag] = json!("yes");
+        let (s, b) = org.call(POST, &org.data("/composite"), Some(body));
+        assert_eq!(
+            (s, b[0]["errorCode"].clone()),
+            (400, json!("JSON_PARSER_ERROR")),
+            "{flag}: {b}"
+        );
+    }
     assert_eq!(
         org.count("SELECT COUNT() FROM Account"),
         before,
         "nothing ran"
     );
+    // collateSubrequests either way: results come back in request order, references resolve.
+    for collate in [true, false] {
+        let (s, b) = org.call(
+            POST,
+            &org.data("/composite"),
+            Some(json!({"collateSubrequests": collate, "compositeRequest": [
+                sub("POST", "/sobjects/Account", "acc", Some(json!({"Name": format!("Collate {collate}")}))),
+                sub("POST", "/sobjects/Contact", "con", Some(json!({"LastName": "C", "AccountId": "@{acc.id}"}))),
+                sub("GET", "/sobjects/Contact/@{con.id}?fields=AccountId", "get", None),
+            ]})),
+        );
+        assert_eq!(s, 200, "{b}");
+        let r = &b["compositeResponse"];
+        let refs: Vec<&str> = (0..3)
+            .map(|i| r[i]["referenceId"].as_str().unwrap())
+            .collect();
+        assert_eq!(refs, ["acc", "con", "get"]);
+        assert_eq!(r[2]["body"]["AccountId"], r[0]["body"]["id"], "{b}");
+    }
 }
 
 #[test]

@@ -393,6 +393,19 @@ async fn composite(ctx: &Ctx) -> Result<Response, ApiError> {
         .get("allOrNone")
         .and_then(Json::as_bool)
         .unwrap_or(false);
+    // Subrequests always run one after another in request order, which is a valid outcome
+    // whether or not the client lets the server collate them; only the type is checked.
+    for flag in ["allOrNone", "collateSubrequests"] {
+        if body
+            .get(flag)
+            .is_some_and(|v| !v.is_boolean() && !v.is_null())
+        {
+            return Err(bad_request(
+                ErrorCode::JsonParserError,
+                format!("{flag} must be true or false"),
+            ));
+        }
+    }
     let list = body
         .get("compositeRequest")
         .and_then(Json::as_array)
