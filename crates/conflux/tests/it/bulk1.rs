@@ -460,8 +460,10 @@ fn kill_9_with_batches_queued_and_in_progress_writes_every_record_once() {
     const ROWS: usize = 4_000;
     let data = data_dir("bulk1-kill9");
     let org = Org::start_in(&data, &[], &[]);
+    // Serial: batches run one at a time, so the uploads outpace the processing and the kill
+    // finds batches completed, in progress and queued.
     let job = org.b1_job_xml(
-        "<operation>insert</operation><object>Contact</object><contentType>CSV</contentType>",
+        "<operation>insert</operation><object>Contact</object><concurrencyMode>Serial</concurrencyMode><contentType>CSV</contentType>",
     );
     let mut batches = Vec::new();
     for b in 0..BATCHES {
@@ -480,6 +482,12 @@ fn kill_9_with_batches_queued_and_in_progress_writes_every_record_once() {
     loop {
         let r = org.b1(Method::GET, &format!("job/{job}"), "", None);
         let done: usize = tag(&r.text, "numberBatchesCompleted").parse().unwrap();
+        let running: usize = tag(&r.text, "numberBatchesInProgress").parse().unwrap();
+        assert!(
+            running <= 1,
+            "a Serial job runs one batch at a time: {}",
+            r.text
+        );
         if done > 0 {
             assert!(
                 done < BATCHES,
