@@ -2,7 +2,7 @@
 //! measured in the same run, and prints a Markdown table for BENCHMARKS.md.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -271,12 +271,13 @@ struct BulkRun {
     hwm_kb: u64,
 }
 
-fn bulk(root: &Path, rows: u64) -> Result<()> {
-    ensure_sqlite3()?;
+/// Builds the release binaries, makes a scratch directory and writes the seeded 10-column CSV
+/// of `rows` rows into it: (release directory, scratch directory, CSV file).
+fn release_and_data(root: &Path, what: &str, rows: u64) -> Result<(PathBuf, PathBuf, PathBuf)> {
     eprintln!("==> building release binaries (conflux, bench helpers)");
     crate::run(Command::new("cargo").args(["build", "--release", "-p", "conflux", "-p", "bench"]))?;
     let rel = root.join("target/release");
-    let work = test_support::scratch_dir("bench-bulk")?;
+    let work = test_support::scratch_dir(what)?;
     let csv = work.join("data.csv");
     eprintln!(
         "==> generating {rows} rows x 10 columns (seeded) into {}",
@@ -288,6 +289,24 @@ fn bulk(root: &Path, rows: u64) -> Result<()> {
             .arg(&csv)
             .arg(rows.to_string()),
     )?;
+    Ok((rel, work, csv))
+}
+
+/// A release server on a fresh data directory under `work`, with no daily API limit in the way.
+fn bench_server(rel: &Path, work: &Path) -> Result<Server> {
+    let data = work.join("data");
+    std::fs::create_dir_all(&data)?;
+    Server::start_with(
+        &rel.join("conflux"),
+        &data,
+        &[],
+        &["--daily-api-requests", "1000000000"],
+    )
+}
+
+fn bulk(root: &Path, rows: u64) -> Result<()> {
+    ensure_sqlite3()?;
+    let (rel, work, csv) = release_and_data(root, "bench-bulk", rows)?;
     let size = std::fs::metadata(&csv)?.len();
     // Warm the page cache for both contenders alike.
     let _ = std::fs::read(&csv)?;
@@ -296,14 +315,7 @@ fn bulk(root: &Path, rows: u64) -> Result<()> {
     let raw_insert = sqlite_import(&work, &csv, false)?;
     let raw_unique = sqlite_import(&work, &csv, true)?;
 
-    let data = work.join("data");
-    std::fs::create_dir_all(&data)?;
-    let srv = Server::start_with(
-        &rel.join("conflux"),
-        &data,
-        &[],
-        &["--daily-api-requests", "1000000000"],
-    )?;
+    let srv = bench_server(&rel, &work)?;
     eprintln!(
         "==> Bulk API 2.0 insert and upsert jobs through HTTP (pid {})",
         srv.pid()
@@ -383,17 +395,7 @@ fn bulk(root: &Path, rows: u64) -> Result<()> {
 const COLLECTION_CLIENTS: usize = 8;
 
 fn collections(root: &Path, secs: u32) -> Result<()> {
-    eprintln!("==> building release binaries (conflux, bench helpers)");
-    crate::run(Command::new("cargo").args(["build", "--release", "-p", "conflux", "-p", "bench"]))?;
-    let rel = root.join("target/release");
-    let work = test_support::scratch_dir("bench-collections")?;
-    let csv = work.join("data.csv");
-    crate::run(
-        Command::new(rel.join("bulk_load"))
-            .arg("gen")
-            .arg(&csv)
-            .arg("200000"),
-    )?;
+    let (rel, work, csv) = release_and_data(root, "bench-collections", 200_000)?;
     eprintln!("==> raw SQLite: 200-row transactions, synchronous=FULL, {secs} s");
     let out = Command::new(rel.join("bulk_load"))
         .arg("raw-batches")
@@ -409,14 +411,7 @@ fn collections(root: &Path, secs: u32) -> Result<()> {
     }
     let raw: f64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
 
-    let data = work.join("data");
-    std::fs::create_dir_all(&data)?;
-    let srv = Server::start_with(
-        &rel.join("conflux"),
-        &data,
-        &[],
-        &["--daily-api-requests", "1000000000"],
-    )?;
+    let srv = bench_server(&rel, &work)?;
     eprintln!(
         "==> Conflux: {COLLECTION_CLIENTS} clients posting 200-record /composite/sobjects calls, {secs} s"
     );

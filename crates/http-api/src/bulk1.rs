@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value as Json};
 use service::bulk::classic::{BatchResults, ClassicBatch, ClassicJob, JobSpec, MAX_BATCH_BYTES};
 use service::bulk::classic_data::{Format, NS};
 use service::bulk::{Bulk, BulkError, RowOutcome};
+use service::xml::{local_name, reference_char};
 use service::Principal;
 
 use crate::body::read_limited;
@@ -321,14 +322,6 @@ fn query_result_list(ids: &[model::Id], doc: Doc) -> Response {
     }
 }
 
-fn local(name: &[u8]) -> String {
-    let name = String::from_utf8_lossy(name);
-    match name.rsplit_once(':') {
-        Some((_, l)) => l.to_string(),
-        None => name.into_owned(),
-    }
-}
-
 /// The children of a `<jobInfo>` document, by local name.
 fn parse_job_xml(body: &[u8]) -> Result<Map<String, Json>, BulkError> {
     let bad = |m: String| BulkError::new(400, "InvalidXML", m);
@@ -346,39 +339,25 @@ fn parse_job_xml(body: &[u8]) -> Result<Map<String, Json>, BulkError> {
                     return Err(bad("The document nests elements too deeply".into()));
                 }
                 if depth == 1 {
-                    root = Some(local(e.name().as_ref()));
+                    root = Some(local_name(e.name().as_ref()));
                 }
                 text.clear();
             }
             Ok(Event::Empty(e)) if depth == 1 => {
-                out.insert(local(e.name().as_ref()), Json::String(String::new()));
+                out.insert(local_name(e.name().as_ref()), Json::String(String::new()));
             }
             Ok(Event::Empty(_)) => {}
             Ok(Event::Text(t)) => {
                 text.push_str(&t.decode().map_err(|e| bad(format!("Bad text: {e}")))?)
             }
-            Ok(Event::GeneralRef(g)) => {
-                if let Some(c) = g
-                    .resolve_char_ref()
-                    .map_err(|e| bad(format!("Bad character reference: {e}")))?
-                {
-                    text.push(c);
-                } else {
-                    let name = g.decode().map_err(|e| bad(format!("Bad entity: {e}")))?;
-                    text.push(match name.as_ref() {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        other => return Err(bad(format!("Unknown entity &{other};"))),
-                    });
-                }
-            }
+            Ok(Event::GeneralRef(g)) => text.push(
+                reference_char(&g)
+                    .map_err(|m| bad(format!("The XML document could not be parsed: {m}")))?,
+            ),
             Ok(Event::End(e)) => {
                 if depth == 2 {
                     out.insert(
-                        local(e.name().as_ref()),
+                        local_name(e.name().as_ref()),
                         Json::String(text.trim().to_string()),
                     );
                 }
@@ -444,29 +423,11 @@ impl Call {
             .unwrap_or(self.body_doc)
     }
 
-    async fn small_body(self) -> Result<(Self, Bytes), BulkError> {
-        let Call {
-            bulk,
-            principal,
-            version,
-            method,
-            body_doc,
-            body,
-        } = self;
-        let bytes = read_limited(body, MAX_JOB_DOC)
+    /// Reads a job-level document (create, close, abort), refusing large ones.
+    async fn small_body(&mut self) -> Result<Bytes, BulkError> {
+        read_limited(std::mem::take(&mut self.body), MAX_JOB_DOC)
             .await
-            .map_err(|e| BulkError::new(400, "ClientInputError", e.message))?;
-        Ok((
-            Call {
-                bulk,
-                principal,
-                version,
-                method,
-                body_doc,
-                body: Body::empty(),
-            },
-            bytes,
-        ))
+            .map_err(|e| BulkError::new(400, "ClientInputError", e.message))
     }
 }
 
@@ -555,7 +516,8 @@ async fn route(call: Call, rest: &[&str]) -> Response {
             }
             let doc = call.body_doc;
             let r = async {
-                let (call, body) = call.small_body().await?;
+                let mut call = call;
+                let body = call.small_body().await?;
                 let spec = parse_job_doc(&body, doc)?;
                 let spec = JobSpec {
                     operation: text_of(&spec, "operation"),
@@ -593,7 +555,8 @@ async fn route(call: Call, rest: &[&str]) -> Response {
                 Method::POST => {
                     let doc = call.body_doc;
                     let r = async {
-                        let (call, body) = call.small_body().await?;
+                        let mut call = call;
+                let body = call.small_body().await?;
                         let spec = parse_job_doc(&body, doc)?;
                         let wanted = text_of(&spec, "state").ok_or_else(|| {
                             BulkError::new(

@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use quick_xml::escape::escape;
 use quick_xml::events::Event;
+use service::xml::{local_name, reference_char};
 use service::AuthError;
 
 use crate::body::read_limited;
@@ -48,11 +49,6 @@ impl SoapRequest {
     }
 }
 
-fn local(name: &[u8]) -> String {
-    let s = String::from_utf8_lossy(name);
-    s.rsplit(':').next().unwrap_or("").to_string()
-}
-
 /// Parses a SOAP envelope. Refuses DTDs, deep nesting and anything that is not an envelope.
 pub fn parse(xml: &[u8]) -> Result<SoapRequest, String> {
     let mut reader = quick_xml::Reader::from_reader(xml);
@@ -64,7 +60,7 @@ pub fn parse(xml: &[u8]) -> Result<SoapRequest, String> {
     loop {
         match reader.read_event_into(&mut buf) {
             Ok(Event::Start(e)) => {
-                let name = local(e.name().as_ref());
+                let name = local_name(e.name().as_ref());
                 if stack.len() == 2 && stack[1] == "Body" && out.operation.is_empty() {
                     out.operation = name.clone();
                 }
@@ -75,7 +71,7 @@ pub fn parse(xml: &[u8]) -> Result<SoapRequest, String> {
                 }
             }
             Ok(Event::Empty(e)) => {
-                let name = local(e.name().as_ref());
+                let name = local_name(e.name().as_ref());
                 if stack.len() == 2 && stack[1] == "Body" && out.operation.is_empty() {
                     out.operation = name;
                 }
@@ -91,24 +87,7 @@ pub fn parse(xml: &[u8]) -> Result<SoapRequest, String> {
             Ok(Event::Text(t)) => {
                 text.push_str(&t.decode().map_err(|e| format!("bad text: {e}"))?);
             }
-            Ok(Event::GeneralRef(r)) => {
-                if let Some(c) = r
-                    .resolve_char_ref()
-                    .map_err(|e| format!("bad character reference: {e}"))?
-                {
-                    text.push(c);
-                } else {
-                    let name = r.decode().map_err(|e| format!("bad entity: {e}"))?;
-                    text.push(match name.as_ref() {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        other => return Err(format!("unknown entity &{other};")),
-                    });
-                }
-            }
+            Ok(Event::GeneralRef(r)) => text.push(reference_char(&r)?),
             Ok(Event::CData(t)) => {
                 text.push_str(&String::from_utf8_lossy(&t));
             }

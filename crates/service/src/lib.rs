@@ -14,6 +14,7 @@ pub mod perms;
 pub mod query;
 pub mod records;
 pub mod users;
+pub mod xml;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -330,3 +330,37 @@ async fn bulk_lookups_and_rows_agree_with_the_single_row_methods() {
         .unwrap();
     assert_eq!(found[0].len(), 1);
 }
+
+#[tokio::test]
+async fn a_database_from_before_bulk_batches_gains_the_parent_column() {
+    let dir = tempfile::tempdir().unwrap();
+    open(&dir).close();
+    // Make it look like a database written before Bulk API 1.0 batches existed.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("org.db")).unwrap();
+        conn.execute_batch(
+            "DROP INDEX ix_bulk_jobs_parent; ALTER TABLE bulk_jobs DROP COLUMN parent;",
+        )
+        .unwrap();
+    }
+    let s = open(&dir);
+    let st: &dyn Store = &*s;
+    let row = store::BulkJobRow {
+        kind: "ClassicBatch".into(),
+        state: "Queued".into(),
+        parent: Some(7),
+        ..Default::default()
+    };
+    let seq = st
+        .write(move |tx| Ok(tx.insert_bulk_job(&row)?))
+        .await
+        .unwrap();
+    let filter = store::BulkJobFilter {
+        parent: Some(7),
+        limit: 10,
+        ..Default::default()
+    };
+    let found = st.read(|tx| tx.bulk_jobs(&filter)).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0].seq, found[0].parent), (seq, Some(7)));
+}

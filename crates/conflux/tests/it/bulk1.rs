@@ -37,6 +37,10 @@ impl Org {
         }
     }
 
+    fn b1_get(&self, rest: &str) -> Raw {
+        self.b1(Method::GET, rest, "", None)
+    }
+
     fn b1_job_xml(&self, fields: &str) -> String {
         let r = self.b1(
             Method::POST,
@@ -71,7 +75,7 @@ impl Org {
     fn b1_wait(&self, job: &str, batch: &str) -> String {
         let t = Instant::now();
         loop {
-            let r = self.b1(Method::GET, &format!("job/{job}/batch/{batch}"), "", None);
+            let r = self.b1_get(&format!("job/{job}/batch/{batch}"));
             assert_eq!(r.status, 200, "{}", r.text);
             let state = if r.header("content-type") == Some("application/json") {
                 r.json()["state"].as_str().unwrap().to_string()
@@ -136,12 +140,7 @@ fn xml_jobs_take_xml_batches_with_nils_and_entities() {
     assert_eq!(tag(&info, "state"), "Completed", "{info}");
     assert_eq!(tag(&info, "numberRecordsProcessed"), "3");
     assert_eq!(tag(&info, "numberRecordsFailed"), "1");
-    let r = org.b1(
-        Method::GET,
-        &format!("job/{job}/batch/{batch}/result"),
-        "",
-        None,
-    );
+    let r = org.b1_get(&format!("job/{job}/batch/{batch}/result"));
     assert_eq!(r.header("content-type"), Some("application/xml"));
     let results: Vec<&str> = r.text.split("<result>").skip(1).collect();
     assert_eq!(results.len(), 3, "{}", r.text);
@@ -184,13 +183,8 @@ fn xml_jobs_take_xml_batches_with_nils_and_entities() {
         (json!("keep"), Value::Null, Value::Null, json!("d"))
     );
     assert_eq!(
-        org.b1(
-            Method::GET,
-            &format!("job/{job}/batch/{batch}/request"),
-            "",
-            None
-        )
-        .header("content-type"),
+        org.b1_get(&format!("job/{job}/batch/{batch}/request"))
+            .header("content-type"),
         Some("application/xml")
     );
 
@@ -247,22 +241,12 @@ fn query_batches_answer_in_the_jobs_format() {
         "SELECT Id, LastName, CreatedDate, Account.Name, Account.NumberOfEmployees FROM Contact",
     );
     org.b1_wait(&job, &batch);
-    let r = org.b1(
-        Method::GET,
-        &format!("job/{job}/batch/{batch}/result"),
-        "",
-        None,
-    );
+    let r = org.b1_get(&format!("job/{job}/batch/{batch}/result"));
     assert_eq!(r.header("content-type"), Some("application/json"));
     let ids = r.json();
     let rid = ids[0].as_str().unwrap();
     assert!(rid.starts_with("752"), "{ids}");
-    let r = org.b1(
-        Method::GET,
-        &format!("job/{job}/batch/{batch}/result/{rid}"),
-        "",
-        None,
-    );
+    let r = org.b1_get(&format!("job/{job}/batch/{batch}/result/{rid}"));
     assert_eq!(r.header("content-type"), Some("application/json"));
     let recs = r.json();
     assert_eq!(recs.as_array().unwrap().len(), 1, "{recs}");
@@ -282,19 +266,9 @@ fn query_batches_answer_in_the_jobs_format() {
         "SELECT Id, Name, NumberOfEmployees FROM Account ORDER BY Name",
     );
     org.b1_wait(&job, &batch);
-    let r = org.b1(
-        Method::GET,
-        &format!("job/{job}/batch/{batch}/result"),
-        "",
-        None,
-    );
+    let r = org.b1_get(&format!("job/{job}/batch/{batch}/result"));
     let rid = tag(&r.text, "result");
-    let r = org.b1(
-        Method::GET,
-        &format!("job/{job}/batch/{batch}/result/{rid}"),
-        "",
-        None,
-    );
+    let r = org.b1_get(&format!("job/{job}/batch/{batch}/result/{rid}"));
     assert_eq!(r.header("content-type"), Some("application/xml"));
     assert!(r.text.contains(&format!("<records xsi:type=\"sObject\"><type>Account</type><Id>{a}</Id><Name>Q1</Name><NumberOfEmployees>5</NumberOfEmployees></records>")), "{}", r.text);
     assert!(
@@ -313,12 +287,7 @@ fn query_batches_answer_in_the_jobs_format() {
         tag(&info, "stateMessage").starts_with("InvalidBatch"),
         "{info}"
     );
-    let r = org.b1(
-        Method::GET,
-        &format!("job/{job}/batch/{rid}/result/{rid}"),
-        "",
-        None,
-    );
+    let r = org.b1_get(&format!("job/{job}/batch/{rid}/result/{rid}"));
     assert_eq!(error_code(&r), "InvalidBatch");
 }
 
@@ -376,9 +345,9 @@ fn bad_sessions_documents_states_and_sizes_are_refused() {
         assert_eq!(error_code(&r), code, "{}", r.text);
     }
     // Unknown ids and resources.
-    let r = org.b1(Method::GET, "job/750000000000000AAA", "", None);
+    let r = org.b1_get("job/750000000000000AAA");
     assert_eq!(error_code(&r), "InvalidJob");
-    let r = org.b1(Method::GET, "jobs", "", None);
+    let r = org.b1_get("jobs");
     assert_eq!((r.status, error_code(&r)), (404, "InvalidUrl".to_string()));
     let r = org
         .http
@@ -480,7 +449,7 @@ fn kill_9_with_batches_queued_and_in_progress_writes_every_record_once() {
     }
     let t = Instant::now();
     loop {
-        let r = org.b1(Method::GET, &format!("job/{job}"), "", None);
+        let r = org.b1_get(&format!("job/{job}"));
         let done: usize = tag(&r.text, "numberBatchesCompleted").parse().unwrap();
         let running: usize = tag(&r.text, "numberBatchesInProgress").parse().unwrap();
         assert!(
@@ -512,12 +481,7 @@ fn kill_9_with_batches_queued_and_in_progress_writes_every_record_once() {
     for batch in &batches {
         let info = org.b1_wait(&job, batch);
         assert_eq!(tag(&info, "state"), "Completed", "{info}");
-        let r = org.b1(
-            Method::GET,
-            &format!("job/{job}/batch/{batch}/result"),
-            "",
-            None,
-        );
+        let r = org.b1_get(&format!("job/{job}/batch/{batch}/result"));
         assert_eq!(r.header("content-type"), Some("text/csv"));
         let lines: Vec<&str> = r.text.lines().skip(1).collect();
         assert_eq!(lines.len(), ROWS, "one result per record");
@@ -540,7 +504,7 @@ fn kill_9_with_batches_queued_and_in_progress_writes_every_record_once() {
         written,
         "no record was written twice"
     );
-    let r = org.b1(Method::GET, &format!("job/{job}"), "", None);
+    let r = org.b1_get(&format!("job/{job}"));
     assert_eq!(
         tag(&r.text, "numberRecordsProcessed"),
         (BATCHES * ROWS).to_string()

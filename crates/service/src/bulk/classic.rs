@@ -508,19 +508,7 @@ impl Bulk {
             return Err(invalid_batch("The batch is empty"));
         }
         let name = random_name(j.seq, "batch");
-        let path = self.dir.join(&name);
-        let dir = self.dir.clone();
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&path)?;
-            f.write_all(&data)?;
-            f.sync_all()?;
-            sync_dir(&dir);
-            Ok(())
-        })
-        .await;
-        if !matches!(written, Ok(Ok(()))) {
-            let _ = std::fs::remove_file(self.dir.join(&name));
+        if !self.write_synced(&name, data).await {
             return Err(internal());
         }
         let now = now_millis();

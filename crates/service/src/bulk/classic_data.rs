@@ -21,6 +21,7 @@ use store::{Cell as QCell, QueryRow, Store};
 
 use super::csv::{split_fields, strip_bom, Dialect, RowReader};
 use super::Cell;
+use crate::xml::{local_name, reference_char};
 
 /// The XML namespace of Bulk API 1.0 documents.
 pub const NS: &str = "http://www.force.com/2009/06/asyncapi/dataload";
@@ -279,18 +280,10 @@ fn read_json(data: &[u8]) -> Result<Records, String> {
     Ok(out.finish())
 }
 
-fn local(name: &[u8]) -> String {
-    let name = String::from_utf8_lossy(name);
-    match name.rsplit_once(':') {
-        Some((_, l)) => l.to_string(),
-        None => name.into_owned(),
-    }
-}
-
 fn is_nil(e: &quick_xml::events::BytesStart<'_>) -> bool {
     e.attributes()
         .flatten()
-        .any(|a| local(a.key.as_ref()) == "nil" && matches!(&*a.value, b"true" | b"1"))
+        .any(|a| local_name(a.key.as_ref()) == "nil" && matches!(&*a.value, b"true" | b"1"))
 }
 
 fn read_xml(data: &[u8]) -> Result<Records, String> {
@@ -309,7 +302,7 @@ fn read_xml(data: &[u8]) -> Result<Records, String> {
         let ev = r.read_event_into(&mut buf).map_err(|e| bad(&e))?;
         match ev {
             Event::Start(e) => {
-                let name = local(e.name().as_ref());
+                let name = local_name(e.name().as_ref());
                 if path.is_empty() {
                     if name != "sObjects" {
                         return Err(format!(
@@ -330,7 +323,7 @@ fn read_xml(data: &[u8]) -> Result<Records, String> {
                 }
             }
             Event::Empty(e) => {
-                let name = local(e.name().as_ref());
+                let name = local_name(e.name().as_ref());
                 match path.len() {
                     0 => return Err("InvalidBatch : The XML batch has no records".into()),
                     1 if name == "sObject" => out.push(Vec::new())?,
@@ -349,21 +342,7 @@ fn read_xml(data: &[u8]) -> Result<Records, String> {
                 text.push_str(&t.decode().map_err(|e| bad(&e))?);
             }
             Event::CData(t) => text.push_str(&String::from_utf8_lossy(&t)),
-            Event::GeneralRef(g) => {
-                if let Some(c) = g.resolve_char_ref().map_err(|e| bad(&e))? {
-                    text.push(c);
-                } else {
-                    let name = g.decode().map_err(|e| bad(&e))?;
-                    text.push(match name.as_ref() {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        other => return Err(bad(&format!("unknown entity &{other};"))),
-                    });
-                }
-            }
+            Event::GeneralRef(g) => text.push(reference_char(&g).map_err(|m| bad(&m))?),
             Event::End(_) => {
                 let Some(name) = path.pop() else {
                     return Err(bad(&"unbalanced end tag"));
@@ -464,7 +443,7 @@ pub fn write_query_results(
                 }
                 _ => {
                     out.push_str("<records xsi:type=\"sObject\">");
-                    xml_record(&plan.object, &plan.columns, r, marker, &mut out);
+                    xml_record(&plan.object, &plan.columns, r, &mut out);
                     out.push_str("</records>");
                 }
             }
@@ -538,14 +517,7 @@ fn json_record(
     Json::Object(m)
 }
 
-fn xml_record(
-    o: &model::ObjectDef,
-    columns: &[Column],
-    r: &QueryRow,
-    marker: OrgMarker,
-    out: &mut String,
-) {
-    let _ = marker;
+fn xml_record(o: &model::ObjectDef, columns: &[Column], r: &QueryRow, out: &mut String) {
     out.push_str("<type>");
     out.push_str(&escape(o.name.as_str()));
     out.push_str("</type>");
@@ -559,7 +531,7 @@ fn xml_record(
                 QCell::Parent(Some(p)),
             ) => {
                 out.push_str(&format!("<{key} xsi:type=\"sObject\">"));
-                xml_record(object, columns, p, marker, out);
+                xml_record(object, columns, p, out);
                 out.push_str(&format!("</{key}>"));
             }
             (Column::Children { .. }, _) => {}

@@ -584,18 +584,7 @@ impl Bulk {
             return Err(too_large(self.opts.max_upload_bytes));
         }
         let name = random_name(0, "upload");
-        let path = self.dir.join(&name);
-        let dir = self.dir.clone();
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut f = File::create(&path)?;
-            f.write_all(&content)?;
-            f.sync_all()?;
-            sync_dir(&dir);
-            Ok(())
-        })
-        .await;
-        if !matches!(written, Ok(Ok(()))) {
-            let _ = std::fs::remove_file(self.dir.join(&name));
+        if !self.write_synced(&name, content).await {
             return Err(ApiError::internal().into());
         }
         row.upload = Some(name.clone());
@@ -791,6 +780,28 @@ impl Bulk {
             .await??;
         self.remove_files(&removed).await;
         Ok(())
+    }
+
+    /// Writes `data` to a new file `name` of the bulk directory and syncs it and the directory;
+    /// false (and no file left behind) if that failed.
+    async fn write_synced(&self, name: &str, data: Vec<u8>) -> bool {
+        let path = self.dir.join(name);
+        let dir = self.dir.clone();
+        let p = path.clone();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut f = File::create(&p)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+            sync_dir(&dir);
+            Ok(())
+        })
+        .await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::error!(path = %path.display(), "cannot write a bulk data file");
+            let _ = std::fs::remove_file(&path);
+            return false;
+        }
+        true
     }
 
     async fn remove_files(&self, j: &BulkJobRow) {

@@ -36,6 +36,20 @@ async fn org() -> (tempfile::TempDir, Arc<Org>, Principal) {
     (dir, org, p)
 }
 
+/// Runs `bulk`'s background runner until the returned sender is used (or dropped).
+fn spawn_runner(
+    bulk: &Arc<super::Bulk>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(bulk.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    (stop, runner)
+}
+
 fn object(org: &Org, name: &str) -> Arc<ObjectDef> {
     org.schema().object(name).expect("object").clone()
 }
@@ -524,10 +538,7 @@ async fn the_runner_processes_chunks_and_expires_old_jobs() {
         ..Options::default()
     };
     let bulk = Bulk::install(org.clone(), bulk_dir.clone(), opts).expect("install");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(bulk.clone().run(async move {
-        let _ = stopped.await;
-    }));
+    let (stop, runner) = spawn_runner(&bulk);
     let spec = json!({"object": "Account", "operation": "insert"});
     let mut csv = String::from("Name,NumberOfEmployees\n");
     for i in 0..10 {
@@ -580,10 +591,7 @@ async fn the_runner_processes_chunks_and_expires_old_jobs() {
         },
     )
     .expect("install");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(expiring.clone().run(async move {
-        let _ = stopped.await;
-    }));
+    let (stop, runner) = spawn_runner(&expiring);
     loop {
         if expiring.job(&p, JobKind::Ingest, &id).is_err() {
             break;
@@ -654,10 +662,7 @@ async fn classic_batches_wait_for_the_runner_abort_and_expire_with_their_job() {
         .expect("abort");
     assert_eq!(aborted.state, "Aborted");
     assert_eq!(aborted.batches.not_processed, 2);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(bulk.clone().run(async move {
-        let _ = stopped.await;
-    }));
+    let (stop, runner) = spawn_runner(&bulk);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     for b in [&first, &second] {
         let b = bulk.classic_batch(&p, &id, &b.id.to_18()).expect("batch");
@@ -683,10 +688,7 @@ async fn classic_batches_wait_for_the_runner_abort_and_expire_with_their_job() {
         },
     )
     .expect("install");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(expiring.clone().run(async move {
-        let _ = stopped.await;
-    }));
+    let (stop, runner) = spawn_runner(&expiring);
     while expiring.classic_job(&p, &id).is_ok() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
