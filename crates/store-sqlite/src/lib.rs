@@ -8,7 +8,10 @@
 //! WAL checkpoints run on their own thread and connection, started after each commit, so copying
 //! WAL frames into the database overlaps with the writer's next batch; the writer's own
 //! checkpoint (past [`WRITER_CHECKPOINT_PAGES`]) then finds little left to copy and lets the WAL
-//! start over, which bounds its size.
+//! start over, which bounds its size. Before each checkpoint, idle pooled readers still holding
+//! an older snapshot end their read transaction: a reader's snapshot is as far as a checkpoint
+//! may copy, and a pinned one made the WAL grow without bound during Bulk loads (and left the
+//! copying to the writer).
 //!
 //! The schema lives in memory as an immutable [`Schema`] snapshot. A job that changes metadata
 //! (custom objects and fields are DDL) works on the writer's working copy; the copy becomes the
@@ -271,19 +274,25 @@ impl SqliteStore {
             .map_err(backend)?;
         let checkpointer = open_conn(path, options.durable).map_err(backend)?;
         let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let checkpoints = std::thread::Builder::new()
-            .name("conflux-checkpoint".into())
-            .spawn(move || {
-                // One checkpoint per wake-up; wake-ups during a checkpoint coalesce into one.
-                for () in checkpoint_rx.iter() {
-                    if let Err(e) =
-                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
+        let checkpoints = {
+            let (readers, commits) = (readers.clone(), commits.clone());
+            std::thread::Builder::new()
+                .name("conflux-checkpoint".into())
+                .spawn(move || {
+                    // One checkpoint per wake-up; wake-ups during a checkpoint coalesce into one.
+                    for () in checkpoint_rx.iter() {
+                        // Idle readers still holding an older snapshot would stop the checkpoint
+                        // at their snapshot (and keep the WAL from starting over): end them first.
+                        release_stale(&readers, commits.load(Ordering::Acquire));
+                        if let Err(e) =
+                            checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        {
+                            tracing::warn!(error = %e, "WAL checkpoint failed");
+                        }
                     }
-                }
-            })
-            .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
+                })
+                .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?
+        };
         let janitor = {
             let (readers, commits, stop) = (readers.clone(), commits.clone(), stop.clone());
             std::thread::Builder::new()
