@@ -80,7 +80,7 @@ pub fn add_field_sql(o: &ObjectDef, f: &FieldDef) -> Vec<String> {
 }
 
 /// The system tables: settings, applied metadata specs, auth state, Bulk API jobs and their
-/// processed chunks.
+/// processed chunks, the event log.
 pub const SYSTEM_TABLES: &str = r#"
 CREATE TABLE IF NOT EXISTS meta_kv (
   key TEXT PRIMARY KEY,
@@ -172,6 +172,17 @@ CREATE TABLE IF NOT EXISTS bulk_chunks (
   results BLOB,
   UNIQUE(job, chunk)
 );
+CREATE TABLE IF NOT EXISTS event_log (
+  replay_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  stream TEXT NOT NULL,
+  kind INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  uuid TEXT NOT NULL,
+  schema_id TEXT NOT NULL,
+  payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_event_log_stream ON event_log(stream, replay_id);
+CREATE INDEX IF NOT EXISTS ix_event_log_kind ON event_log(kind, replay_id);
 "#;
 
 /// Upgrades of the system tables, applied in order when the column they add is missing:

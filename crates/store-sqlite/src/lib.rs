@@ -20,6 +20,7 @@
 mod bulk;
 mod codec;
 mod ddl;
+mod events;
 mod query;
 mod tx;
 
@@ -84,6 +85,8 @@ pub struct SqliteStore {
     /// Stops the thread that releases stale reader snapshots.
     stop: Arc<AtomicBool>,
     janitor: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The last committed event's replay id (the writer sends it).
+    tip: Arc<tokio::sync::watch::Sender<u64>>,
     /// Runs WAL checkpoints after commits (ends when the writer does).
     checkpoints: Mutex<Option<std::thread::JoinHandle<()>>>,
     next_reader: AtomicUsize,
@@ -308,6 +311,10 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
         let writer_schema = schema.clone();
         let writer_commits = commits.clone();
+        let tip = Arc::new(tokio::sync::watch::Sender::new(
+            events::bounds(&conn)?.last,
+        ));
+        let writer_tip = tip.clone();
         let handle = std::thread::Builder::new()
             .name("conflux-writer".into())
             .spawn(move || {
@@ -318,6 +325,7 @@ impl SqliteStore {
                     marker,
                     writer_commits,
                     checkpoint_tx,
+                    writer_tip,
                 )
             })
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
@@ -330,6 +338,7 @@ impl SqliteStore {
             stop,
             janitor: Mutex::new(Some(janitor)),
             checkpoints: Mutex::new(Some(checkpoints)),
+            tip,
             next_reader: AtomicUsize::new(0),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
@@ -400,6 +409,7 @@ fn writer_loop(
     marker: OrgMarker,
     commits: Arc<AtomicU64>,
     checkpoint: std::sync::mpsc::SyncSender<()>,
+    tip: Arc<tokio::sync::watch::Sender<u64>>,
 ) {
     let mut seqs: HashMap<String, u64> = HashMap::new();
     while let Some(first) = rx.blocking_recv() {
@@ -410,7 +420,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        run_batch(&conn, batch, &schema, marker, &mut seqs, &commits);
+        run_batch(&conn, batch, &schema, marker, &mut seqs, &commits, &tip);
         // Full means a checkpoint is already pending.
         let _ = checkpoint.try_send(());
     }
@@ -430,9 +440,11 @@ fn run_batch(
     marker: OrgMarker,
     seqs: &mut HashMap<String, u64>,
     commits: &AtomicU64,
+    tip: &tokio::sync::watch::Sender<u64>,
 ) {
     let mut working = schema.load_full();
     let mut changed = false;
+    let mut events = false;
     let mut done: Vec<Box<dyn FnOnce(StoreResult<()>) + Send>> = Vec::with_capacity(batch.len());
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let err = backend(e);
@@ -457,9 +469,14 @@ fn run_batch(
             insert_stmt: None,
             update_stmt: None,
             insert_many_stmt: None,
+            events_appended: false,
+            detached: Vec::new(),
         };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut w)));
         let (schema_after, schema_changed) = (w.read.schema.clone(), w.schema_changed);
+        let detached = std::mem::take(&mut w.detached);
+        let job_events = w.events_appended;
+        drop(w);
         match outcome {
             Ok(d) if d.keep => {
                 let _ = exec(conn, "RELEASE job");
@@ -467,6 +484,7 @@ fn run_batch(
                     working = schema_after;
                     changed = true;
                 }
+                events |= job_events;
                 done.push(d.after_commit);
             }
             Ok(d) => {
@@ -476,6 +494,12 @@ fn run_batch(
             Err(_) => {
                 tracing::error!("a write job panicked; its changes were rolled back");
                 let _ = exec(conn, "ROLLBACK TO job").and_then(|_| exec(conn, "RELEASE job"));
+            }
+        }
+        for e in &detached {
+            match events::append(conn, e) {
+                Ok(_) => events = true,
+                Err(err) => tracing::error!(error = %err, "cannot append a detached event"),
             }
         }
     }
@@ -497,6 +521,18 @@ fn run_batch(
             // Before anyone hears of this commit: a read that starts after an acknowledgement
             // must not reuse a snapshot from before it.
             commits.fetch_add(1, Ordering::Release);
+            if events {
+                match events::bounds(conn) {
+                    Ok(b) => {
+                        tip.send_if_modified(|t| {
+                            let moved = b.last > *t;
+                            *t = (*t).max(b.last);
+                            moved
+                        });
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot read the event log's tip"),
+                }
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "commit failed; the batch was rolled back");
@@ -554,6 +590,10 @@ impl Store for SqliteStore {
 
     fn data_dir(&self) -> Option<PathBuf> {
         self.path.parent().map(Path::to_path_buf)
+    }
+
+    fn event_tip(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tip.subscribe()
     }
 
     fn submit(&self, job: WriteJob) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {

@@ -364,3 +364,81 @@ async fn a_database_from_before_bulk_batches_gains_the_parent_column() {
     assert_eq!(found.len(), 1);
     assert_eq!((found[0].seq, found[0].parent), (seq, Some(7)));
 }
+
+fn event(stream: &str, kind: store::EventKind, created_ms: i64, n: u32) -> store::NewEvent {
+    store::NewEvent {
+        stream: stream.into(),
+        kind,
+        created_ms,
+        uuid: format!("uuid-{n}"),
+        schema_id: "schema".into(),
+        payload: format!("{{\"n\":{n}}}"),
+    }
+}
+
+#[tokio::test]
+async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
+    use store::{EventKind, EventSelect};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: Arc<dyn Store> = s.clone();
+    let mut tip = st.event_tip();
+    assert_eq!(*tip.borrow(), 0);
+    let ids = st
+        .write(|tx| {
+            let a = tx.append_event(&event("Low_Ink__e", EventKind::Platform, 1_000, 1))?;
+            let b = tx.append_event(&event("AccountChangeEvent", EventKind::Change, 1_000, 2))?;
+            Ok((a, b))
+        })
+        .await
+        .unwrap();
+    assert!(ids.1 > ids.0);
+    assert!(tip.has_changed().unwrap(), "a commit with events moves the tip");
+    assert_eq!(*tip.borrow_and_update(), ids.1);
+    // A job that fails takes its events with it; a detached event survives the failure.
+    let failed = st
+        .write(|tx| -> Result<(), ApiError> {
+            tx.append_event(&event("Low_Ink__e", EventKind::Platform, 2_000, 3))?;
+            tx.append_event_detached(event("Low_Ink__e", EventKind::Platform, 2_000, 4));
+            Err(ApiError::new(ErrorCode::InvalidInput, "no"))
+        })
+        .await;
+    assert!(failed.is_err());
+    let ink = st
+        .read(|tx| tx.events_after(EventSelect::Stream("Low_Ink__e"), 0, 100))
+        .unwrap();
+    let payloads: Vec<&str> = ink.iter().map(|e| e.event.payload.as_str()).collect();
+    assert_eq!(payloads, ["{\"n\":1}", "{\"n\":4}"]);
+    assert!(ink[1].replay_id > ids.1);
+    assert_eq!(*tip.borrow_and_update(), ink[1].replay_id);
+    let changes = st
+        .read(|tx| tx.events_after(EventSelect::Kind(EventKind::Change), 0, 100))
+        .unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].event.stream, "AccountChangeEvent");
+    assert_eq!(changes[0].event.kind, EventKind::Change);
+    let all = st.read(|tx| tx.all_events_after(ids.0, 100)).unwrap();
+    assert_eq!(all.len(), 2, "after the first: the change event and the detached one");
+
+    // Pruning keeps the log a suffix; ids are never reused, even after a reopen.
+    let pruned = st.write(|tx| Ok(tx.prune_events(1_500)?)).await.unwrap();
+    assert_eq!(pruned, 2);
+    let b = st.read(|tx| tx.event_bounds()).unwrap();
+    assert_eq!(b.pruned_through, ids.1);
+    assert_eq!(b.last, ink[1].replay_id);
+    assert_eq!(st.write(|tx| Ok(tx.prune_events(1_500)?)).await.unwrap(), 0);
+    let last = ink[1].replay_id;
+    st.write(|tx| Ok(tx.prune_events(10_000)?)).await.unwrap();
+    drop(st);
+    drop(s);
+    let s = open(&dir);
+    let st: Arc<dyn Store> = s.clone();
+    assert_eq!(*st.event_tip().borrow(), last);
+    let next = st
+        .write(|tx| Ok(tx.append_event(&event("Low_Ink__e", EventKind::Platform, 3_000, 5))?))
+        .await
+        .unwrap();
+    assert!(next > last, "replay ids never go back after pruning everything");
+    let b = st.read(|tx| tx.event_bounds()).unwrap();
+    assert_eq!((b.pruned_through, b.last), (last, next));
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use model::{FieldDef, ObjectDef, OrgMarker, Schema, Value};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use store::{
-    AppRow, BulkChunkRow, BulkJobFilter, BulkJobRow, ReadTx, RefreshRow, SessionRow, StoreError,
-    StoreResult, StoredRecord, WriteTx,
+    AppRow, BulkChunkRow, BulkJobFilter, BulkJobRow, EventBounds, EventRow, EventSelect, NewEvent,
+    ReadTx, RefreshRow, SessionRow, StoreError, StoreResult, StoredRecord, WriteTx,
 };
 
 use crate::codec::{decode, encode};
@@ -307,6 +307,20 @@ impl ReadTx for Conn<'_> {
     fn bulk_files(&self) -> StoreResult<Vec<String>> {
         crate::bulk::bulk_files(self.conn)
     }
+    fn events_after(
+        &self,
+        select: EventSelect<'_>,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRow>> {
+        crate::events::after(self.conn, select, after, limit)
+    }
+    fn all_events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<EventRow>> {
+        crate::events::all_after(self.conn, after, limit)
+    }
+    fn event_bounds(&self) -> StoreResult<EventBounds> {
+        crate::events::bounds(self.conn)
+    }
 }
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
@@ -336,6 +350,10 @@ pub(crate) struct WConn<'a> {
     pub update_stmt: Option<(String, Vec<usize>, rusqlite::CachedStatement<'a>)>,
     /// The statement of the last `insert_full_many`: table name, field count, rows, statement.
     pub insert_many_stmt: Option<(String, usize, usize, rusqlite::CachedStatement<'a>)>,
+    /// Whether an event was appended (the writer then announces the new tip after commit).
+    pub events_appended: bool,
+    /// Events to append once the job ended, kept or not ([`WriteTx::append_event_detached`]).
+    pub detached: Vec<NewEvent>,
 }
 
 impl ReadTx for WConn<'_> {
@@ -451,6 +469,20 @@ impl ReadTx for WConn<'_> {
     }
     fn bulk_files(&self) -> StoreResult<Vec<String>> {
         self.read.bulk_files()
+    }
+    fn events_after(
+        &self,
+        select: EventSelect<'_>,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRow>> {
+        self.read.events_after(select, after, limit)
+    }
+    fn all_events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<EventRow>> {
+        self.read.all_events_after(after, limit)
+    }
+    fn event_bounds(&self) -> StoreResult<EventBounds> {
+        self.read.event_bounds()
     }
 }
 
@@ -936,5 +968,19 @@ impl<'a> WriteTx for WConn<'a> {
 
     fn delete_bulk_chunks(&mut self, job: u64) -> StoreResult<()> {
         crate::bulk::delete_bulk_chunks(self.conn(), job)
+    }
+
+    fn append_event(&mut self, event: &NewEvent) -> StoreResult<u64> {
+        let id = crate::events::append(self.conn(), event)?;
+        self.events_appended = true;
+        Ok(id)
+    }
+
+    fn append_event_detached(&mut self, event: NewEvent) {
+        self.detached.push(event);
+    }
+
+    fn prune_events(&mut self, before_ms: i64) -> StoreResult<u64> {
+        crate::events::prune(self.conn(), before_ms)
     }
 }

@@ -13,9 +13,11 @@ use std::sync::Arc;
 use model::{ApiError, ObjectDef, OrgMarker, Schema, Value};
 
 mod bulk;
+mod events;
 mod query;
 mod types;
 pub use bulk::{BulkChunkRow, BulkJobFilter, BulkJobRow};
+pub use events::{EventBounds, EventKind, EventRow, EventSelect, NewEvent};
 pub use query::{Cell, QueryRow};
 /// The SOQL crate, re-exported so backends can name [`soql::plan::Plan`] without depending on it
 /// directly.
@@ -155,6 +157,17 @@ pub trait ReadTx {
     fn bulk_chunks(&self, job: u64, from: u64, limit: usize) -> StoreResult<Vec<BulkChunkRow>>;
     /// Every file name the bulk jobs refer to (uploads and results).
     fn bulk_files(&self) -> StoreResult<Vec<String>>;
+    /// Up to `limit` events of `select` with replay ids above `after`, in replay id order.
+    fn events_after(
+        &self,
+        select: EventSelect<'_>,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<EventRow>>;
+    /// Up to `limit` events of any stream with replay ids above `after`, in replay id order.
+    fn all_events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<EventRow>>;
+    /// Which replay ids the log can still serve.
+    fn event_bounds(&self) -> StoreResult<EventBounds>;
 }
 
 /// What a write transaction can do in addition.
@@ -267,6 +280,13 @@ pub trait WriteTx: ReadTx {
     fn insert_bulk_chunk(&mut self, row: &BulkChunkRow) -> StoreResult<()>;
     /// Removes a job's chunks (a query job that starts over).
     fn delete_bulk_chunks(&mut self, job: u64) -> StoreResult<()>;
+    /// Appends an event; it commits (or rolls back) with the job. Returns its replay id.
+    fn append_event(&mut self, event: &NewEvent) -> StoreResult<u64>;
+    /// Appends an event after the job ends, whether the job keeps its changes or not (platform
+    /// events published immediately); it commits with the job's batch.
+    fn append_event_detached(&mut self, event: NewEvent);
+    /// Removes events created before `before_ms`; returns how many.
+    fn prune_events(&mut self, before_ms: i64) -> StoreResult<u64>;
 }
 
 /// Boxed future returned by [`Store::write`].
@@ -294,6 +314,8 @@ pub trait Store: Send + Sync + 'static {
     fn read_dyn(&self, f: &mut dyn FnMut(&dyn ReadTx));
     /// Queues a write job; fails only when the writer is gone.
     fn submit(&self, job: WriteJob) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>>;
+    /// The replay id of the last committed event; changes after every commit that added events.
+    fn event_tip(&self) -> tokio::sync::watch::Receiver<u64>;
     /// The directory holding the store's files, when it has one (Bulk API uploads go beside).
     fn data_dir(&self) -> Option<PathBuf> {
         None

@@ -1,0 +1,141 @@
+//! SQL for the event log (`event_log`): appends, reads after a replay id, bounds and pruning.
+//! Replay ids are the table's `AUTOINCREMENT` row ids, so they never go back and are never
+//! reused, even after every event was pruned or the server restarted.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use store::{EventBounds, EventKind, EventRow, EventSelect, NewEvent, StoreResult};
+
+use crate::tx::backend;
+
+/// `meta_kv` key holding the highest replay id pruned so far.
+const PRUNED_THROUGH: &str = "events_pruned_through";
+
+const COLUMNS: &str = "replay_id, stream, kind, created_ms, uuid, schema_id, payload";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        replay_id: r.get::<_, i64>(0)? as u64,
+        event: NewEvent {
+            stream: r.get(1)?,
+            kind: EventKind::from_code(r.get(2)?).unwrap_or(EventKind::Platform),
+            created_ms: r.get(3)?,
+            uuid: r.get(4)?,
+            schema_id: r.get(5)?,
+            payload: r.get(6)?,
+        },
+    })
+}
+
+pub(crate) fn append(conn: &Connection, e: &NewEvent) -> StoreResult<u64> {
+    conn.prepare_cached(
+        "INSERT INTO event_log (stream, kind, created_ms, uuid, schema_id, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .map_err(backend)?
+    .execute(params![
+        e.stream,
+        e.kind.code(),
+        e.created_ms,
+        e.uuid,
+        e.schema_id,
+        e.payload
+    ])
+    .map_err(backend)?;
+    Ok(conn.last_insert_rowid() as u64)
+}
+
+pub(crate) fn after(
+    conn: &Connection,
+    select: EventSelect<'_>,
+    after: u64,
+    limit: usize,
+) -> StoreResult<Vec<EventRow>> {
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let after = after.min(i64::MAX as u64) as i64;
+    let (sql, key): (String, rusqlite::types::Value) = match select {
+        EventSelect::Stream(s) => (
+            format!("SELECT {COLUMNS} FROM event_log WHERE stream = ?1 AND replay_id > ?2 ORDER BY replay_id LIMIT ?3"),
+            s.to_string().into(),
+        ),
+        EventSelect::Kind(k) => (
+            format!("SELECT {COLUMNS} FROM event_log WHERE kind = ?1 AND replay_id > ?2 ORDER BY replay_id LIMIT ?3"),
+            k.code().into(),
+        ),
+    };
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(params![key, after, limit], row)
+        .map_err(backend)?;
+    rows.map(|r| r.map_err(backend)).collect()
+}
+
+pub(crate) fn all_after(conn: &Connection, after: u64, limit: usize) -> StoreResult<Vec<EventRow>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM event_log WHERE replay_id > ?1 ORDER BY replay_id LIMIT ?2"
+        ))
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(
+            params![
+                after.min(i64::MAX as u64) as i64,
+                limit.min(i64::MAX as usize) as i64
+            ],
+            row,
+        )
+        .map_err(backend)?;
+    rows.map(|r| r.map_err(backend)).collect()
+}
+
+pub(crate) fn bounds(conn: &Connection) -> StoreResult<EventBounds> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'event_log'")
+        .map_err(backend)?
+        .query_row([], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    let pruned: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta_kv WHERE key = ?1")
+        .map_err(backend)?
+        .query_row([PRUNED_THROUGH], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    Ok(EventBounds {
+        pruned_through: pruned.and_then(|p| p.parse().ok()).unwrap_or(0),
+        last: last.unwrap_or(0).max(0) as u64,
+    })
+}
+
+/// Removes the events created before `before_ms`: every event older than the first one that is
+/// not (replay order is publication order, so the log stays a suffix of the sequence).
+pub(crate) fn prune(conn: &Connection, before_ms: i64) -> StoreResult<u64> {
+    let keep_from: Option<i64> = conn
+        .prepare_cached(
+            "SELECT replay_id FROM event_log WHERE created_ms >= ?1 ORDER BY replay_id LIMIT 1",
+        )
+        .map_err(backend)?
+        .query_row([before_ms], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    let through = match keep_from {
+        Some(k) => k - 1,
+        None => bounds(conn)?.last as i64,
+    };
+    let current = bounds(conn)?.pruned_through as i64;
+    if through <= current {
+        return Ok(0);
+    }
+    let n = conn
+        .prepare_cached("DELETE FROM event_log WHERE replay_id <= ?1")
+        .map_err(backend)?
+        .execute([through])
+        .map_err(backend)?;
+    conn.prepare_cached(
+        "INSERT INTO meta_kv (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )
+    .map_err(backend)?
+    .execute(params![PRUNED_THROUGH, through.to_string()])
+    .map_err(backend)?;
+    Ok(n as u64)
+}

@@ -1,0 +1,80 @@
+//! The event log as the store keeps it: one row per event (platform events, change events,
+//! PushTopic notifications), numbered by one replay id sequence for the whole org. Replay ids
+//! only grow and are never reused, so they are strictly increasing on every channel; events are
+//! written by write jobs, so an event commits together with the record change it describes.
+
+/// What kind of stream an event belongs to (channels select streams by name or by kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A platform event (`/event/Name__e`).
+    Platform,
+    /// A change event (`/data/AccountChangeEvent`, and `/data/ChangeEvents` for every entity).
+    Change,
+    /// A PushTopic notification (`/topic/Name`).
+    Topic,
+}
+
+impl EventKind {
+    /// The number stored for the kind.
+    pub fn code(self) -> i64 {
+        match self {
+            EventKind::Platform => 1,
+            EventKind::Change => 2,
+            EventKind::Topic => 3,
+        }
+    }
+
+    /// The kind stored as `code`.
+    pub fn from_code(code: i64) -> Option<EventKind> {
+        match code {
+            1 => Some(EventKind::Platform),
+            2 => Some(EventKind::Change),
+            3 => Some(EventKind::Topic),
+            _ => None,
+        }
+    }
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The stream: the event type (`Low_Ink__e`, `AccountChangeEvent`) or PushTopic name.
+    pub stream: String,
+    /// The stream's kind.
+    pub kind: EventKind,
+    /// When the event was published (ms).
+    pub created_ms: i64,
+    /// The event's UUID (`EventUuid`).
+    pub uuid: String,
+    /// Schema id of the payload's shape.
+    pub schema_id: String,
+    /// The payload as JSON text.
+    pub payload: String,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    /// Its replay id.
+    pub replay_id: u64,
+    /// The rest, as appended.
+    pub event: NewEvent,
+}
+
+/// Which events [`crate::ReadTx::events_after`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum EventSelect<'a> {
+    /// One stream.
+    Stream(&'a str),
+    /// Every stream of a kind.
+    Kind(EventKind),
+}
+
+/// The replay ids the log can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventBounds {
+    /// Events up to and including this id were pruned (0: none ever were).
+    pub pruned_through: u64,
+    /// The last id ever given out (0: none yet).
+    pub last: u64,
+}
