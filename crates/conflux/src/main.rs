@@ -67,6 +67,15 @@ struct ServeArgs {
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "CONFLUX_MAX_BODY", default_value_t = 32 * 1024 * 1024)]
     max_body: usize,
+    /// Hours events (platform events, change events) stay available for replay.
+    #[arg(long, env = "CONFLUX_EVENT_RETENTION_HOURS", default_value_t = 72)]
+    event_retention_hours: u64,
+    /// Streaming API (CometD) clients connected at once, at most.
+    #[arg(long, env = "CONFLUX_STREAMING_MAX_CLIENTS", default_value_t = 2000)]
+    streaming_max_clients: usize,
+    /// Seconds a Streaming API connect is held open when no event arrives.
+    #[arg(long, env = "CONFLUX_STREAMING_TIMEOUT", default_value_t = 110)]
+    streaming_timeout: u64,
 }
 
 fn addr(s: &str) -> Option<String> {
@@ -83,6 +92,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
         daily_api_requests: a.daily_api_requests,
         max_concurrent_long_requests: a.max_long_requests.max(1),
         max_json_body: a.max_body.max(1024),
+        event_retention_hours: a.event_retention_hours.max(1),
+        streaming_max_clients: a.streaming_max_clients,
+        streaming_timeout_ms: a.streaming_timeout.clamp(1, 3600) * 1000,
         ..Default::default()
     };
     if let Some(n) = env("CONFLUX_LOCKOUT_ATTEMPTS").and_then(|v| v.parse().ok()) {

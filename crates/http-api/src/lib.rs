@@ -1,5 +1,6 @@
 //! The HTTP surfaces of the org: OAuth 2.0 (`/services/oauth2/*`), the identity URL (`/id/…`),
-//! SOAP login/logout/undelete (`/services/Soap/u|c/NN.N`) and REST (`/services/data/…`). Wire
+//! SOAP login/logout/undelete (`/services/Soap/u|c/NN.N`), REST (`/services/data/…`), Bulk API
+//! 1.0 (`/services/async/…`) and the Streaming API (`/cometd/NN.N`). Wire
 //! formats are decided here and nowhere else; every use case goes through [`service::Org`].
 
 #![recursion_limit = "256"]
@@ -7,6 +8,7 @@
 mod body;
 mod bulk1;
 mod bulk2;
+mod cometd;
 mod error;
 mod oauth;
 mod rest;
@@ -21,6 +23,7 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use service::Org;
 
+pub use cometd::Streaming;
 pub use error::{api_error, api_errors};
 
 /// Which listener a request arrived on, so URLs we hand out use the same scheme.
@@ -44,6 +47,8 @@ pub struct AppState {
     /// A fixed public base URL (`https://conflux.example.com`), when the operator set one; else the
     /// base URL is derived from each request's scheme and `Host`.
     pub public_url: Option<String>,
+    /// The Streaming API's connected clients.
+    pub streaming: Arc<Streaming>,
 }
 
 impl AppState {
@@ -137,6 +142,8 @@ pub fn router(state: AppState) -> Router {
             post(soap::endpoint),
         )
         .route("/services/async/{*rest}", any(bulk1::dispatch))
+        .route("/cometd/{version}", any(cometd::endpoint))
+        .route("/cometd/{version}/{*rest}", any(cometd::endpoint))
         .route("/services/data", any(rest::versions))
         .route("/services/data/{*rest}", any(rest::dispatch))
         .fallback(rest::not_found)

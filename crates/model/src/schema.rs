@@ -87,6 +87,9 @@ pub struct ObjectDef {
     pub children: Vec<ChildRelationship>,
     /// Description shown in describe.
     pub description: Option<String>,
+    /// Platform events: published only when the publishing transaction commits
+    /// (`PublishAfterCommit`) rather than at once (`PublishImmediately`, the default).
+    pub publish_after_commit: bool,
     by_name: HashMap<String, usize>,
     by_relationship: HashMap<String, usize>,
 }
@@ -111,6 +114,7 @@ impl ObjectDef {
             fields,
             children: Vec::new(),
             description: None,
+            publish_after_commit: false,
             by_name: HashMap::new(),
             by_relationship: HashMap::new(),
         };

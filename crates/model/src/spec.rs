@@ -148,7 +148,7 @@ pub struct CustomObjectSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub sharing_model: Option<String>,
-    /// Platform events: `PublishAfterCommit` (default) or `PublishImmediately`.
+    /// Platform events: `PublishImmediately` (default) or `PublishAfterCommit`.
     #[serde(
         default,
         deserialize_with = "lenient_string",
@@ -602,14 +602,34 @@ impl CustomObjectSpec {
             .clone()
             .unwrap_or_else(|| format!("{label}s"));
         if kind == ObjectKind::PlatformEvent {
-            return Ok(ObjectDef::new(
+            let after_commit = match self.publish_behavior.as_deref().map(str::trim) {
+                None | Some("") => false,
+                Some(b) if b.eq_ignore_ascii_case("PublishImmediately") => false,
+                Some(b) if b.eq_ignore_ascii_case("PublishAfterCommit") => true,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "publishBehavior must be PublishImmediately or PublishAfterCommit, not '{other}'"
+                    )))
+                }
+            };
+            let mut o = ObjectDef::new(
                 &self.full_name,
                 &label,
                 &plural,
                 prefix,
                 kind,
-                Vec::new(),
-            ));
+                crate::standard::event_fields(),
+            );
+            o.caps = crate::schema::Capabilities {
+                createable: true,
+                updateable: false,
+                deletable: false,
+                undeletable: false,
+                queryable: false,
+            };
+            o.publish_after_commit = after_commit;
+            o.description = self.description.clone();
+            return Ok(o);
         }
         let nf = self.name_field.clone().unwrap_or_default();
         let mut name = FieldDef::new(

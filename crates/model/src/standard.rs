@@ -173,6 +173,25 @@ pub fn system_fields(owner: bool) -> (Vec<FieldDef>, Vec<FieldDef>) {
     (head, tail)
 }
 
+/// The standard fields of every platform event: `ReplayId`, `CreatedDate`, `CreatedById` and
+/// `EventUuid`, all set by the system.
+pub fn event_fields() -> Vec<FieldDef> {
+    let mut replay = FieldDef::new("ReplayId", "Replay ID", FieldType::String);
+    replay.length = 255;
+    let mut created = FieldDef::new("CreatedDate", "Created Date", FieldType::DateTime);
+    created.length = 0;
+    let by = lookup("CreatedById", "Created By ID", "User", "CreatedBy", None);
+    let mut uuid = FieldDef::new("EventUuid", "Event UUID", FieldType::String);
+    uuid.length = 36;
+    let mut out = vec![replay, created, by, uuid];
+    for f in &mut out {
+        f.access = Access::System;
+        f.permissionable = false;
+        f.custom = false;
+    }
+    out
+}
+
 /// Assembles an object from its own fields plus the system fields.
 pub fn object_with_system_fields(
     name: &str,

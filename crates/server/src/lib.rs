@@ -144,6 +144,7 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     let state = http_api::AppState {
         org: org.clone(),
         public_url: cfg.public_url.clone(),
+        streaming: Arc::default(),
     };
     let app = http_api::router(state);
     let drain = Duration::from_secs(cfg.drain_secs);
@@ -208,9 +209,24 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
                         if let Err(e) = org.store().write(move |tx| Ok(tx.prune_sessions(now)?)).await {
                             tracing::warn!(error = %e.message, "session pruning failed");
                         }
+                        let retention = org.config().event_retention_hours as i64 * 3_600_000;
+                        match org.events().prune(retention).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(events = n, "expired events pruned"),
+                            Err(e) => tracing::warn!(error = %e.message, "event pruning failed"),
+                        }
                     }
                 }
             }
+        })
+    };
+    // Held Streaming API connects answer at once when the server stops.
+    let bus_closer = {
+        let org = org.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            org.events().close();
         })
     };
     let bulk_runner = {
@@ -220,6 +236,7 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     say("conflux: ready");
     while tasks.join_next().await.is_some() {}
     let _ = janitor.await;
+    let _ = bus_closer.await;
     let _ = bulk_runner.await;
     let s: Arc<SqliteStore> = store;
     tokio::task::spawn_blocking(move || s.close()).await.ok();

@@ -27,6 +27,12 @@ pub struct OrgConfig {
     pub query_locator_idle_secs: u64,
     /// Most open query cursors before the oldest are dropped.
     pub max_query_cursors: usize,
+    /// Hours events stay in the event log (Salesforce: 72).
+    pub event_retention_hours: u64,
+    /// Streaming API clients connected at once, at most (Salesforce Unlimited Edition: 2,000).
+    pub streaming_max_clients: usize,
+    /// How long a Streaming API `/meta/connect` is held when nothing arrives (Salesforce: 110 s).
+    pub streaming_timeout_ms: u64,
 }
 
 impl Default for OrgConfig {
@@ -44,6 +50,9 @@ impl Default for OrgConfig {
             query_page_size: 2000,
             query_locator_idle_secs: 15 * 60,
             max_query_cursors: 10_000,
+            event_retention_hours: 72,
+            streaming_max_clients: 2000,
+            streaming_timeout_ms: 110_000,
         }
     }
 }

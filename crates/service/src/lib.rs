@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod bulk;
 mod coerce;
 pub mod config;
+pub mod events;
 pub mod limits;
 pub mod metadata;
 pub mod ops;
@@ -44,6 +45,7 @@ pub struct Org {
     pub(crate) cursors: query::Cursors,
     /// API request counters and limits.
     pub usage: limits::Usage,
+    bus: events::Bus,
     org_id: Id,
 }
 
@@ -68,6 +70,7 @@ impl Org {
             config.max_concurrent_long_requests,
         );
         Arc::new(Org {
+            bus: events::Bus::new(store.clone()),
             store,
             sessions: auth::SessionCache::default(),
             limiter,
@@ -80,6 +83,11 @@ impl Org {
             config,
             org_id,
         })
+    }
+
+    /// The event bus (platform events, change events, PushTopics).
+    pub fn events(&self) -> &events::Bus {
+        &self.bus
     }
 
     /// The org id (`00D…`).

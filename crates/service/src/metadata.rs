@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use model::spec::{split_field_full_name, CustomFieldSpec, CustomObjectSpec};
-use model::{ApiError, ApiResult, ErrorCode, Id, KeyPrefix, ObjectKind};
+use model::{ApiError, ApiResult, ErrorCode, FieldType, Id, KeyPrefix, ObjectKind};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -109,12 +109,7 @@ impl Org {
         spec: CustomObjectSpec,
         fields: Vec<CustomFieldSpec>,
     ) -> ApiResult<Id> {
-        if spec.kind()? == ObjectKind::PlatformEvent {
-            return Err(ApiError::new(
-                ErrorCode::InvalidInput,
-                "Platform events (__e) are not supported by this server yet.",
-            ));
-        }
+        spec.kind()?;
         let name = spec.full_name.clone();
         let json = serde_json::to_string(&spec).map_err(spec_error)?;
         let marker = self.store.marker();
@@ -319,17 +314,35 @@ fn add_field_tx(
     spec: &CustomFieldSpec,
 ) -> ApiResult<()> {
     let schema = tx.schema().clone();
-    let o = schema
-        .object(object)
-        .filter(|o| o.kind != ObjectKind::PlatformEvent)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidType,
-                format!("sObject type '{object}' is not supported."),
-            )
-        })?;
+    let o = schema.object(object).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidType,
+            format!("sObject type '{object}' is not supported."),
+        )
+    })?;
     let name = spec.full_name.rsplit('.').next().unwrap_or_default();
     let f = spec.to_field(name)?;
+    if o.kind == ObjectKind::PlatformEvent
+        && !matches!(
+            f.ty,
+            FieldType::Boolean
+                | FieldType::Date
+                | FieldType::DateTime
+                | FieldType::Double
+                | FieldType::Int
+                | FieldType::String
+                | FieldType::TextArea
+                | FieldType::LongTextArea
+        )
+    {
+        return Err(ApiError::new(
+            ErrorCode::FieldIntegrityException,
+            format!(
+                "{}: a platform event field can be a Checkbox, Date, Date/Time, Number, Text or Text Area (Long), not {:?}",
+                f.name, f.ty
+            ),
+        ));
+    }
     if o.field(&f.name).is_some() {
         return Err(ApiError::new(
             ErrorCode::DuplicateDeveloperName,

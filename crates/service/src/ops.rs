@@ -40,12 +40,52 @@ fn as_map(body: &Json) -> ApiResult<&Map<String, Json>> {
     })
 }
 
-/// Creates a record of `o` from a JSON body.
-pub fn create(tx: &mut dyn WriteTx, p: &Principal, o: &ObjectDef, body: &Json) -> ApiResult<Id> {
+/// What a create answers.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The new record's id (for a platform event, the `e00…` id of the publish).
+    pub id: Id,
+    /// For a platform event: its `EventUuid`, reported as an `OPERATION_ENQUEUED` "error" of
+    /// the successful result.
+    pub enqueued: Option<String>,
+}
+
+impl Created {
+    /// The save result as REST answers it: `{"id", "success": true, "errors": […]}`.
+    pub fn result_json(&self) -> Json {
+        let errors = match &self.enqueued {
+            Some(uuid) => serde_json::json!([{
+                "statusCode": "OPERATION_ENQUEUED",
+                "message": uuid,
+                "fields": [],
+            }]),
+            None => Json::Array(vec![]),
+        };
+        serde_json::json!({"id": self.id.to_18(), "success": true, "errors": errors})
+    }
+}
+
+/// Creates a record of `o` from a JSON body (for a platform event: publishes it).
+pub fn create(
+    tx: &mut dyn WriteTx,
+    p: &Principal,
+    o: &ObjectDef,
+    body: &Json,
+) -> ApiResult<Created> {
+    if o.kind == ObjectKind::PlatformEvent {
+        let published = crate::events::publish_tx(tx, p, o, as_map(body)?)?;
+        return Ok(Created {
+            id: published.id,
+            enqueued: Some(published.uuid),
+        });
+    }
     let schema = tx.schema().clone();
     let input = coerce_record(p, &schema, o, as_map(body)?, Mode::Create)?;
     let seq = insert_tx(tx, p, o, input, now_millis())?;
-    Ok(Id::new(o.key_prefix, tx.marker(), seq))
+    Ok(Created {
+        id: Id::new(o.key_prefix, tx.marker(), seq),
+        enqueued: None,
+    })
 }
 
 /// Updates row `seq` of `o` from a JSON body.

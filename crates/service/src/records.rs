@@ -50,7 +50,7 @@ pub struct Upserted {
 /// Most records deleted by one cascade.
 const MAX_CASCADE: usize = 10_000;
 
-fn access_error(o: &ObjectDef) -> ApiError {
+pub(crate) fn access_error(o: &ObjectDef) -> ApiError {
     ApiError::new(
         ErrorCode::InsufficientAccessOrReadonly,
         format!("insufficient access rights on object id ({})", o.name),

@@ -311,9 +311,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
         let writer_schema = schema.clone();
         let writer_commits = commits.clone();
-        let tip = Arc::new(tokio::sync::watch::Sender::new(
-            events::bounds(&conn)?.last,
-        ));
+        let tip = Arc::new(tokio::sync::watch::Sender::new(events::bounds(&conn)?.last));
         let writer_tip = tip.clone();
         let handle = std::thread::Builder::new()
             .name("conflux-writer".into())

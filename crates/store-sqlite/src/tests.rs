@@ -393,7 +393,10 @@ async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
         .await
         .unwrap();
     assert!(ids.1 > ids.0);
-    assert!(tip.has_changed().unwrap(), "a commit with events moves the tip");
+    assert!(
+        tip.has_changed().unwrap(),
+        "a commit with events moves the tip"
+    );
     assert_eq!(*tip.borrow_and_update(), ids.1);
     // A job that fails takes its events with it; a detached event survives the failure.
     let failed = st
@@ -418,7 +421,11 @@ async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
     assert_eq!(changes[0].event.stream, "AccountChangeEvent");
     assert_eq!(changes[0].event.kind, EventKind::Change);
     let all = st.read(|tx| tx.all_events_after(ids.0, 100)).unwrap();
-    assert_eq!(all.len(), 2, "after the first: the change event and the detached one");
+    assert_eq!(
+        all.len(),
+        2,
+        "after the first: the change event and the detached one"
+    );
 
     // Pruning keeps the log a suffix; ids are never reused, even after a reopen.
     let pruned = st.write(|tx| Ok(tx.prune_events(1_500)?)).await.unwrap();
@@ -438,7 +445,10 @@ async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
         .write(|tx| Ok(tx.append_event(&event("Low_Ink__e", EventKind::Platform, 3_000, 5))?))
         .await
         .unwrap();
-    assert!(next > last, "replay ids never go back after pruning everything");
+    assert!(
+        next > last,
+        "replay ids never go back after pruning everything"
+    );
     let b = st.read(|tx| tx.event_bounds()).unwrap();
     assert_eq!((b.pruned_through, b.last), (last, next));
 }

@@ -607,7 +607,10 @@ impl<'a> WriteTx for WConn<'a> {
     }
 
     fn create_object(&mut self, def: &ObjectDef, spec_json: &str) -> StoreResult<()> {
-        self.exec_all(&create_object_sql(def))?;
+        // Platform events are published, never stored as records: no table.
+        if def.kind != model::ObjectKind::PlatformEvent {
+            self.exec_all(&create_object_sql(def))?;
+        }
         self.conn()
             .execute(
                 "INSERT INTO meta_objects (name, prefix, spec, created_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -642,7 +645,9 @@ impl<'a> WriteTx for WConn<'a> {
             .map_err(|e| StoreError::Backend(e.message))?;
         let built = schema.object(&canonical).expect("just added").clone();
         let field = built.field(&def.name).expect("just added").clone();
-        self.exec_all(&add_field_sql(&built, &field))?;
+        if built.kind != model::ObjectKind::PlatformEvent {
+            self.exec_all(&add_field_sql(&built, &field))?;
+        }
         self.conn()
             .execute(
                 "INSERT INTO meta_fields (object, name, spec, created_ms) VALUES (?1, ?2, ?3, ?4)",

@@ -7,6 +7,7 @@ mod bulk1;
 mod cli;
 mod composite;
 mod durability;
+mod events;
 mod harness;
 mod hostile;
 mod records;

@@ -823,7 +823,7 @@ async fn tree(ctx: &Ctx, object: &str) -> Result<Response, ApiError> {
                         }
                     }
                     match ops::create(tx, &c.principal, &n.object, &Json::Object(fields)) {
-                        Ok(id) => ids[i] = Some(id),
+                        Ok(c) => ids[i] = Some(c.id),
                         Err(e) => errors.push(tree_error(&n.reference_id, &e)),
                     }
                 }
@@ -989,7 +989,7 @@ fn collections(
                         format!("sObject type '{}' is not supported.", types[i]),
                     )
                 })?;
-                let id = if creating {
+                let (id, enqueued) = if creating {
                     if ids[i].is_some() {
                         return Err(ApiError::with_fields(
                             ErrorCode::InvalidFieldForInsertUpdate,
@@ -997,7 +997,8 @@ fn collections(
                             vec!["Id".into()],
                         ));
                     }
-                    ops::create(tx, &p, &o, &Json::Object(fields))?
+                    let c = ops::create(tx, &p, &o, &Json::Object(fields))?;
+                    (c.id, c.enqueued)
                 } else {
                     let raw = ids[i].clone().ok_or_else(|| {
                         ApiError::with_fields(
@@ -1014,10 +1015,10 @@ fn collections(
                         )
                     })?;
                     ops::update(tx, &p, &o, seq, &Json::Object(fields), None)?;
-                    Id::new(o.key_prefix, tx.marker(), seq)
+                    (Id::new(o.key_prefix, tx.marker(), seq), None)
                 };
                 wrote.insert(o.name.clone());
-                Ok(json!({"id": id.to_18(), "success": true, "errors": []}))
+                Ok(ops::Created { id, enqueued }.result_json())
             })?;
             Ok((reply(StatusCode::OK, Json::Array(results)), wrote))
         }

@@ -106,12 +106,11 @@ fn record_url(ctx: &Ctx, object: &str, id: &Id) -> String {
     format!("{}/sobjects/{object}/{}", ctx.prefix(), id.to_18())
 }
 
-fn created(ctx: &Ctx, o: &ObjectDef, id: &Id) -> Reply {
-    let mut r = Reply::new(
-        StatusCode::CREATED,
-        Payload::Json(json!({"id": id.to_18(), "success": true, "errors": []})),
-    );
-    r.location = Some(record_url(ctx, &o.name, id));
+fn created(ctx: &Ctx, o: &ObjectDef, c: &ops::Created) -> Reply {
+    let mut r = Reply::new(StatusCode::CREATED, Payload::Json(c.result_json()));
+    if c.enqueued.is_none() {
+        r.location = Some(record_url(ctx, &o.name, &c.id));
+    }
     r.wrote = Some(o.name.clone());
     r
 }
@@ -270,8 +269,8 @@ pub fn write(ctx: &Ctx, tx: &mut dyn WriteTx, rest: &[&str]) -> Result<Reply, Ap
         ["sobjects", object] | ["sobjects", object, _] if ctx.method == Method::POST => {
             let o = ops::visible(&schema, p, object)?;
             let body = ctx.json_body()?;
-            let id = ops::create(tx, p, &o, &body)?;
-            Ok(created(ctx, &o, &id))
+            let c = ops::create(tx, p, &o, &body)?;
+            Ok(created(ctx, &o, &c))
         }
         ["sobjects", object, id] => {
             let o = ops::visible(&schema, p, object)?;

@@ -85,7 +85,7 @@ async fn rest_create(org: &Org, p: &Principal, object: &str, body: Json) -> Resu
     let o = self::object(org, object);
     let p2 = p.clone();
     org.store()
-        .write(move |tx| crate::ops::create(tx, &p2, &o, &body))
+        .write(move |tx| crate::ops::create(tx, &p2, &o, &body).map(|c| c.id))
         .await
 }
 

@@ -1,0 +1,421 @@
+//! The event bus: publishing platform events into the event log, and reading the log for
+//! subscribers. Events are rows of the store's event log, so they are durable when the publish
+//! is acknowledged and commit (or not) with the transaction that published them. Subscribers
+//! read through one shared in-memory tail of the newest events, so a thousand long-polling
+//! clients woken by one commit cost one store read, not a thousand.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use model::value::{format_datetime_z, now_millis};
+use model::{ApiError, ApiResult, ErrorCode, Id, KeyPrefix, ObjectDef, ObjectKind, Value};
+use parking_lot::Mutex;
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+use store::{EventBounds, EventKind, EventRow, EventSelect, NewEvent, Store, WriteTx};
+use tokio::sync::watch;
+
+use crate::auth::Principal;
+use crate::coerce::{coerce_record, Mode};
+
+/// Newest events kept in memory for subscribers, at most.
+const TAIL_EVENTS: usize = 20_000;
+/// Bytes of payload kept in memory for subscribers, at most.
+const TAIL_BYTES: usize = 64 * 1024 * 1024;
+/// Events read from the store per statement when the tail catches up.
+const LOAD_BATCH: usize = 2_000;
+
+/// An event as subscribers receive it.
+#[derive(Debug)]
+pub struct Event {
+    /// Its replay id.
+    pub replay_id: u64,
+    /// The stream (event type, change event entity, PushTopic).
+    pub stream: String,
+    /// The stream's kind.
+    pub kind: EventKind,
+    /// When it was published (ms).
+    pub created_ms: i64,
+    /// Its `EventUuid`.
+    pub uuid: String,
+    /// Schema id of its payload.
+    pub schema_id: String,
+    /// The payload (JSON text).
+    pub payload: String,
+    /// The Streaming API `data` object of the event, serialized once for every subscriber.
+    pub cometd_data: String,
+}
+
+impl Event {
+    fn from_row(r: EventRow) -> Event {
+        let e = r.event;
+        let cometd_data = format!(
+            "{{\"schema\":{},\"payload\":{},\"event\":{{\"EventUuid\":{},\"replayId\":{}}}}}",
+            Json::String(e.schema_id.clone()),
+            e.payload,
+            Json::String(e.uuid.clone()),
+            r.replay_id
+        );
+        Event {
+            replay_id: r.replay_id,
+            stream: e.stream,
+            kind: e.kind,
+            created_ms: e.created_ms,
+            uuid: e.uuid,
+            schema_id: e.schema_id,
+            payload: e.payload,
+            cometd_data,
+        }
+    }
+}
+
+/// Which events a subscription receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// One stream (`/event/Low_Ink__e` → `Low_Ink__e`).
+    Stream(String),
+    /// Every stream of a kind (`/data/ChangeEvents`).
+    Kind(EventKind),
+}
+
+impl Selection {
+    fn matches(&self, e: &Event) -> bool {
+        match self {
+            Selection::Stream(s) => e.stream == *s,
+            Selection::Kind(k) => e.kind == *k,
+        }
+    }
+
+    fn as_store(&self) -> EventSelect<'_> {
+        match self {
+            Selection::Stream(s) => EventSelect::Stream(s),
+            Selection::Kind(k) => EventSelect::Kind(*k),
+        }
+    }
+}
+
+/// What [`Bus::read`] found.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The events, in replay id order.
+    pub events: Vec<Arc<Event>>,
+    /// Every event of the selection up to this replay id has been read: the reader's next
+    /// position (it moves past other streams' events too, so readers do not wake for them again).
+    pub through: u64,
+}
+
+/// The newest events, shared by subscribers: every event with a replay id in `(from, loaded]`
+/// is in `events`.
+#[derive(Debug, Default)]
+struct Tail {
+    events: VecDeque<Arc<Event>>,
+    from: u64,
+    loaded: u64,
+    bytes: usize,
+}
+
+/// The event bus of an org.
+pub struct Bus {
+    store: Arc<dyn Store>,
+    tip: watch::Receiver<u64>,
+    tail: Mutex<Tail>,
+    closed: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("tip", &*self.tip.borrow())
+            .finish()
+    }
+}
+
+impl Bus {
+    /// The bus over `store`'s event log.
+    pub fn new(store: Arc<dyn Store>) -> Bus {
+        let tip = store.event_tip();
+        let now = *tip.borrow();
+        Bus {
+            store,
+            tip,
+            tail: Mutex::new(Tail {
+                from: now,
+                loaded: now,
+                ..Tail::default()
+            }),
+            closed: watch::Sender::new(false),
+        }
+    }
+
+    /// The replay id of the newest committed event.
+    pub fn tip(&self) -> u64 {
+        *self.tip.borrow()
+    }
+
+    /// The replay ids the log can serve.
+    pub fn bounds(&self) -> ApiResult<EventBounds> {
+        Ok(self.store.read(|tx| tx.event_bounds())?)
+    }
+
+    /// Up to `max` events of `select` after replay id `after`.
+    pub fn read(&self, select: &Selection, after: u64, max: usize) -> ApiResult<Batch> {
+        let tip = self.tip();
+        if after >= tip || max == 0 {
+            return Ok(Batch {
+                events: Vec::new(),
+                through: after,
+            });
+        }
+        {
+            let mut tail = self.tail.lock();
+            if tail.loaded < tip {
+                self.load(&mut tail, tip)?;
+            }
+            if after >= tail.from {
+                let mut events = Vec::new();
+                let start = tail.events.partition_point(|e| e.replay_id <= after);
+                for e in tail.events.iter().skip(start) {
+                    if e.replay_id > tip {
+                        break;
+                    }
+                    if select.matches(e) {
+                        events.push(e.clone());
+                        if events.len() == max {
+                            let through = e.replay_id;
+                            return Ok(Batch { events, through });
+                        }
+                    }
+                }
+                return Ok(Batch {
+                    events,
+                    through: tip,
+                });
+            }
+        }
+        // Older than the tail: from the store.
+        let rows = self
+            .store
+            .read(|tx| tx.events_after(select.as_store(), after, max))?;
+        let full = rows.len() == max;
+        let events: Vec<Arc<Event>> = rows
+            .into_iter()
+            .filter(|r| r.replay_id <= tip)
+            .map(|r| Arc::new(Event::from_row(r)))
+            .collect();
+        let through = match (full, events.last()) {
+            (true, Some(last)) => last.replay_id,
+            _ => tip,
+        };
+        Ok(Batch { events, through })
+    }
+
+    /// Brings the tail up to `tip` and trims it to its bounds.
+    fn load(&self, tail: &mut Tail, tip: u64) -> ApiResult<()> {
+        while tail.loaded < tip {
+            let after = tail.loaded;
+            let rows = self
+                .store
+                .read(|tx| tx.all_events_after(after, LOAD_BATCH))?;
+            let done = rows.len() < LOAD_BATCH;
+            for r in rows {
+                let e = Arc::new(Event::from_row(r));
+                tail.loaded = tail.loaded.max(e.replay_id);
+                tail.bytes += e.payload.len() + e.cometd_data.len();
+                tail.events.push_back(e);
+            }
+            if done {
+                tail.loaded = tail.loaded.max(tip);
+            }
+        }
+        while tail.events.len() > TAIL_EVENTS || tail.bytes > TAIL_BYTES {
+            let Some(e) = tail.events.pop_front() else {
+                break;
+            };
+            tail.bytes -= e.payload.len() + e.cometd_data.len();
+            tail.from = e.replay_id;
+        }
+        Ok(())
+    }
+
+    /// Waits until an event newer than `after` commits, the bus closes, or `timeout` passes.
+    /// Returns whether the bus is still open.
+    pub async fn wait(&self, after: u64, timeout: std::time::Duration) -> bool {
+        let mut tip = self.tip.clone();
+        let mut closed = self.closed.subscribe();
+        if *closed.borrow() {
+            return false;
+        }
+        tokio::select! {
+            _ = tip.wait_for(|t| *t > after) => {}
+            _ = closed.wait_for(|c| *c) => {}
+            _ = tokio::time::sleep(timeout) => {}
+        }
+        !*self.closed.borrow()
+    }
+
+    /// Ends every wait (the server is stopping).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Whether [`Bus::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Removes events older than `retention_ms`; returns how many.
+    pub async fn prune(&self, retention_ms: i64) -> ApiResult<u64> {
+        let before = now_millis() - retention_ms;
+        self.store
+            .write(move |tx| Ok(tx.prune_events(before)?))
+            .await
+    }
+}
+
+/// What publishing a platform event answers: the insert result's id and the `EventUuid`
+/// (reported as the `OPERATION_ENQUEUED` message).
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// An `e00…` id (not unique across time, as Salesforce warns).
+    pub id: Id,
+    /// The event's UUID.
+    pub uuid: String,
+}
+
+static EVENT_IDS: AtomicU64 = AtomicU64::new(0);
+
+/// The schema id of an event type's payload: derived from its fields, so it changes whenever the
+/// definition does (22 characters of URL-safe base64, like Salesforce's).
+pub fn schema_id(o: &ObjectDef) -> String {
+    let mut h = Sha256::new();
+    h.update(o.name.as_bytes());
+    for f in &o.fields {
+        h.update([0]);
+        h.update(f.name.as_bytes());
+        h.update(format!("{:?}", f.ty).as_bytes());
+    }
+    let digest = h.finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+}
+
+/// The platform event channel of an event type (`/event/Low_Ink__e`).
+pub fn event_channel(o: &ObjectDef) -> String {
+    format!("/event/{}", o.name)
+}
+
+/// Publishes a platform event of type `o` from a JSON body, inside `tx`: with the transaction
+/// when the type publishes after commit, else whatever becomes of the transaction.
+pub fn publish_tx(
+    tx: &mut dyn WriteTx,
+    p: &Principal,
+    o: &ObjectDef,
+    body: &Map<String, Json>,
+) -> ApiResult<Published> {
+    if o.kind != ObjectKind::PlatformEvent {
+        return Err(ApiError::new(
+            ErrorCode::InvalidType,
+            format!("{} is not a platform event", o.name),
+        ));
+    }
+    if !p.perms.object(o).create {
+        return Err(crate::records::access_error(o));
+    }
+    let schema = tx.schema().clone();
+    let input = coerce_record(p, &schema, o, body, Mode::Create)?;
+    if !input.ext_refs.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidFieldForInsertUpdate,
+            "platform events have no relationship fields",
+        ));
+    }
+    for (i, f) in o.fields.iter().enumerate() {
+        if f.custom && f.required && input.get(i).is_none_or(Value::is_null) {
+            return Err(ApiError::with_fields(
+                ErrorCode::RequiredFieldMissing,
+                format!("Required fields are missing: [{}]", f.name),
+                vec![f.name.clone()],
+            ));
+        }
+    }
+    let now = now_millis();
+    let mut payload = Map::new();
+    payload.insert("CreatedDate".into(), Json::String(format_datetime_z(now)));
+    payload.insert("CreatedById".into(), Json::String(p.user_id.to_18()));
+    for (i, f) in o.fields.iter().enumerate() {
+        if !f.custom {
+            continue;
+        }
+        let v = match input.get(i) {
+            Some(Value::DateTime(ms)) => Json::String(format_datetime_z(*ms)),
+            Some(v) => v.to_json(),
+            None => Json::Null,
+        };
+        payload.insert(f.name.clone(), v);
+    }
+    let uuid = uuid_v4();
+    let event = NewEvent {
+        stream: o.name.clone(),
+        kind: EventKind::Platform,
+        created_ms: now,
+        uuid: uuid.clone(),
+        schema_id: schema_id(o),
+        payload: Json::Object(payload).to_string(),
+    };
+    if o.publish_after_commit {
+        tx.append_event(&event)?;
+    } else {
+        tx.append_event_detached(event);
+    }
+    let n = EVENT_IDS.fetch_add(1, Ordering::Relaxed) + 1;
+    Ok(Published {
+        id: Id::new(KeyPrefix(*b"e00"), tx.marker(), n),
+        uuid,
+    })
+}
+
+/// A random (version 4) UUID in its canonical text form.
+pub fn uuid_v4() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Why a channel cannot be subscribed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelRefusal {
+    /// No such channel (or not one this server serves).
+    NotFound,
+    /// The caller may not read the channel's events.
+    Forbidden,
+}
+
+/// The events a channel carries, for subscriber `p`: `/event/Name__e` (a platform event type,
+/// spelled exactly; the caller needs read access to it).
+pub fn channel_selection(
+    schema: &model::Schema,
+    p: &Principal,
+    channel: &str,
+) -> Result<Selection, ChannelRefusal> {
+    let Some(name) = channel.strip_prefix("/event/") else {
+        return Err(ChannelRefusal::NotFound);
+    };
+    let o = schema
+        .object(name)
+        .filter(|o| o.kind == ObjectKind::PlatformEvent && o.name == name)
+        .ok_or(ChannelRefusal::NotFound)?;
+    if !p.perms.object(o).read {
+        return Err(ChannelRefusal::Forbidden);
+    }
+    Ok(Selection::Stream(o.name.clone()))
+}
