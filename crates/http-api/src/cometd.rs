@@ -2,7 +2,9 @@
 //! Salesforce's — handshake, connect (held until events arrive), subscribe with the replay
 //! extension, unsubscribe, disconnect. Events come from the org's event bus; each subscription
 //! keeps its position in the replay id sequence. Bayeux-level errors travel as HTTP 200 with the
-//! error in the message (`"400::…"`), as real clients expect.
+//! error in the message (`"400::…"`), as real clients expect; their texts use only the
+//! characters faye's error grammar accepts (letters, digits, space and `-_!~()$@/*.`), or faye
+//! cannot read the code.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -71,6 +73,8 @@ struct Client {
     subs: Mutex<Vec<Sub>>,
     /// Ends a held connect (a newer connect, a disconnect).
     kick: Notify,
+    /// Tells a held connect that the subscriptions changed (it waits on new positions).
+    changed: Notify,
     /// Connects being held now.
     holding: AtomicUsize,
     last_seen: Mutex<Instant>,
@@ -205,7 +209,7 @@ pub async fn endpoint(
                 meta_error(
                     &m,
                     c,
-                    "403::Publishing to a channel is not supported; publish events through the REST API",
+                    "403::Publishing to a channel is not supported - publish events through the REST API",
                 )
                 .to_string(),
             ),
@@ -311,10 +315,12 @@ fn handshake(state: &AppState, p: &Principal, m: &Map<String, Json>) -> (Json, b
         .and_then(Json::as_array)
         .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("long-polling")));
     if !long_polling {
-        let offered = m
+        let offered: Vec<&str> = m
             .get("supportedConnectionTypes")
-            .map(|t| t.to_string())
+            .and_then(Json::as_array)
+            .map(|t| t.iter().filter_map(Json::as_str).collect())
             .unwrap_or_default();
+        let offered = offered.join(" ");
         return (
             meta_error(
                 m,
@@ -349,6 +355,7 @@ fn handshake(state: &AppState, p: &Principal, m: &Map<String, Json>) -> (Json, b
                 user_seq: p.user_seq,
                 subs: Mutex::new(Vec::new()),
                 kick: Notify::new(),
+                changed: Notify::new(),
                 holding: AtomicUsize::new(0),
                 last_seen: Mutex::new(Instant::now()),
                 advised: AtomicBool::new(false),
@@ -407,7 +414,7 @@ fn subscribe(state: &AppState, p: &Principal, m: &Map<String, Json>) -> Json {
         return meta_error(
             m,
             "/meta/subscribe",
-            "400::Channel subscriptions must start with a leading '/'",
+            "400::Channel subscriptions must start with a leading /",
         );
     }
     let org: &Org = &state.org;
@@ -449,7 +456,7 @@ fn subscribe(state: &AppState, p: &Principal, m: &Map<String, Json>) -> Json {
                 m,
                 "/meta/subscribe",
                 &format!(
-                    "400::The replayId for channel {channel} is invalid or outside the retention window; use -1 for new events or -2 for all retained events"
+                    "400::The replayId for {channel} is invalid or outside the retention window - use -1 for new events or -2 for all retained events"
                 ),
             )
         }
@@ -463,6 +470,7 @@ fn subscribe(state: &AppState, p: &Principal, m: &Map<String, Json>) -> Json {
             cursor,
         });
     }
+    client.changed.notify_waiters();
     let mut r = reply_to(m, "/meta/subscribe");
     r.insert("subscription".into(), Json::String(channel));
     r.insert("successful".into(), Json::Bool(true));
@@ -546,11 +554,14 @@ async fn connect_reply(state: &AppState, p: &Principal, m: &Map<String, Json>) -
     };
     let org = state.org.clone();
     let hold_ms = org.config().streaming_timeout_ms;
-    let immediate = m
-        .get("advice")
-        .and_then(|a| a.get("timeout"))
-        .and_then(Json::as_i64)
-        == Some(0);
+    // The first connect after a handshake is answered at once (it carries the advice; clients
+    // such as aiocometd wait for it before they subscribe), as is one that asks with
+    // `advice.timeout: 0`.
+    let immediate = !client.advised.load(Ordering::Acquire)
+        || m.get("advice")
+            .and_then(|a| a.get("timeout"))
+            .and_then(Json::as_i64)
+            == Some(0);
     // A newer connect ends the one being held.
     client.kick.notify_waiters();
     client.holding.fetch_add(1, Ordering::AcqRel);
@@ -577,6 +588,7 @@ async fn connect_reply(state: &AppState, p: &Principal, m: &Map<String, Json>) -
             .min()
             .unwrap_or(u64::MAX);
         let kicked = client.kick.notified();
+        let changed = client.changed.notified();
         tokio::select! {
             open = org.events().wait(after, deadline - now) => {
                 if !open {
@@ -584,6 +596,8 @@ async fn connect_reply(state: &AppState, p: &Principal, m: &Map<String, Json>) -
                 }
             }
             _ = kicked => break,
+            // A subscription made while this connect waits: collect and wait again.
+            _ = changed => {}
         }
     }
     client.holding.fetch_sub(1, Ordering::AcqRel);

@@ -193,8 +193,8 @@ impl Org {
                 let fields = std::mem::take(&mut spec.fields);
                 let exists = self.schema().object(&stem).is_some();
                 if !exists {
-                    if !stem.ends_with("__c") {
-                        return Err(format!("{}: {stem} is not a standard object; custom object files must be named Name__c.yaml", path.display()));
+                    if !stem.ends_with("__c") && !stem.ends_with("__e") {
+                        return Err(format!("{}: {stem} is not a standard object; custom object files must be named Name__c.yaml (platform events Name__e.yaml)", path.display()));
                     }
                     self.apply_object(spec, Vec::new())
                         .await

@@ -151,6 +151,19 @@ impl Bayeux {
     }
 }
 
+/// A Bayeux error with a code faye can read: `NNN::message`, the message in faye's grammar.
+fn assert_bayeux_error(reply: &Value, code: &str) {
+    assert_eq!(reply["successful"], false, "{reply}");
+    let e = reply["error"].as_str().expect("an error string");
+    let (c, msg) = e.split_once("::").expect("NNN::message");
+    assert_eq!(c, code, "{reply}");
+    assert!(
+        msg.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || " -_!~()$@/*.".contains(ch)),
+        "faye cannot parse {e:?}"
+    );
+}
+
 fn replay_id(m: &Value) -> u64 {
     m["data"]["event"]["replayId"].as_u64().expect("replayId")
 }
@@ -233,6 +246,30 @@ fn platform_events_are_published_and_streamed_with_replay() {
     assert_eq!(got[0]["data"]["event"]["EventUuid"], live);
     assert!(replay_id(&got[0]) > last);
 
+    // A subscription made while the client's connect is held is served by that connect.
+    let mut late = Bayeux::new(&org);
+    late.handshake();
+    let (data, _) = late.connect(true);
+    assert!(data.is_empty());
+    let mut held = Bayeux {
+        http: client(),
+        url: late.url.clone(),
+        token: late.token.clone(),
+        client_id: late.client_id.clone(),
+        n: 100,
+    };
+    // One connect: it must return the event, not the hold's end.
+    let waiter = std::thread::spawn(move || held.connect(false).0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        late.subscribe("/event/Low_Ink__e", Some(-1))["successful"],
+        true
+    );
+    let late_uuid = publish(&org, "Low_Ink__e", "LATE");
+    let got_late = waiter.join().unwrap();
+    assert_eq!(got_late.len(), 1, "{got_late:?}");
+    assert_eq!(got_late[0]["data"]["event"]["EventUuid"], late_uuid);
+
     // A client that resubscribes with its last replay id gets exactly what it missed.
     let mut again = Bayeux::new(&org);
     again.handshake();
@@ -240,12 +277,12 @@ fn platform_events_are_published_and_streamed_with_replay() {
         again.subscribe("/event/Low_Ink__e", Some(first_id as i64))["successful"],
         true
     );
-    let missed = again.receive(3);
+    let missed = again.receive(4);
     let models: Vec<&str> = missed
         .iter()
         .map(|m| m["data"]["payload"]["Printer_Model__c"].as_str().unwrap())
         .collect();
-    assert_eq!(models, ["XZO-1", "XZO-2", "LIVE"]);
+    assert_eq!(models, ["XZO-1", "XZO-2", "LIVE", "LATE"]);
     let (extra, _) = again.connect(true);
     assert!(extra.is_empty(), "nothing twice: {extra:?}");
 
@@ -253,8 +290,7 @@ fn platform_events_are_published_and_streamed_with_replay() {
     let mut bad = Bayeux::new(&org);
     bad.handshake();
     let r = bad.subscribe("/event/Low_Ink__e", Some(999_999_999));
-    assert_eq!(r["successful"], false, "{r}");
-    assert!(r["error"].as_str().unwrap().starts_with("400::"), "{r}");
+    assert_bayeux_error(&r, "400");
 }
 
 #[test]
@@ -274,26 +310,22 @@ fn bayeux_errors_are_shaped_as_salesforce_shapes_them() {
     // Only websocket offered: refused.
     let (_, r) = c.post(json!([{"channel": "/meta/handshake", "version": "1.0",
         "supportedConnectionTypes": ["websocket"], "id": "w"}]));
-    assert_eq!(r[0]["successful"], false);
-    assert!(
-        r[0]["error"].as_str().unwrap().starts_with("400::"),
-        "{}",
-        r[0]
-    );
+    assert_bayeux_error(&r[0], "400");
 
-    for (channel, code) in [
-        ("/event/Nope__e", "400::"),
-        ("/event/alert__e", "400::"),
-        ("event/Alert__e", "400::"),
-        ("", "400::"),
+    for channel in [
+        "/event/Nope__e",
+        "/event/alert__e",
+        "event/Alert__e",
+        "",
+        "/topic/x",
     ] {
         let r = c.subscribe(channel, None);
-        assert_eq!(r["successful"], false, "{channel}: {r}");
-        assert!(r["error"].as_str().unwrap().starts_with(code), "{r}");
+        assert_bayeux_error(&r, "400");
     }
     // Unknown client: re-handshake advice.
     let (_, r) = c.post(json!([{"channel": "/meta/connect", "clientId": "nobody",
         "connectionType": "long-polling", "id": "x"}]));
+    assert_bayeux_error(&r[0], "403");
     assert_eq!(r[0]["error"], "403::Unknown client");
     assert_eq!(r[0]["advice"]["reconnect"], "handshake");
     // Publishing over CometD is refused.
@@ -301,7 +333,7 @@ fn bayeux_errors_are_shaped_as_salesforce_shapes_them() {
         json!([{"channel": "/event/Alert__e", "clientId": c.client_id,
         "data": {"x": 1}, "id": "p"}]),
     );
-    assert_eq!(r[0]["successful"], false);
+    assert_bayeux_error(&r[0], "403");
     // No or a bad token: refused with reconnect none.
     let http = client();
     let v: Value = http
@@ -484,8 +516,15 @@ fn publish_after_commit_events_roll_back_with_their_transaction() {
 #[test]
 fn acknowledged_events_survive_kill_9_with_their_replay_ids() {
     let data = data_dir("events-kill9");
+    // Defined in the metadata folder this time (applied at every start, idempotently).
+    let objects = data.join("metadata/objects");
+    std::fs::create_dir_all(&objects).unwrap();
+    std::fs::write(
+        objects.join("Tick__e.yaml"),
+        "label: Tick\npluralLabel: Ticks\npublishBehavior: PublishAfterCommit\nfields:\n  - fullName: Printer_Model__c\n    type: Text\n    length: 40\n  - fullName: Ink_Percentage__c\n    type: Number\n    precision: 16\n    scale: 2\n",
+    )
+    .unwrap();
     let org = Org::start_in(&data, &[], &[]);
-    define_event(&org, "Tick__e", "PublishAfterCommit");
     // A subscriber records the replay id each event was delivered with before the crash.
     let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
