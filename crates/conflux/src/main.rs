@@ -2,6 +2,7 @@
 //! CSV data in and out of any Salesforce-compatible org.
 
 mod bulk;
+mod events;
 mod remote;
 
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ enum Command {
     /// Load CSV files into an org and export query results, through Bulk API 2.0.
     #[command(subcommand)]
     Bulk(bulk::BulkCommand),
+    /// Watch a Streaming API channel, publish platform events.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,6 +178,13 @@ fn main() -> Result<()> {
             eprintln!("conflux: {e:#}");
             e
         }),
+        Command::Events(cmd) => match rt.block_on(events::run(cmd)) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("conflux: {e:#}");
+                std::process::exit(1);
+            }
+        },
         Command::Bulk(cmd) => match rt.block_on(bulk::run(cmd)) {
             Ok(0) => Ok(()),
             Ok(code) => std::process::exit(code),

@@ -1,4 +1,5 @@
-//! `conflux bulk load` and `conflux bulk export` against a running server, as an operator runs them.
+//! `conflux bulk load|export` and `conflux events publish|tail` against a running server, as an
+//! operator runs them.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -166,4 +167,99 @@ fn bulk_load_and_export_with_failures_reported() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("INVALID_SESSION_ID"), "{}", text(&out));
+}
+
+#[test]
+fn events_publish_and_tail_with_replay() {
+    let org = Org::start("cli-events");
+    let (s, b) = org.tooling(
+        "CustomObject",
+        "Cli_Ping__e",
+        json!({"label": "Ping", "pluralLabel": "Pings"}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = org.tooling(
+        "CustomField",
+        "Cli_Ping__e.Note__c",
+        json!({"type": "Text", "length": 40, "label": "Note"}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let login = [
+        "--url",
+        &org.srv.http,
+        "--username",
+        USERNAME,
+        "--password",
+        PASSWORD,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret",
+        CLIENT_SECRET,
+    ];
+    for note in ["one", "two", "three"] {
+        let payload = format!("{{\"Note__c\": \"{note}\"}}");
+        let out = conflux(
+            &["events", "publish", "Cli_Ping__e", "--json", &payload],
+            &login,
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("EventUuid"), "{}", text(&out));
+    }
+    // Bad input: a clear error, nothing published.
+    let out = conflux(
+        &["events", "publish", "Cli_Ping__e", "--json", "[1]"],
+        &login,
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("JSON object"), "{}", text(&out));
+    // -2 replays the retained events; one JSON line each.
+    let out = conflux(
+        &[
+            "events",
+            "tail",
+            "Cli_Ping__e",
+            "--replay",
+            "-2",
+            "--count",
+            "3",
+        ],
+        &login,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let notes: Vec<&str> = events
+        .iter()
+        .map(|e| e["payload"]["Note__c"].as_str().unwrap())
+        .collect();
+    assert_eq!(notes, ["one", "two", "three"]);
+    // From a replay id: what came after it.
+    let first = events[0]["event"]["replayId"].as_i64().unwrap().to_string();
+    let out = conflux(
+        &[
+            "events",
+            "tail",
+            "/event/Cli_Ping__e",
+            "--replay",
+            &first,
+            "--count",
+            "2",
+        ],
+        &login,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let after: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["payload"]["Note__c"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(after, ["two", "three"]);
+    // An unknown channel is refused with the server's reason.
+    let out = conflux(&["events", "tail", "Nope__e"], &login);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
 }
