@@ -27,6 +27,10 @@ pub fn visible(schema: &Schema, p: &Principal, name: &str) -> ApiResult<Arc<Obje
 /// The row of a record id given in a URL: NOT_FOUND unless it is a well-formed id of `o` from
 /// this org.
 pub fn row_of(tx: &dyn ReadTx, o: &ObjectDef, id: &str) -> ApiResult<u64> {
+    if o.kind == ObjectKind::PlatformEvent {
+        // Events are published, never stored: no record of one exists.
+        return Err(ApiError::not_found());
+    }
     let id = Id::parse(id).map_err(|_| ApiError::not_found())?;
     seq_of(tx.marker(), o, &id).ok_or_else(ApiError::not_found)
 }
@@ -115,6 +119,9 @@ pub fn delete(
 
 /// The fields to output: all readable ones, or those named in `?fields=` (plus Id).
 pub fn output_fields(p: &Principal, o: &ObjectDef, fields: Option<&str>) -> ApiResult<Vec<usize>> {
+    if o.kind == ObjectKind::PlatformEvent {
+        return Err(ApiError::not_found());
+    }
     match fields.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok((0..o.fields.len())
             .filter(|&i| p.perms.field_readable(o, &o.fields[i]))
@@ -132,9 +139,10 @@ pub fn output_fields(p: &Principal, o: &ObjectDef, fields: Option<&str>) -> ApiR
                     out.push(i);
                 }
             }
-            let id = o.field_index("Id").expect("Id field");
-            if !out.contains(&id) {
-                out.push(id);
+            if let Some(id) = o.field_index("Id") {
+                if !out.contains(&id) {
+                    out.push(id);
+                }
             }
             Ok(out)
         }
@@ -149,7 +157,7 @@ pub fn read(
     seq: u64,
     fields: Option<&str>,
 ) -> ApiResult<Record> {
-    if !p.perms.object(o).read {
+    if !p.perms.object(o).read || o.kind == ObjectKind::PlatformEvent {
         return Err(ApiError::not_found());
     }
     let positions = output_fields(p, o, fields)?;

@@ -195,6 +195,46 @@ fn platform_events_are_published_and_streamed_with_replay() {
         assert!(names.contains(&f), "{f} in {names:?}");
     }
     assert_eq!(d["queryable"], false);
+    // Events are not records: no record resource of an event type exists (even for an id with
+    // the event type's own key prefix), and SOQL does not know the type.
+    let prefix = d["keyPrefix"].as_str().unwrap().to_string();
+    let fake = format!("{prefix}000000000001AAA");
+    for (m, path) in [
+        (Method::GET, format!("/sobjects/Low_Ink__e/{fake}")),
+        (Method::PATCH, format!("/sobjects/Low_Ink__e/{fake}")),
+        (Method::DELETE, format!("/sobjects/Low_Ink__e/{fake}")),
+        (
+            Method::GET,
+            "/sobjects/Low_Ink__e/Printer_Model__c/x".to_string(),
+        ),
+        (
+            Method::GET,
+            "/sobjects/Low_Ink__e/updated?start=2026-01-01T00:00:00Z&end=2026-12-01T00:00:00Z"
+                .to_string(),
+        ),
+    ] {
+        let body = (m == Method::PATCH).then(|| json!({}));
+        let (s, b) = org.call(m.clone(), &org.data(&path), body);
+        assert_eq!(s, 404, "{m} {path}: {b}");
+        assert_eq!(b[0]["errorCode"], "NOT_FOUND", "{b}");
+    }
+    let (s, _) = org.call(
+        Method::GET,
+        &org.query_url("query", "SELECT Id FROM Low_Ink__e"),
+        None,
+    );
+    assert_eq!(s, 400);
+    let (s, b) = org.call(
+        Method::GET,
+        &org.data(&format!(
+            "/composite/sobjects/Low_Ink__e?ids={fake}&fields=ReplayId"
+        )),
+        None,
+    );
+    assert!(s == 200 || s == 404, "{s} {b}");
+    if s == 200 {
+        assert_eq!(b[0], Value::Null, "{b}");
+    }
 
     let uuids: Vec<String> = (0..3)
         .map(|k| publish(&org, "Low_Ink__e", &format!("XZO-{k}")))

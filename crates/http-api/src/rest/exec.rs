@@ -206,7 +206,31 @@ pub fn is_write(method: &Method, rest: &[&str]) -> bool {
 }
 
 /// Serves a reading resource on `tx`.
+/// Platform events have no stored records: any record resource of one (by id, by external id,
+/// updated/deleted) does not exist. Publishing (`POST sobjects/Name__e`) and describe remain.
+pub fn refuse_event_records(
+    schema: &model::Schema,
+    method: &Method,
+    rest: &[&str],
+) -> Result<(), ApiError> {
+    if let ["sobjects", object, more @ ..] = rest {
+        let publish = *method == Method::POST && more.len() <= 1;
+        let describe = matches!(more, ["describe", ..]);
+        if !more.is_empty()
+            && !publish
+            && !describe
+            && schema
+                .object(object)
+                .is_some_and(|o| o.kind == model::ObjectKind::PlatformEvent)
+        {
+            return Err(ApiError::not_found());
+        }
+    }
+    Ok(())
+}
+
 pub fn read(ctx: &Ctx, tx: &dyn ReadTx, rest: &[&str]) -> Result<Reply, ApiError> {
+    refuse_event_records(tx.schema(), &ctx.method, rest)?;
     let p = &ctx.principal;
     let fields = ctx.query.get("fields").map(String::as_str);
     match rest {
@@ -263,6 +287,7 @@ pub fn read(ctx: &Ctx, tx: &dyn ReadTx, rest: &[&str]) -> Result<Reply, ApiError
 
 /// Serves a writing resource on `tx`.
 pub fn write(ctx: &Ctx, tx: &mut dyn WriteTx, rest: &[&str]) -> Result<Reply, ApiError> {
+    refuse_event_records(tx.schema(), &ctx.method, rest)?;
     let p = &ctx.principal;
     let schema = tx.schema().clone();
     match rest {

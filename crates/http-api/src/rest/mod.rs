@@ -337,6 +337,7 @@ async fn run_write(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
 async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
     let m = &ctx.method;
     let get = *m == Method::GET || *m == Method::HEAD;
+    exec::refuse_event_records(&ctx.state.org.schema(), m, rest)?;
     if exec::is_read(m, rest) {
         return run_read(ctx, rest);
     }
