@@ -324,6 +324,25 @@ pub fn publish_tx(
     }
     let schema = tx.schema().clone();
     let input = coerce_record(p, &schema, o, body, Mode::Create)?;
+    publish_input(tx, p, o, &input)
+}
+
+/// Publishes a platform event of type `o` from a validated body (see [`publish_tx`]).
+pub(crate) fn publish_input(
+    tx: &mut dyn WriteTx,
+    p: &Principal,
+    o: &ObjectDef,
+    input: &crate::coerce::Input,
+) -> ApiResult<Published> {
+    if o.kind != ObjectKind::PlatformEvent {
+        return Err(ApiError::new(
+            ErrorCode::InvalidType,
+            format!("{} is not a platform event", o.name),
+        ));
+    }
+    if !p.perms.object(o).create {
+        return Err(crate::records::access_error(o));
+    }
     if !input.ext_refs.is_empty() {
         return Err(ApiError::new(
             ErrorCode::InvalidFieldForInsertUpdate,

@@ -676,6 +676,24 @@ pub struct BulkInsertRow {
     missing: Option<ApiError>,
 }
 
+impl BulkInsertRow {
+    /// The fields the row sets, with their values, as a validated record body (platform events
+    /// published by a Bulk insert job); the required-field error, if the row has one.
+    pub fn into_input(self) -> ApiResult<Input> {
+        if let Some(e) = self.missing {
+            return Err(e);
+        }
+        Ok(Input {
+            values: self
+                .order
+                .iter()
+                .map(|&i| (i as usize, self.values[i as usize].clone()))
+                .collect(),
+            ext_refs: self.ext_refs,
+        })
+    }
+}
+
 /// The part of [`insert_tx`] that needs no database, done outside the writer: defaults, and the
 /// required-field check (its error is reported by [`insert_bulk_tx`] in `insert_tx`'s order).
 pub fn prepare_bulk_insert(p: &Principal, o: &ObjectDef, input: Input) -> BulkInsertRow {

@@ -74,7 +74,7 @@ impl Org {
     }
 
     /// Creates, uploads, closes and waits for an ingest job.
-    fn ingest(&self, spec: Value, csv: &str) -> Value {
+    pub(crate) fn ingest(&self, spec: Value, csv: &str) -> Value {
         let job = self.create_job("ingest", spec);
         let id = job["id"].as_str().unwrap().to_string();
         let up = self.upload(&id, csv);
@@ -84,7 +84,7 @@ impl Org {
         self.wait("ingest", &id)
     }
 
-    fn results(&self, id: &str, which: &str) -> Raw {
+    pub(crate) fn results(&self, id: &str, which: &str) -> Raw {
         let r = self.send(
             Method::GET,
             &self.jobs(&format!("ingest/{id}/{which}")),

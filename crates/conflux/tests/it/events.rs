@@ -685,3 +685,51 @@ fn acknowledged_events_survive_kill_9_with_their_replay_ids() {
     assert_eq!(data.len(), 1);
     assert!(replay_id(&data[0]) > last);
 }
+
+#[test]
+fn bulk_api_insert_jobs_publish_platform_events() {
+    let org = Org::start("events-bulk");
+    define_event(&org, "Bulk_Ink__e", "PublishAfterCommit");
+    let mut csv = String::from("Printer_Model__c,Ink_Percentage__c\n");
+    for k in 0..250 {
+        csv.push_str(&format!("BULK-{k},0.{}\n", k % 10));
+    }
+    csv.push_str("BAD,not-a-number\n");
+    let info = org.ingest(
+        json!({"object": "Bulk_Ink__e", "operation": "insert"}),
+        &csv,
+    );
+    assert_eq!(info["state"], "JobComplete", "{info}");
+    assert_eq!(info["numberRecordsProcessed"], 251, "{info}");
+    assert_eq!(info["numberRecordsFailed"], 1, "{info}");
+    let ok = org.results(info["id"].as_str().unwrap(), "successfulResults");
+    assert_eq!(ok.text.lines().count(), 251, "{}", ok.text);
+    let first = ok.text.lines().nth(1).unwrap();
+    assert!(first.contains("BULK-0"), "{}", ok.text);
+    // Every published row arrives, in row order.
+    let mut sub = Bayeux::new(&org);
+    sub.handshake();
+    assert_eq!(
+        sub.subscribe("/event/Bulk_Ink__e", Some(-2))["successful"],
+        true
+    );
+    let got = sub.receive(250);
+    for (k, m) in got.iter().enumerate() {
+        assert_eq!(
+            m["data"]["payload"]["Printer_Model__c"],
+            format!("BULK-{k}")
+        );
+    }
+    // Only inserts apply to events.
+    let r = org.send(
+        Method::POST,
+        &org.data("/jobs/ingest"),
+        &[("Content-Type", "application/json")],
+        Some(
+            json!({"object": "Bulk_Ink__e", "operation": "upsert", "externalIdFieldName": "Printer_Model__c"})
+                .to_string()
+                .into_bytes(),
+        ),
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+}

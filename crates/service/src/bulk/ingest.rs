@@ -587,6 +587,35 @@ impl IngestPlan {
         spent: &mut Spent,
     ) -> ApiResult<Vec<RowOutcome>> {
         let o = self.object.clone();
+        if o.kind == model::ObjectKind::PlatformEvent {
+            // An insert job of a platform event publishes one event per row.
+            return Ok(chunk
+                .rows
+                .into_iter()
+                .map(|r| match r {
+                    Prepared::Failed { id, error } => Ok(RowOutcome::Err { id, error }),
+                    Prepared::Insert(row) => {
+                        let published = row
+                            .into_input()
+                            .and_then(|input| crate::events::publish_input(tx, p, &o, &input));
+                        match published {
+                            Ok(e) => Ok(RowOutcome::Ok {
+                                id: e.id,
+                                created: true,
+                            }),
+                            Err(e) => row_error(e, None),
+                        }
+                    }
+                    _ => row_error(
+                        ApiError::new(
+                            ErrorCode::InvalidOperation,
+                            "platform events can only be inserted",
+                        ),
+                        None,
+                    ),
+                })
+                .collect::<ApiResult<Vec<_>>>()?);
+        }
         let marker = tx.marker();
         let id_of = |seq: u64| Id::new(o.key_prefix, marker, seq);
         let mut cache = BulkCache::default();

@@ -497,7 +497,8 @@ impl Bulk {
             .org
             .visible_object(p, object)
             .ok()
-            .filter(|o| o.kind != model::ObjectKind::PlatformEvent)
+            // Platform events can be published by insert jobs; nothing else applies to them.
+            .filter(|o| o.kind != model::ObjectKind::PlatformEvent || op == Operation::Insert)
             .ok_or_else(|| {
                 BulkError::new(
                     404,
