@@ -121,6 +121,8 @@ pub struct Bus {
     store: Arc<dyn Store>,
     tip: watch::Receiver<u64>,
     tail: Mutex<Tail>,
+    /// Most events and payload bytes the tail keeps.
+    limits: (usize, usize),
     closed: watch::Sender<bool>,
 }
 
@@ -135,6 +137,11 @@ impl std::fmt::Debug for Bus {
 impl Bus {
     /// The bus over `store`'s event log.
     pub fn new(store: Arc<dyn Store>) -> Bus {
+        Bus::with_limits(store, TAIL_EVENTS, TAIL_BYTES)
+    }
+
+    /// A bus whose in-memory tail keeps at most `events` events and `bytes` bytes of them.
+    pub fn with_limits(store: Arc<dyn Store>, events: usize, bytes: usize) -> Bus {
         let tip = store.event_tip();
         let now = *tip.borrow();
         Bus {
@@ -145,6 +152,7 @@ impl Bus {
                 loaded: now,
                 ..Tail::default()
             }),
+            limits: (events.max(1), bytes),
             closed: watch::Sender::new(false),
         }
     }
@@ -229,7 +237,7 @@ impl Bus {
                 tail.loaded = tail.loaded.max(tip);
             }
         }
-        while tail.events.len() > TAIL_EVENTS || tail.bytes > TAIL_BYTES {
+        while tail.events.len() > self.limits.0 || tail.bytes > self.limits.1 {
             let Some(e) = tail.events.pop_front() else {
                 break;
             };
@@ -437,4 +445,94 @@ pub fn channel_selection(
         return Err(ChannelRefusal::Forbidden);
     }
     Ok(Selection::Stream(o.name.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(stream: &str, kind: EventKind, n: usize) -> NewEvent {
+        NewEvent {
+            stream: stream.into(),
+            kind,
+            created_ms: 1_000 + n as i64,
+            uuid: format!("u{n}"),
+            schema_id: "s".into(),
+            payload: format!("{{\"n\":{n}}}"),
+        }
+    }
+
+    /// Appends `n` events alternating between two streams (even: `A__e`, odd: `B__e`).
+    async fn append(store: &Arc<dyn Store>, from: usize, n: usize) {
+        store
+            .write(move |tx| {
+                for k in from..from + n {
+                    let s = if k % 2 == 0 { "A__e" } else { "B__e" };
+                    tx.append_event(&event(s, EventKind::Platform, k))?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+
+    fn numbers(b: &Batch) -> Vec<usize> {
+        b.events
+            .iter()
+            .map(|e| e.payload[5..e.payload.len() - 1].parse().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn readers_get_every_event_once_in_order_from_the_tail_or_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = store_sqlite::SqliteStore::open(
+            &dir.path().join("bus.db"),
+            store_sqlite::Options {
+                readers: 2,
+                durable: false,
+            },
+        )
+        .unwrap();
+        // A tail of 10 events, so most of the 60 below live only in the store.
+        let bus = Bus::with_limits(store.clone(), 10, usize::MAX);
+        append(&store, 0, 60).await;
+        let a = Selection::Stream("A__e".into());
+        // From the start: the 30 events of A, in order, 7 at a time; positions move past B.
+        let mut after = 0;
+        let mut seen = Vec::new();
+        loop {
+            let b = bus.read(&a, after, 7).unwrap();
+            assert!(b.through >= after);
+            if b.events.is_empty() {
+                assert_eq!(b.through, bus.tip(), "an empty read moves to the tip");
+                break;
+            }
+            seen.extend(numbers(&b));
+            after = b.through;
+        }
+        assert_eq!(seen, (0..60).step_by(2).collect::<Vec<_>>());
+        // The newest events come from the tail; the kind selection sees both streams.
+        let tip = bus.tip();
+        let all = Selection::Kind(EventKind::Platform);
+        let b = bus.read(&all, tip - 4, 100).unwrap();
+        assert_eq!(numbers(&b), vec![56, 57, 58, 59]);
+        assert_eq!(b.through, tip);
+        // More events push old ones out of the tail; reads across the boundary still see all.
+        append(&store, 60, 25).await;
+        let b = bus.read(&all, tip - 2, 100).unwrap();
+        assert_eq!(numbers(&b), (58..85).collect::<Vec<_>>());
+        let other = store
+            .read(|tx| tx.events_after(EventSelect::Stream("B__e"), 0, 1000))
+            .unwrap();
+        assert_eq!(other.len(), 42, "B has every odd event of 0..85");
+        // Nothing after the tip; a wait for an id below the tip returns at once.
+        assert!(bus.read(&all, bus.tip(), 10).unwrap().events.is_empty());
+        assert!(bus.wait(0, std::time::Duration::from_secs(30)).await);
+        bus.close();
+        assert!(
+            !bus.wait(bus.tip(), std::time::Duration::from_secs(30))
+                .await
+        );
+    }
 }
