@@ -589,7 +589,7 @@ impl IngestPlan {
         let o = self.object.clone();
         if o.kind == model::ObjectKind::PlatformEvent {
             // An insert job of a platform event publishes one event per row.
-            return Ok(chunk
+            return chunk
                 .rows
                 .into_iter()
                 .map(|r| match r {
@@ -614,7 +614,7 @@ impl IngestPlan {
                         None,
                     ),
                 })
-                .collect::<ApiResult<Vec<_>>>()?);
+                .collect::<ApiResult<Vec<_>>>();
         }
         let marker = tx.marker();
         let id_of = |seq: u64| Id::new(o.key_prefix, marker, seq);
