@@ -308,6 +308,35 @@ pub fn schema_id(o: &ObjectDef) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
 }
 
+/// The Avro schema of an event type's payload, as the REST `eventSchema` resources (and later
+/// the Pub/Sub API) serve it: a record named after the type in namespace `com.sforce.eventbus`,
+/// `CreatedDate` (epoch ms) and `CreatedById` first, then every custom field as a nullable union
+/// with a null default; `uuid` is the schema id.
+pub fn avro_schema(o: &ObjectDef) -> Json {
+    use model::FieldType as T;
+    let mut fields = vec![
+        serde_json::json!({"name": "CreatedDate", "type": "long", "doc": "CreatedDate:DateTime"}),
+        serde_json::json!({"name": "CreatedById", "type": "string", "doc": "CreatedBy:EntityId"}),
+    ];
+    for f in o.fields.iter().filter(|f| f.custom) {
+        let ty = match f.ty {
+            T::Boolean => "boolean",
+            T::Int => "long",
+            T::Double | T::Currency | T::Percent => "double",
+            T::Date | T::DateTime => "long",
+            _ => "string",
+        };
+        fields.push(serde_json::json!({"name": f.name, "type": ["null", ty], "default": null}));
+    }
+    serde_json::json!({
+        "name": o.name,
+        "namespace": "com.sforce.eventbus",
+        "type": "record",
+        "fields": fields,
+        "uuid": schema_id(o),
+    })
+}
+
 /// The platform event channel of an event type (`/event/Low_Ink__e`).
 pub fn event_channel(o: &ObjectDef) -> String {
     format!("/event/{}", o.name)

@@ -265,6 +265,43 @@ fn platform_events_are_published_and_streamed_with_replay() {
     }
     let first_id = replay_id(&got[0]);
 
+    // The schema named by delivered events is served over REST, by type and by id.
+    let schema_id = got[0]["data"]["schema"].as_str().unwrap().to_string();
+    let (s, by_type) = org.call(
+        Method::GET,
+        &org.data("/sobjects/Low_Ink__e/eventSchema"),
+        None,
+    );
+    assert_eq!(s, 200, "{by_type}");
+    assert_eq!(by_type["uuid"], schema_id);
+    assert_eq!(by_type["name"], "Low_Ink__e");
+    assert_eq!(by_type["namespace"], "com.sforce.eventbus");
+    let fields: Vec<&str> = by_type["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "CreatedDate",
+            "CreatedById",
+            "Printer_Model__c",
+            "Ink_Percentage__c"
+        ]
+    );
+    assert_eq!(by_type["fields"][3]["type"], json!(["null", "double"]));
+    let (s, by_id) = org.call(
+        Method::GET,
+        &org.data(&format!("/event/eventSchema/{schema_id}")),
+        None,
+    );
+    assert_eq!(s, 200);
+    assert_eq!(by_id, by_type);
+    let (s, _) = org.call(Method::GET, &org.data("/event/eventSchema/nope"), None);
+    assert_eq!(s, 404);
+
     // -1: only what comes after the subscription; a held connect returns when it arrives.
     let mut fresh = Bayeux::new(&org);
     fresh.handshake();

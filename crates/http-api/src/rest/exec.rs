@@ -215,7 +215,7 @@ pub fn refuse_event_records(
 ) -> Result<(), ApiError> {
     if let ["sobjects", object, more @ ..] = rest {
         let publish = *method == Method::POST && more.len() <= 1;
-        let describe = matches!(more, ["describe", ..]);
+        let describe = matches!(more, ["describe", ..] | ["eventSchema"]);
         if !more.is_empty()
             && !publish
             && !describe

@@ -338,6 +338,11 @@ async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
     let m = &ctx.method;
     let get = *m == Method::GET || *m == Method::HEAD;
     exec::refuse_event_records(&ctx.state.org.schema(), m, rest)?;
+    match rest {
+        ["sobjects", object, "eventSchema"] if get => return event_schema(ctx, Some(object), None),
+        ["event", "eventSchema", id] if get => return event_schema(ctx, None, Some(id)),
+        _ => {}
+    }
     if exec::is_read(m, rest) {
         return run_read(ctx, rest);
     }
@@ -373,6 +378,24 @@ async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
         ["tabs"] | ["theme"] | ["quickActions"] if get => Ok(json(StatusCode::OK, &json!([]))),
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// `GET sobjects/{Event}/eventSchema` and `GET event/eventSchema/{schemaId}`: the Avro schema of
+/// a platform event type's payload (the schema id is the `schema` of delivered events).
+fn event_schema(ctx: &Ctx, object: Option<&str>, id: Option<&str>) -> Result<Response, ApiError> {
+    let schema = ctx.state.org.schema();
+    let p = &ctx.principal;
+    let found = schema
+        .objects()
+        .filter(|o| o.kind == model::ObjectKind::PlatformEvent)
+        .filter(|o| p.perms.object(o).read || p.perms.object(o).create)
+        .find(|o| match (object, id) {
+            (Some(name), _) => o.name.eq_ignore_ascii_case(name),
+            (None, Some(id)) => service::events::schema_id(o) == id,
+            _ => false,
+        })
+        .ok_or_else(ApiError::not_found)?;
+    Ok(json(StatusCode::OK, &service::events::avro_schema(found)))
 }
 
 fn resources(ctx: &Ctx) -> Response {
