@@ -48,11 +48,6 @@ impl std::fmt::Debug for Streaming {
 }
 
 impl Streaming {
-    /// Clients connected now.
-    pub fn clients(&self) -> usize {
-        self.clients.lock().len()
-    }
-
     fn sweep(&self) {
         let now = Instant::now();
         self.clients.lock().retain(|_, c| c.alive(now));

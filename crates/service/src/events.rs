@@ -27,23 +27,13 @@ const TAIL_BYTES: usize = 64 * 1024 * 1024;
 /// Events read from the store per statement when the tail catches up.
 const LOAD_BATCH: usize = 2_000;
 
-/// An event as subscribers receive it.
+/// An event as subscribers receive it: the stored event, and its Streaming API form.
 #[derive(Debug)]
 pub struct Event {
     /// Its replay id.
     pub replay_id: u64,
-    /// The stream (event type, change event entity, PushTopic).
-    pub stream: String,
-    /// The stream's kind.
-    pub kind: EventKind,
-    /// When it was published (ms).
-    pub created_ms: i64,
-    /// Its `EventUuid`.
-    pub uuid: String,
-    /// Schema id of its payload.
-    pub schema_id: String,
-    /// The payload (JSON text).
-    pub payload: String,
+    /// The event as appended (stream, kind, time, UUID, schema id, payload).
+    pub event: NewEvent,
     /// The Streaming API `data` object of the event, serialized once for every subscriber.
     pub cometd_data: String,
 }
@@ -60,14 +50,14 @@ impl Event {
         );
         Event {
             replay_id: r.replay_id,
-            stream: e.stream,
-            kind: e.kind,
-            created_ms: e.created_ms,
-            uuid: e.uuid,
-            schema_id: e.schema_id,
-            payload: e.payload,
+            event: e,
             cometd_data,
         }
+    }
+
+    /// Bytes it holds in memory (what the tail's byte limit counts).
+    fn size(&self) -> usize {
+        self.event.payload.len() + self.cometd_data.len()
     }
 }
 
@@ -83,8 +73,8 @@ pub enum Selection {
 impl Selection {
     fn matches(&self, e: &Event) -> bool {
         match self {
-            Selection::Stream(s) => e.stream == *s,
-            Selection::Kind(k) => e.kind == *k,
+            Selection::Stream(s) => e.event.stream == *s,
+            Selection::Kind(k) => e.event.kind == *k,
         }
     }
 
@@ -230,7 +220,7 @@ impl Bus {
             for r in rows {
                 let e = Arc::new(Event::from_row(r));
                 tail.loaded = tail.loaded.max(e.replay_id);
-                tail.bytes += e.payload.len() + e.cometd_data.len();
+                tail.bytes += e.size();
                 tail.events.push_back(e);
             }
             if done {
@@ -241,7 +231,7 @@ impl Bus {
             let Some(e) = tail.events.pop_front() else {
                 break;
             };
-            tail.bytes -= e.payload.len() + e.cometd_data.len();
+            tail.bytes -= e.size();
             tail.from = e.replay_id;
         }
         Ok(())
@@ -337,11 +327,6 @@ pub fn avro_schema(o: &ObjectDef) -> Json {
     })
 }
 
-/// The platform event channel of an event type (`/event/Low_Ink__e`).
-pub fn event_channel(o: &ObjectDef) -> String {
-    format!("/event/{}", o.name)
-}
-
 /// Publishes a platform event of type `o` from a JSON body, inside `tx`: with the transaction
 /// when the type publishes after commit, else whatever becomes of the transaction.
 pub fn publish_tx(
@@ -350,6 +335,14 @@ pub fn publish_tx(
     o: &ObjectDef,
     body: &Map<String, Json>,
 ) -> ApiResult<Published> {
+    may_publish(p, o)?;
+    let schema = tx.schema().clone();
+    let input = coerce_record(p, &schema, o, body, Mode::Create)?;
+    publish_input(tx, p, o, &input)
+}
+
+/// Refuses what is not an event type, or an event type `p` may not publish.
+fn may_publish(p: &Principal, o: &ObjectDef) -> ApiResult<()> {
     if o.kind != ObjectKind::PlatformEvent {
         return Err(ApiError::new(
             ErrorCode::InvalidType,
@@ -359,9 +352,7 @@ pub fn publish_tx(
     if !p.perms.object(o).create {
         return Err(crate::records::access_error(o));
     }
-    let schema = tx.schema().clone();
-    let input = coerce_record(p, &schema, o, body, Mode::Create)?;
-    publish_input(tx, p, o, &input)
+    Ok(())
 }
 
 /// Publishes a platform event of type `o` from a validated body (see [`publish_tx`]).
@@ -371,15 +362,7 @@ pub(crate) fn publish_input(
     o: &ObjectDef,
     input: &crate::coerce::Input,
 ) -> ApiResult<Published> {
-    if o.kind != ObjectKind::PlatformEvent {
-        return Err(ApiError::new(
-            ErrorCode::InvalidType,
-            format!("{} is not a platform event", o.name),
-        ));
-    }
-    if !p.perms.object(o).create {
-        return Err(crate::records::access_error(o));
-    }
+    may_publish(p, o)?;
     if !input.ext_refs.is_empty() {
         return Err(ApiError::new(
             ErrorCode::InvalidFieldForInsertUpdate,
@@ -508,7 +491,11 @@ mod tests {
     fn numbers(b: &Batch) -> Vec<usize> {
         b.events
             .iter()
-            .map(|e| e.payload[5..e.payload.len() - 1].parse().unwrap())
+            .map(|e| {
+                e.event.payload[5..e.event.payload.len() - 1]
+                    .parse()
+                    .unwrap()
+            })
             .collect()
     }
 
