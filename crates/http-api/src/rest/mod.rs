@@ -337,17 +337,20 @@ async fn run_write(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
 async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
     let m = &ctx.method;
     let get = *m == Method::GET || *m == Method::HEAD;
-    exec::refuse_event_records(&ctx.state.org.schema(), m, rest)?;
     match rest {
         ["sobjects", object, "eventSchema"] if get => return event_schema(ctx, Some(object), None),
         ["event", "eventSchema", id] if get => return event_schema(ctx, None, Some(id)),
         _ => {}
     }
+    // `exec::read` and `exec::write` refuse record resources of event types themselves.
     if exec::is_read(m, rest) {
         return run_read(ctx, rest);
     }
     if exec::is_write(m, rest) {
         return run_write(ctx, rest).await;
+    }
+    if matches!(rest, ["sobjects", _, _, ..]) {
+        exec::refuse_event_records(&ctx.state.org.schema(), m, rest)?;
     }
     match rest {
         [] if get => Ok(resources(ctx)),
