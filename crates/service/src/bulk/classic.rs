@@ -403,12 +403,7 @@ impl Bulk {
             extra: Some(serde_json::json!({ "concurrencyMode": mode }).to_string()),
             ..Default::default()
         };
-        let r = row.clone();
-        row.seq = self
-            .org
-            .store()
-            .write(move |tx| Ok(tx.insert_bulk_job(&r)?))
-            .await?;
+        row.seq = self.insert_job(&row).await?;
         Ok(self.classic_view(&row, &[]))
     }
 
@@ -822,21 +817,12 @@ impl Bulk {
     ) {
         let seq = b.seq;
         let schema = self.org.schema();
-        let Some(o) = schema.object(&b.object).cloned() else {
-            self.fail_batch(
-                seq,
-                format!("InvalidBatch : Unable to find object: {}", b.object),
-            )
-            .await;
-            return;
-        };
-        let Some(op) = Operation::parse(&b.operation) else {
-            self.fail_batch(
-                seq,
-                format!("InvalidBatch : Invalid operation: {}", b.operation),
-            )
-            .await;
-            return;
+        let (o, op) = match super::target_of(&schema, &b) {
+            Ok(t) => t,
+            Err(why) => {
+                self.fail_batch(seq, format!("InvalidBatch : {why}")).await;
+                return;
+            }
         };
         let parsed =
             tokio::task::spawn_blocking(move || classic_data::read_records(format, &data)).await;

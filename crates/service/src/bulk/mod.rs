@@ -303,6 +303,21 @@ fn now_secs_ms() -> i64 {
     now_millis()
 }
 
+/// The object and operation a stored job or batch names, or why they no longer apply (the
+/// message without its `InvalidJob`/`InvalidBatch` prefix).
+pub(crate) fn target_of(
+    schema: &model::Schema,
+    row: &BulkJobRow,
+) -> Result<(Arc<model::ObjectDef>, Operation), String> {
+    let o = schema
+        .object(&row.object)
+        .cloned()
+        .ok_or_else(|| format!("Unable to find object: {}", row.object))?;
+    let op = Operation::parse(&row.operation)
+        .ok_or_else(|| format!("Invalid operation: {}", row.operation))?;
+    Ok((o, op))
+}
+
 fn random_name(seq: u64, what: &str) -> String {
     format!("{seq}-{:016x}.{what}.csv", rand::random::<u64>())
 }
@@ -554,6 +569,15 @@ impl Bulk {
         })
     }
 
+    /// Stores a new job row; returns its sequence.
+    pub(crate) async fn insert_job(&self, row: &BulkJobRow) -> model::ApiResult<u64> {
+        let r = row.clone();
+        self.org
+            .store()
+            .write(move |tx| Ok(tx.insert_bulk_job(&r)?))
+            .await
+    }
+
     /// `POST /jobs/ingest` with a JSON body: a new Open job.
     pub async fn create_ingest(
         &self,
@@ -562,12 +586,7 @@ impl Bulk {
         spec: &Map<String, Json>,
     ) -> Result<Job, BulkError> {
         let mut row = self.ingest_row(p, version, spec)?;
-        let r = row.clone();
-        row.seq = self
-            .org
-            .store()
-            .write(move |tx| Ok(tx.insert_bulk_job(&r)?))
-            .await?;
+        row.seq = self.insert_job(&row).await?;
         Ok(self.view(&row))
     }
 
@@ -590,13 +609,7 @@ impl Bulk {
         }
         row.upload = Some(name.clone());
         row.state = JobState::UploadComplete.as_str().into();
-        let r = row.clone();
-        match self
-            .org
-            .store()
-            .write(move |tx| Ok(tx.insert_bulk_job(&r)?))
-            .await
-        {
+        match self.insert_job(&row).await {
             Ok(seq) => row.seq = seq,
             Err(e) => {
                 let _ = std::fs::remove_file(self.dir.join(&name));
@@ -647,12 +660,7 @@ impl Bulk {
             query: Some(text.to_string()),
             ..Default::default()
         };
-        let r = row.clone();
-        row.seq = self
-            .org
-            .store()
-            .write(move |tx| Ok(tx.insert_bulk_job(&r)?))
-            .await?;
+        row.seq = self.insert_job(&row).await?;
         self.kick();
         Ok(self.view(&row))
     }

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::csv::{split_fields, strip_bom, Dialect, RowReader};
-use super::ingest::{Cell, IngestPlan, Operation, PreparedChunk, RowOutcome, Spent};
+use super::ingest::{Cell, IngestPlan, PreparedChunk, RowOutcome, Spent};
 use super::{dialect, query, random_name, results, Bulk, JobKind, JobState};
 use crate::auth::Principal;
 
@@ -306,21 +306,12 @@ impl Bulk {
             }
         };
         let schema = self.org.schema();
-        let Some(o) = schema.object(&j.object).cloned() else {
-            self.fail(
-                seq,
-                format!("InvalidJob : Unable to find object: {}", j.object),
-            )
-            .await;
-            return;
-        };
-        let Some(op) = Operation::parse(&j.operation) else {
-            self.fail(
-                seq,
-                format!("InvalidJob : Invalid operation: {}", j.operation),
-            )
-            .await;
-            return;
+        let (o, op) = match super::target_of(&schema, &j) {
+            Ok(t) => t,
+            Err(why) => {
+                self.fail(seq, format!("InvalidJob : {why}")).await;
+                return;
+            }
         };
         let d = dialect(&j.column_delimiter, &j.line_ending);
         let path = self.dir.join(&upload);
