@@ -27,6 +27,22 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Connection flags for the OAuth password flow as the admin of `org`.
+fn password_login(org: &Org) -> [&str; 10] {
+    [
+        "--url",
+        &org.srv.http,
+        "--username",
+        USERNAME,
+        "--password",
+        PASSWORD,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret",
+        CLIENT_SECRET,
+    ]
+}
+
 fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path).unwrap().lines().count()
 }
@@ -51,18 +67,7 @@ fn bulk_load_and_export_with_failures_reported() {
     body.push_str(&format!("Too long,{},2\n", "x".repeat(30)));
     std::fs::write(&csv, body).unwrap();
     let results = dir.join("results");
-    let password_login = [
-        "--url",
-        &org.srv.http,
-        "--username",
-        USERNAME,
-        "--password",
-        PASSWORD,
-        "--client-id",
-        CLIENT_ID,
-        "--client-secret",
-        CLIENT_SECRET,
-    ];
+    let password_login = password_login(&org);
     let out = conflux(
         &[
             "bulk",
@@ -184,18 +189,7 @@ fn events_publish_and_tail_with_replay() {
         json!({"type": "Text", "length": 40, "label": "Note"}),
     );
     assert_eq!(s, 201, "{b}");
-    let login = [
-        "--url",
-        &org.srv.http,
-        "--username",
-        USERNAME,
-        "--password",
-        PASSWORD,
-        "--client-id",
-        CLIENT_ID,
-        "--client-secret",
-        CLIENT_SECRET,
-    ];
+    let login = password_login(&org);
     for note in ["one", "two", "three"] {
         let payload = format!("{{\"Note__c\": \"{note}\"}}");
         let out = conflux(
