@@ -17,7 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value as Json};
-use service::events::{channel_selection, ChannelRefusal, Event, Selection};
+use service::events::{ChannelRefusal, Event, Selection};
 use service::{Org, Principal};
 use tokio::sync::Notify;
 
@@ -413,7 +413,7 @@ fn subscribe(state: &AppState, p: &Principal, m: &Map<String, Json>) -> Json {
         );
     }
     let org: &Org = &state.org;
-    let select = match channel_selection(&org.schema(), p, &channel) {
+    let select = match org.channel_selection(p, &channel) {
         Ok(s) => s,
         Err(ChannelRefusal::NotFound) => {
             return meta_error(

@@ -192,7 +192,7 @@ pub async fn endpoint(State(state): State<AppState>, req: Request) -> Response {
             envelope("<logoutResponse/>")
         }
         "undelete" => {
-            let Some(p) = soap
+            let Some(mut p) = soap
                 .get("SessionHeader/sessionId")
                 .and_then(|t| state.org.authenticate(t).ok())
             else {
@@ -202,6 +202,13 @@ pub async fn endpoint(State(state): State<AppState>, req: Request) -> Response {
                     "UnexpectedErrorFault",
                 );
             };
+            p.origin = service::Origin::new(
+                "soap",
+                version.number(),
+                soap.get("CallOptions/client")
+                    .map(|c| format!("client={c}"))
+                    .as_deref(),
+            );
             let ids: Vec<String> = soap
                 .all("undelete/ids")
                 .into_iter()

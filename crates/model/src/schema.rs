@@ -90,6 +90,8 @@ pub struct ObjectDef {
     /// Platform events: published only when the publishing transaction commits
     /// (`PublishAfterCommit`) rather than at once (`PublishImmediately`, the default).
     pub publish_after_commit: bool,
+    /// Selected for Change Data Capture: its record changes publish change events.
+    pub change_events: bool,
     by_name: HashMap<String, usize>,
     by_relationship: HashMap<String, usize>,
 }
@@ -115,11 +117,26 @@ impl ObjectDef {
             children: Vec::new(),
             description: None,
             publish_after_commit: false,
+            change_events: false,
             by_name: HashMap::new(),
             by_relationship: HashMap::new(),
         };
         o.reindex();
         o
+    }
+
+    /// The name of its change events: `AccountChangeEvent`, `Invoice__ChangeEvent` for
+    /// `Invoice__c`.
+    pub fn change_event_name(&self) -> String {
+        match self.name.strip_suffix("__c") {
+            Some(base) => format!("{base}__ChangeEvent"),
+            None => format!("{}ChangeEvent", self.name),
+        }
+    }
+
+    /// Whether its records may be selected for change events (stored, non-event objects).
+    pub fn may_have_change_events(&self) -> bool {
+        self.kind != ObjectKind::PlatformEvent
     }
 
     fn reindex(&mut self) {
@@ -289,6 +306,17 @@ impl Schema {
         self.by_name
             .get(&name.to_ascii_lowercase())
             .map(|&i| &self.objects[i])
+    }
+
+    /// The object whose change events are named `entity` (`AccountChangeEvent`), spelled
+    /// exactly.
+    pub fn object_of_change_event(&self, entity: &str) -> Option<&Arc<ObjectDef>> {
+        let name = match entity.strip_suffix("__ChangeEvent") {
+            Some(base) => format!("{base}__c"),
+            None => entity.strip_suffix("ChangeEvent")?.to_string(),
+        };
+        self.object(&name)
+            .filter(|o| o.may_have_change_events() && o.change_event_name() == entity)
     }
 
     /// The object whose ids start with `prefix`.

@@ -878,5 +878,50 @@ pub fn standard_objects() -> Vec<ObjectDef> {
     org.caps = Capabilities::READ_ONLY;
     objects.push(org);
 
+    objects.push(push_topic());
     objects
+}
+
+/// `PushTopic`: a Streaming API channel (`/topic/Name`) defined by a SOQL query.
+fn push_topic() -> ObjectDef {
+    let flag = |name: &str, label: &str| {
+        let mut f = typed(name, label, FieldType::Boolean);
+        f.default = Some(DefaultValue::Bool(true));
+        f
+    };
+    let mut name = required(name_field(text("Name", "Topic Name", 25)));
+    name.unique = true;
+    let fields = vec![
+        name,
+        required(text("Query", "SOQL Query", 1300)),
+        required(number(
+            "ApiVersion",
+            "API Version",
+            FieldType::Double,
+            18,
+            1,
+        )),
+        flag("IsActive", "Is Active"),
+        flag("NotifyForOperationCreate", "Notify For Operation Create"),
+        flag("NotifyForOperationUpdate", "Notify For Operation Update"),
+        flag("NotifyForOperationDelete", "Notify For Operation Delete"),
+        flag(
+            "NotifyForOperationUndelete",
+            "Notify For Operation Undelete",
+        ),
+        picklist(
+            "NotifyForFields",
+            "Notify For Fields",
+            &["All", "*Referenced", "Select", "Where"],
+        ),
+        text("Description", "Description", 400),
+    ];
+    std_object(
+        "PushTopic",
+        "Push Topic",
+        "Push Topics",
+        "0IF",
+        false,
+        fields,
+    )
 }

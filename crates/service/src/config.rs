@@ -33,6 +33,9 @@ pub struct OrgConfig {
     pub streaming_max_clients: usize,
     /// How long a Streaming API `/meta/connect` is held when nothing arrives (Salesforce: 110 s).
     pub streaming_timeout_ms: u64,
+    /// Changes in one transaction after which change events give way to one `GAP_OVERFLOW`
+    /// event per further entity (Salesforce: 100,000).
+    pub cdc_overflow_after: u64,
 }
 
 impl Default for OrgConfig {
@@ -53,6 +56,7 @@ impl Default for OrgConfig {
             event_retention_hours: 72,
             streaming_max_clients: 2000,
             streaming_timeout_ms: 110_000,
+            cdc_overflow_after: crate::changes::OVERFLOW_AFTER,
         }
     }
 }

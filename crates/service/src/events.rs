@@ -41,6 +41,18 @@ pub struct Event {
 impl Event {
     fn from_row(r: EventRow) -> Event {
         let e = r.event;
+        if e.kind == EventKind::Topic {
+            // `{"event":{"createdDate","type"},"sobject":{…}}` gains its replay id.
+            let mut data: Json = serde_json::from_str(&e.payload).unwrap_or_default();
+            if let Some(Json::Object(ev)) = data.get_mut("event") {
+                ev.insert("replayId".into(), Json::from(r.replay_id));
+            }
+            return Event {
+                replay_id: r.replay_id,
+                cometd_data: data.to_string(),
+                event: e,
+            };
+        }
         let cometd_data = format!(
             "{{\"schema\":{},\"payload\":{},\"event\":{{\"EventUuid\":{},\"replayId\":{}}}}}",
             Json::String(e.schema_id.clone()),
@@ -287,8 +299,14 @@ static EVENT_IDS: AtomicU64 = AtomicU64::new(0);
 /// The schema id of an event type's payload: derived from its fields, so it changes whenever the
 /// definition does (22 characters of URL-safe base64, like Salesforce's).
 pub fn schema_id(o: &ObjectDef) -> String {
+    schema_id_named(&o.name, o)
+}
+
+/// The schema id of events named `name` carrying `o`'s fields (change events: `name` is the
+/// change event's).
+pub fn schema_id_named(name: &str, o: &ObjectDef) -> String {
     let mut h = Sha256::new();
-    h.update(o.name.as_bytes());
+    h.update(name.as_bytes());
     for f in &o.fields {
         h.update([0]);
         h.update(f.name.as_bytes());
@@ -439,24 +457,83 @@ pub enum ChannelRefusal {
     Forbidden,
 }
 
-/// The events a channel carries, for subscriber `p`: `/event/Name__e` (a platform event type,
-/// spelled exactly; the caller needs read access to it).
-pub fn channel_selection(
-    schema: &model::Schema,
-    p: &Principal,
-    channel: &str,
-) -> Result<Selection, ChannelRefusal> {
-    let Some(name) = channel.strip_prefix("/event/") else {
-        return Err(ChannelRefusal::NotFound);
-    };
-    let o = schema
-        .object(name)
-        .filter(|o| o.kind == ObjectKind::PlatformEvent && o.name == name)
-        .ok_or(ChannelRefusal::NotFound)?;
-    if !p.perms.object(o).read {
-        return Err(ChannelRefusal::Forbidden);
+impl crate::Org {
+    /// The events a channel carries, for subscriber `p`:
+    /// - `/event/Name__e`: a platform event type (the caller needs read access to it);
+    /// - `/data/ChangeEvents`: every change event (View All Data);
+    /// - `/data/AccountChangeEvent`, `/data/Invoice__ChangeEvent`: one object's change events
+    ///   (read access to the object);
+    /// - `/topic/Name`: an active PushTopic (read access to the object it queries).
+    ///
+    /// Names are spelled exactly.
+    pub fn channel_selection(
+        &self,
+        p: &Principal,
+        channel: &str,
+    ) -> Result<Selection, ChannelRefusal> {
+        let schema = self.schema();
+        if let Some(name) = channel.strip_prefix("/event/") {
+            let o = schema
+                .object(name)
+                .filter(|o| o.kind == ObjectKind::PlatformEvent && o.name == name)
+                .ok_or(ChannelRefusal::NotFound)?;
+            if !p.perms.object(o).read {
+                return Err(ChannelRefusal::Forbidden);
+            }
+            return Ok(Selection::Stream(o.name.clone()));
+        }
+        if channel == "/data/ChangeEvents" {
+            if !(p.perms.view_all_data || p.perms.modify_all_data) {
+                return Err(ChannelRefusal::Forbidden);
+            }
+            return Ok(Selection::Kind(EventKind::Change));
+        }
+        if let Some(entity) = channel.strip_prefix("/data/") {
+            let o = schema
+                .object_of_change_event(entity)
+                .ok_or(ChannelRefusal::NotFound)?;
+            if !p.perms.object(o).read {
+                return Err(ChannelRefusal::Forbidden);
+            }
+            return Ok(Selection::Stream(entity.to_string()));
+        }
+        if let Some(name) = channel.strip_prefix("/topic/") {
+            let object = self
+                .push_topic_object(name)
+                .ok_or(ChannelRefusal::NotFound)?;
+            if !p.perms.object(&object).read {
+                return Err(ChannelRefusal::Forbidden);
+            }
+            // PushTopic notifications are stored under their channel name: topic names share
+            // no namespace with event types.
+            return Ok(Selection::Stream(channel.to_string()));
+        }
+        Err(ChannelRefusal::NotFound)
     }
-    Ok(Selection::Stream(o.name.clone()))
+
+    /// The object the active PushTopic `name` (spelled exactly) queries.
+    fn push_topic_object(&self, name: &str) -> Option<Arc<ObjectDef>> {
+        let schema = self.schema();
+        let pt = schema.object("PushTopic")?.clone();
+        let fields =
+            ["Name", "Query", "IsActive"].map(|f| pt.field_index(f).expect("PushTopic field"));
+        let query = self.store.read(|tx| {
+            let seqs = tx
+                .find_by_field(&pt, fields[0], &Value::Text(name.to_string()), false, 2)
+                .ok()?;
+            seqs.into_iter().find_map(|seq| {
+                let r = tx.get(&pt, seq, &fields).ok()??;
+                match (&r.values[0], &r.values[1], &r.values[2]) {
+                    (Value::Text(n), Value::Text(q), Value::Bool(true)) if n == name => {
+                        Some(q.clone())
+                    }
+                    _ => None,
+                }
+            })
+        })?;
+        let q = soql::parse(&query).ok()?;
+        schema.object(&q.from.object.name).cloned()
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod bulk;
+pub mod changes;
 mod coerce;
 pub mod config;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod ops;
 pub mod perms;
 pub mod query;
 pub mod records;
+pub mod topics;
 pub mod users;
 pub mod xml;
 
@@ -26,7 +28,7 @@ use model::{ApiError, ApiResult, Id, Schema};
 use parking_lot::{Mutex, RwLock};
 use store::Store;
 
-pub use auth::{AuthError, Login, Principal};
+pub use auth::{AuthError, Login, Origin, Principal};
 pub use config::OrgConfig;
 pub use perms::Perms;
 pub use users::UserInfo;
@@ -69,6 +71,10 @@ impl Org {
             config.daily_api_requests,
             config.max_concurrent_long_requests,
         );
+        store.set_context(Arc::new(changes::JobContext {
+            overflow_after: config.cdc_overflow_after,
+            topics: topics::Registry::default(),
+        }));
         Arc::new(Org {
             bus: events::Bus::new(store.clone()),
             store,
@@ -193,6 +199,7 @@ impl Org {
             perms,
             session: Some(h),
             client_id: cached.row.client_id.clone(),
+            origin: auth::Origin::default(),
         })
     }
 
@@ -212,6 +219,7 @@ impl Org {
             perms,
             session: None,
             client_id: None,
+            origin: auth::Origin::default(),
         })
     }
 }

@@ -5,6 +5,8 @@
 //! file per object. A custom object file holds the CustomObject metadata plus a `fields:` list of
 //! CustomField metadata (each with `fullName: Field__c`); a standard object file (e.g.
 //! `Account.yaml`) holds only `fields:`. Connected apps live in `<dir>/connectedApps/<name>.yaml`.
+//! Change Data Capture selections live in `<dir>/platformEventChannelMembers/<name>.yaml`
+//! (`eventChannel: ChangeEvents`, `selectedEntity: AccountChangeEvent`).
 //! Applying is idempotent: existing objects and fields are left as they are.
 
 use std::path::Path;
@@ -60,6 +62,20 @@ pub struct ConnectedAppFile {
     pub scopes: Option<String>,
 }
 
+/// A change event selection declared in a file
+/// (`<dir>/platformEventChannelMembers/<Name>.yaml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChannelMemberFile {
+    /// `ChangeEvents`.
+    pub event_channel: String,
+    /// `AccountChangeEvent`, `Invoice__ChangeEvent`.
+    pub selected_entity: String,
+}
+
+/// Key prefix of `PlatformEventChannelMember` ids.
+pub const MEMBER_PREFIX: KeyPrefix = KeyPrefix(*b"0v8");
+
 /// What applying a metadata folder did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -71,6 +87,8 @@ pub struct Applied {
     pub apps: Vec<String>,
     /// Items left unchanged because they already exist with another definition.
     pub skipped: Vec<String>,
+    /// Entities selected for change events (`AccountChangeEvent`).
+    pub members: Vec<String>,
 }
 
 impl Org {
@@ -295,7 +313,114 @@ impl Org {
                 applied.apps.push(app.client_id);
             }
         }
+        let members_dir = dir.join("platformEventChannelMembers");
+        if members_dir.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(&members_dir)
+                .map_err(|e| format!("{}: {e}", members_dir.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            entries.sort();
+            for path in entries {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let m: ChannelMemberFile =
+                    serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                let o = self
+                    .change_event_object(&m.event_channel, &m.selected_entity)
+                    .map_err(|e| format!("{}: {}", path.display(), e.message))?;
+                if o.change_events {
+                    continue;
+                }
+                let name = o.name.clone();
+                self.store
+                    .write(move |tx| Ok(tx.set_change_events(&name, true)?))
+                    .await
+                    .map_err(|e| format!("{}: {}", path.display(), e.message))?;
+                applied.members.push(m.selected_entity);
+            }
+        }
         Ok(applied)
+    }
+
+    /// The object whose change events `entity` names, on channel `channel` (only the standard
+    /// `ChangeEvents` channel exists here).
+    fn change_event_object(
+        &self,
+        channel: &str,
+        entity: &str,
+    ) -> ApiResult<std::sync::Arc<model::ObjectDef>> {
+        if channel != "ChangeEvents" {
+            return Err(ApiError::with_fields(
+                ErrorCode::InvalidInput,
+                format!("Unknown event channel {channel}: custom channels are not supported, use ChangeEvents"),
+                vec!["EventChannel".into()],
+            ));
+        }
+        self.schema()
+            .object_of_change_event(entity)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::with_fields(
+                    ErrorCode::InvalidInput,
+                    format!("{entity} is not a change event of an object of this org (AccountChangeEvent, Invoice__ChangeEvent for Invoice__c)"),
+                    vec!["SelectedEntity".into()],
+                )
+            })
+    }
+
+    /// Selects an object for Change Data Capture (`POST …/tooling/sobjects/PlatformEventChannelMember`
+    /// with `eventChannel: ChangeEvents` and `selectedEntity: AccountChangeEvent`). Returns the
+    /// member's `0v8…` id (the existing one when already selected).
+    pub async fn select_change_events(
+        &self,
+        p: &Principal,
+        channel: &str,
+        entity: &str,
+    ) -> ApiResult<Id> {
+        require_customize(p)?;
+        let o = self.change_event_object(channel, entity)?;
+        let name = o.name.clone();
+        let seq = self
+            .store
+            .write(move |tx| Ok(tx.set_change_events(&name, true)?))
+            .await?;
+        tracing::info!(object = %o.name, "selected for change events");
+        Ok(Id::new(MEMBER_PREFIX, self.store.marker(), seq))
+    }
+
+    /// The change event selections: (member id, selected entity).
+    pub fn change_event_members(&self) -> ApiResult<Vec<(Id, String)>> {
+        let schema = self.schema();
+        let marker = self.store.marker();
+        Ok(self
+            .store
+            .read(|tx| tx.change_event_members())?
+            .into_iter()
+            .filter_map(|(seq, object)| {
+                let o = schema.object(&object)?;
+                Some((Id::new(MEMBER_PREFIX, marker, seq), o.change_event_name()))
+            })
+            .collect())
+    }
+
+    /// Ends a change event selection by its member id (`DELETE …/PlatformEventChannelMember/{id}`).
+    pub async fn deselect_change_events(&self, p: &Principal, id: &str) -> ApiResult<()> {
+        require_customize(p)?;
+        let wanted = Id::parse(id).map_err(|_| ApiError::not_found())?;
+        let (_, entity) = self
+            .change_event_members()?
+            .into_iter()
+            .find(|(m, _)| *m == wanted)
+            .ok_or_else(ApiError::not_found)?;
+        let o = self.change_event_object("ChangeEvents", &entity)?;
+        let name = o.name.clone();
+        self.store
+            .write(move |tx| Ok(tx.set_change_events(&name, false)?))
+            .await?;
+        tracing::info!(object = %o.name, "no longer selected for change events");
+        Ok(())
     }
 
     /// Creates or replaces a connected app, hashing its secret.

@@ -20,6 +20,7 @@ use crate::auth::Principal;
 use crate::coerce::Input;
 use crate::perms::AUTH_OBJECTS;
 use crate::Org;
+use crate::{changes, topics};
 
 /// A record read for output.
 #[derive(Debug, Clone)]
@@ -151,8 +152,39 @@ pub fn insert_tx(
             input.set(i, v);
         }
     }
+    check_push_topic(tx, o, None, &input)?;
     tx.insert(o, &input.values)?;
+    changes::created(tx, p, o, seq, input.values.iter().map(|(i, v)| (*i, v)))?;
     Ok(seq)
+}
+
+/// A PushTopic record must hold a query PushTopics support.
+fn check_push_topic(
+    tx: &mut dyn WriteTx,
+    o: &ObjectDef,
+    seq: Option<u64>,
+    input: &Input,
+) -> ApiResult<()> {
+    if o.name != "PushTopic" {
+        return Ok(());
+    }
+    let (qi, ni) = (
+        idx(o, "Query").expect("Query"),
+        idx(o, "Name").expect("Name"),
+    );
+    let stored = match seq {
+        Some(s) => tx.get(o, s, &[qi, ni])?.map(|r| r.values),
+        None => None,
+    };
+    let pick = |i: usize, k: usize| {
+        input
+            .get(i)
+            .cloned()
+            .or_else(|| stored.as_ref().map(|v| v[k].clone()))
+    };
+    let query = text_of(pick(qi, 0).as_ref()).unwrap_or_default();
+    let name = text_of(pick(ni, 1).as_ref()).unwrap_or_default();
+    topics::validate(tx, &query, &name)
 }
 
 /// Updates row `seq` with `input`.
@@ -215,8 +247,10 @@ pub fn update_tx(
             tx.delete_user_refresh_tokens(seq)?;
         }
     }
+    check_push_topic(tx, o, Some(seq), &input)?;
+    let before = changes::before_update(tx, p, o, seq, &input.values)?;
     tx.update(o, seq, &input.values)?;
-    Ok(())
+    changes::updated(tx, p, o, seq, before, &input.values)
 }
 
 /// Fails unless row `seq` exists, is not in the recycle bin, and (when the caller sent
@@ -297,7 +331,9 @@ fn soft_delete(
                     if let Some(s) = stamp {
                         vals.push((s, Value::DateTime(now)));
                     }
+                    let before = changes::before_update(tx, p, &child, k, &vals)?;
                     tx.update(&child, k, &vals)?;
+                    changes::updated(tx, p, &child, k, before, &vals)?;
                 }
             }
             DeleteRule::Cascade => {
@@ -328,7 +364,10 @@ fn soft_delete(
         }
     }
     tx.update(o, seq, &vals)?;
-    Ok(())
+    if o.name == "PushTopic" {
+        topics::topics_changed(tx);
+    }
+    changes::deleted(tx, p, o, seq, depth > 0)
 }
 
 /// Restores a soft-deleted row and the children its deletion cascaded to (those deleted at the
@@ -439,6 +478,14 @@ fn restore(
         }
     }
     tx.update(o, seq, &vals)?;
+    if o.name == "PushTopic" {
+        topics::topics_changed(tx);
+    }
+    let mut restored = row.values;
+    for (i, v) in vals {
+        restored[i] = v;
+    }
+    changes::undeleted(tx, p, o, seq, &restored)?;
     if depth > 8 {
         return Ok(());
     }
@@ -827,7 +874,10 @@ pub fn insert_bulk_tx(
 ) -> ApiResult<u64> {
     let seq = insert_bulk_check(tx, p, o, shape, &mut row, now, cache)?;
     match tx.insert_full(o, &row.values) {
-        Ok(()) => Ok(seq),
+        Ok(()) => {
+            changes::created(tx, p, o, seq, row.values.iter().enumerate())?;
+            Ok(seq)
+        }
         Err(store::StoreError::Unique(field)) => Err(insert_bulk_unique_error(tx, o, &row, field)),
         Err(e) => Err(e.into()),
     }
@@ -847,6 +897,12 @@ pub fn insert_bulk_check(
 ) -> ApiResult<u64> {
     require(o.caps.createable, o, "inserted")?;
     require(p.perms.object(o).create, o, "")?;
+    if o.name == "PushTopic" {
+        return Err(ApiError::new(
+            ErrorCode::InvalidOperation,
+            "PushTopic records cannot be loaded through the Bulk APIs; create them through REST or SOAP",
+        ));
+    }
     if !row.ext_refs.is_empty() {
         let mut refs = Input {
             values: vec![],
@@ -1003,10 +1059,17 @@ pub fn update_bulk_tx(
         }
     }
     // Rows of a chunk with the same non-empty columns share one prepared statement.
+    if o.name == "PushTopic" {
+        return Err(ApiError::new(
+            ErrorCode::InvalidOperation,
+            "PushTopic records cannot be loaded through the Bulk APIs; update them through REST or SOAP",
+        ));
+    }
+    let before = changes::before_update(tx, p, o, seq, &input.values)?;
     let columns: Vec<usize> = input.values.iter().map(|(i, _)| *i).collect();
-    let values: Vec<Value> = input.values.into_iter().map(|(_, v)| v).collect();
+    let values: Vec<Value> = input.values.iter().map(|(_, v)| v.clone()).collect();
     match tx.update_columns(o, seq, &columns, &values) {
-        Ok(()) => Ok(()),
+        Ok(()) => changes::updated(tx, p, o, seq, before, &input.values),
         Err(store::StoreError::Unique(field)) => {
             let checked = Input {
                 values: columns.into_iter().zip(values).collect(),

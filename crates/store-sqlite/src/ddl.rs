@@ -101,6 +101,11 @@ CREATE TABLE IF NOT EXISTS meta_fields (
   created_ms INTEGER NOT NULL,
   UNIQUE(object, name)
 );
+CREATE TABLE IF NOT EXISTS meta_change_events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  object TEXT NOT NULL UNIQUE COLLATE NOCASE,
+  created_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS auth_passwords (
   user_seq INTEGER PRIMARY KEY,
   hash TEXT NOT NULL,

@@ -139,3 +139,63 @@ pub(crate) fn prune(conn: &Connection, before_ms: i64) -> StoreResult<u64> {
     .map_err(backend)?;
     Ok(n as u64)
 }
+
+pub(crate) fn rewrite(conn: &Connection, replay_id: u64, payload: Option<&str>) -> StoreResult<()> {
+    let id = replay_id.min(i64::MAX as u64) as i64;
+    match payload {
+        Some(p) => conn
+            .prepare_cached("UPDATE event_log SET payload = ?2 WHERE replay_id = ?1")
+            .and_then(|mut s| s.execute(params![id, p])),
+        None => conn
+            .prepare_cached("DELETE FROM event_log WHERE replay_id = ?1")
+            .and_then(|mut s| s.execute(params![id])),
+    }
+    .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn change_event_members(conn: &Connection) -> StoreResult<Vec<(u64, String)>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, object FROM meta_change_events ORDER BY seq")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })
+        .map_err(backend)?;
+    rows.map(|r| r.map_err(backend)).collect()
+}
+
+/// Records (or removes) the selection of `object`; returns its number (0 when removing one that
+/// was not selected).
+pub(crate) fn set_change_events(
+    conn: &Connection,
+    object: &str,
+    selected: bool,
+) -> StoreResult<u64> {
+    let existing: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM meta_change_events WHERE object = ?1",
+            [object],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    match (existing, selected) {
+        (Some(seq), true) => Ok(seq as u64),
+        (None, true) => {
+            conn.execute(
+                "INSERT INTO meta_change_events (object, created_ms) VALUES (?1, ?2)",
+                params![object, model::value::now_millis()],
+            )
+            .map_err(backend)?;
+            Ok(conn.last_insert_rowid() as u64)
+        }
+        (Some(seq), false) => {
+            conn.execute("DELETE FROM meta_change_events WHERE seq = ?1", [seq])
+                .map_err(backend)?;
+            Ok(seq as u64)
+        }
+        (None, false) => Ok(0),
+    }
+}

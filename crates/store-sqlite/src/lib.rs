@@ -92,7 +92,12 @@ pub struct SqliteStore {
     next_reader: AtomicUsize,
     jobs: Mutex<Option<mpsc::Sender<WriteJob>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// What the service attached for write jobs ([`Store::set_context`]).
+    context: Arc<Mutex<Option<Context>>>,
 }
+
+/// The service's state attached to the store.
+type Context = Arc<dyn std::any::Any + Send + Sync>;
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -170,6 +175,14 @@ fn load_schema(conn: &Connection) -> StoreResult<Schema> {
             })?;
         o.push_field(f)
             .map_err(|e| StoreError::Backend(e.message))?;
+    }
+    for (_, object) in crate::events::change_event_members(conn)? {
+        if let Some(o) = defs
+            .iter_mut()
+            .find(|o| o.name.eq_ignore_ascii_case(&object))
+        {
+            o.change_events = true;
+        }
     }
     let generation: u64 = conn
         .query_row(
@@ -313,6 +326,8 @@ impl SqliteStore {
         let writer_commits = commits.clone();
         let tip = Arc::new(tokio::sync::watch::Sender::new(events::bounds(&conn)?.last));
         let writer_tip = tip.clone();
+        let context: Arc<Mutex<Option<Context>>> = Arc::default();
+        let writer_context = context.clone();
         let handle = std::thread::Builder::new()
             .name("conflux-writer".into())
             .spawn(move || {
@@ -324,6 +339,7 @@ impl SqliteStore {
                     writer_commits,
                     checkpoint_tx,
                     writer_tip,
+                    writer_context,
                 )
             })
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
@@ -340,6 +356,7 @@ impl SqliteStore {
             next_reader: AtomicUsize::new(0),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
+            context,
         }))
     }
 
@@ -400,6 +417,7 @@ fn release_stale(readers: &[Mutex<Reader>], current: u64) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn writer_loop(
     conn: Connection,
     mut rx: mpsc::Receiver<WriteJob>,
@@ -408,6 +426,7 @@ fn writer_loop(
     commits: Arc<AtomicU64>,
     checkpoint: std::sync::mpsc::SyncSender<()>,
     tip: Arc<tokio::sync::watch::Sender<u64>>,
+    context: Arc<Mutex<Option<Context>>>,
 ) {
     let mut seqs: HashMap<String, u64> = HashMap::new();
     while let Some(first) = rx.blocking_recv() {
@@ -418,7 +437,16 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        run_batch(&conn, batch, &schema, marker, &mut seqs, &commits, &tip);
+        let ctx = context.lock().clone();
+        run_batch(
+            &conn,
+            batch,
+            &schema,
+            marker,
+            &mut seqs,
+            (&commits, &tip),
+            ctx.as_ref(),
+        );
         // Full means a checkpoint is already pending.
         let _ = checkpoint.try_send(());
     }
@@ -437,8 +465,8 @@ fn run_batch(
     schema: &ArcSwap<Schema>,
     marker: OrgMarker,
     seqs: &mut HashMap<String, u64>,
-    commits: &AtomicU64,
-    tip: &tokio::sync::watch::Sender<u64>,
+    (commits, tip): (&AtomicU64, &tokio::sync::watch::Sender<u64>),
+    context: Option<&Context>,
 ) {
     let mut working = schema.load_full();
     let mut changed = false;
@@ -469,8 +497,23 @@ fn run_batch(
             insert_many_stmt: None,
             events_appended: false,
             detached: Vec::new(),
+            changes: Default::default(),
+            context,
         };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut w)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut done = job(&mut w);
+            if done.keep {
+                if let Some(at_end) = w.changes.at_end.take() {
+                    if let Err(e) = at_end(&mut w) {
+                        tracing::error!(error = %e, "a write job's change events could not be completed; its changes were rolled back");
+                        let report = std::mem::replace(&mut done.after_commit, Box::new(|_| {}));
+                        report(Err(e));
+                        done.keep = false;
+                    }
+                }
+            }
+            done
+        }));
         let (schema_after, schema_changed) = (w.read.schema.clone(), w.schema_changed);
         let detached = std::mem::take(&mut w.detached);
         let job_events = w.events_appended;
@@ -588,6 +631,10 @@ impl Store for SqliteStore {
 
     fn data_dir(&self) -> Option<PathBuf> {
         self.path.parent().map(Path::to_path_buf)
+    }
+
+    fn set_context(&self, ctx: Context) {
+        *self.context.lock() = Some(ctx);
     }
 
     fn event_tip(&self) -> tokio::sync::watch::Receiver<u64> {

@@ -321,6 +321,9 @@ impl ReadTx for Conn<'_> {
     fn event_bounds(&self) -> StoreResult<EventBounds> {
         crate::events::bounds(self.conn)
     }
+    fn change_event_members(&self) -> StoreResult<Vec<(u64, String)>> {
+        crate::events::change_event_members(self.conn)
+    }
 }
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
@@ -354,6 +357,10 @@ pub(crate) struct WConn<'a> {
     pub events_appended: bool,
     /// Events to append once the job ended, kept or not ([`WriteTx::append_event_detached`]).
     pub detached: Vec<NewEvent>,
+    /// The job's change-event state ([`WriteTx::tx_changes`]).
+    pub changes: store::TxChanges,
+    /// What the service attached to the store.
+    pub context: Option<&'a crate::Context>,
 }
 
 impl ReadTx for WConn<'_> {
@@ -483,6 +490,9 @@ impl ReadTx for WConn<'_> {
     }
     fn event_bounds(&self) -> StoreResult<EventBounds> {
         self.read.event_bounds()
+    }
+    fn change_event_members(&self) -> StoreResult<Vec<(u64, String)>> {
+        self.read.change_event_members()
     }
 }
 
@@ -987,5 +997,36 @@ impl<'a> WriteTx for WConn<'a> {
 
     fn prune_events(&mut self, before_ms: i64) -> StoreResult<u64> {
         crate::events::prune(self.conn(), before_ms)
+    }
+
+    fn rewrite_event(&mut self, replay_id: u64, payload: Option<&str>) -> StoreResult<()> {
+        crate::events::rewrite(self.conn(), replay_id, payload)
+    }
+
+    fn tx_changes(&mut self) -> &mut store::TxChanges {
+        &mut self.changes
+    }
+
+    fn context(&self) -> Option<std::sync::Arc<dyn std::any::Any + Send + Sync>> {
+        self.context.cloned()
+    }
+
+    fn set_change_events(&mut self, object: &str, selected: bool) -> StoreResult<u64> {
+        let mut defs = self.read.schema.to_defs();
+        let o = defs
+            .iter_mut()
+            .find(|o| o.name.eq_ignore_ascii_case(object))
+            .ok_or_else(|| StoreError::Backend(format!("no object {object}")))?;
+        let canonical = o.name.clone();
+        let seq = crate::events::set_change_events(self.conn(), &canonical, selected)?;
+        if o.change_events != selected {
+            o.change_events = selected;
+            self.read.schema = Arc::new(
+                Schema::build(defs, self.read.schema.generation + 1)
+                    .map_err(|e| StoreError::Backend(e.message))?,
+            );
+            self.schema_changed = true;
+        }
+        Ok(seq)
     }
 }

@@ -78,3 +78,33 @@ pub struct EventBounds {
     /// The last id ever given out (0: none yet).
     pub last: u64,
 }
+
+/// What one write job (one transaction) has said about record changes so far. The service keeps
+/// the change-event header values the job's events share here, and may ask for a function to run
+/// when the job ends with its changes kept (before they commit), to merge the job's events.
+#[derive(Debug, Default)]
+pub struct TxChanges {
+    /// The `transactionKey` of the job's change events (empty until the first one).
+    pub key: String,
+    /// The job's `commitNumber`.
+    pub commit_number: u64,
+    /// The job's `commitTimestamp` (ms).
+    pub commit_ms: i64,
+    /// The last `sequenceNumber` given out.
+    pub sequence: u32,
+    /// Changes counted towards the overflow limit.
+    pub counted: u64,
+    /// Entities that got their `GAP_OVERFLOW` event.
+    pub overflowed: Vec<String>,
+    /// Replay id after which this job's change events start.
+    pub first_after: u64,
+    /// A digest of the last change event's mergeable content (0: none).
+    pub last_digest: u64,
+    /// True when two consecutive change events had the same digest: the end-of-job function
+    /// has something to merge.
+    pub mergeable: bool,
+    /// True once the job wrote a PushTopic record (topics compiled inside it are tentative).
+    pub topics_changed: bool,
+    /// Run when the job ends and keeps its changes, before they commit.
+    pub at_end: Option<fn(&mut dyn crate::WriteTx) -> crate::StoreResult<()>>,
+}

@@ -17,7 +17,7 @@ mod events;
 mod query;
 mod types;
 pub use bulk::{BulkChunkRow, BulkJobFilter, BulkJobRow};
-pub use events::{EventBounds, EventKind, EventRow, EventSelect, NewEvent};
+pub use events::{EventBounds, EventKind, EventRow, EventSelect, NewEvent, TxChanges};
 pub use query::{Cell, QueryRow};
 /// The SOQL crate, re-exported so backends can name [`soql::plan::Plan`] without depending on it
 /// directly.
@@ -168,6 +168,8 @@ pub trait ReadTx {
     fn all_events_after(&self, after: u64, limit: usize) -> StoreResult<Vec<EventRow>>;
     /// Which replay ids the log can still serve.
     fn event_bounds(&self) -> StoreResult<EventBounds>;
+    /// The objects selected for change events, with their selection numbers.
+    fn change_event_members(&self) -> StoreResult<Vec<(u64, String)>>;
 }
 
 /// What a write transaction can do in addition.
@@ -287,6 +289,15 @@ pub trait WriteTx: ReadTx {
     fn append_event_detached(&mut self, event: NewEvent);
     /// Removes events created before `before_ms`; returns how many.
     fn prune_events(&mut self, before_ms: i64) -> StoreResult<u64>;
+    /// Replaces the payload of an event this job appended, or removes the event (`None`).
+    fn rewrite_event(&mut self, replay_id: u64, payload: Option<&str>) -> StoreResult<()>;
+    /// This job's change-event state.
+    fn tx_changes(&mut self) -> &mut TxChanges;
+    /// What the service attached to the store with [`Store::set_context`].
+    fn context(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>>;
+    /// Selects (or deselects) `object` for change events. Returns the selection's number (its
+    /// `PlatformEventChannelMember` id), also when it already was selected.
+    fn set_change_events(&mut self, object: &str, selected: bool) -> StoreResult<u64>;
 }
 
 /// Boxed future returned by [`Store::write`].
@@ -316,6 +327,8 @@ pub trait Store: Send + Sync + 'static {
     fn submit(&self, job: WriteJob) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>>;
     /// The replay id of the last committed event; changes after every commit that added events.
     fn event_tip(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Attaches the service's state that write jobs may need ([`WriteTx::context`]).
+    fn set_context(&self, ctx: Arc<dyn std::any::Any + Send + Sync>);
     /// The directory holding the store's files, when it has one (Bulk API uploads go beside).
     fn data_dir(&self) -> Option<PathBuf> {
         None

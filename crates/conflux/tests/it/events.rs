@@ -51,7 +51,7 @@ fn publish(org: &Org, name: &str, model: &str) -> String {
 }
 
 /// A Bayeux client speaking long polling to `/cometd/59.0`.
-struct Bayeux {
+pub(crate) struct Bayeux {
     http: reqwest::blocking::Client,
     url: String,
     token: String,
@@ -60,7 +60,7 @@ struct Bayeux {
 }
 
 impl Bayeux {
-    fn new(org: &Org) -> Bayeux {
+    pub(crate) fn new(org: &Org) -> Bayeux {
         Bayeux {
             http: client(),
             url: org.url("/cometd/59.0"),
@@ -95,7 +95,7 @@ impl Bayeux {
         self.n.to_string()
     }
 
-    fn handshake(&mut self) -> Value {
+    pub(crate) fn handshake(&mut self) -> Value {
         let id = self.next_id();
         let (s, replies) = self.post(json!([{"channel": "/meta/handshake", "version": "1.0",
             "supportedConnectionTypes": ["websocket", "long-polling"], "id": id}]));
@@ -111,7 +111,7 @@ impl Bayeux {
         r
     }
 
-    fn subscribe(&mut self, channel: &str, replay: Option<i64>) -> Value {
+    pub(crate) fn subscribe(&mut self, channel: &str, replay: Option<i64>) -> Value {
         let id = self.next_id();
         let mut m = json!({"channel": "/meta/subscribe", "clientId": self.client_id,
             "subscription": channel, "id": id});
@@ -124,7 +124,7 @@ impl Bayeux {
     }
 
     /// One connect; returns the data messages and the connect reply.
-    fn connect(&mut self, immediate: bool) -> (Vec<Value>, Value) {
+    pub(crate) fn connect(&mut self, immediate: bool) -> (Vec<Value>, Value) {
         let id = self.next_id();
         let mut m = json!({"channel": "/meta/connect", "clientId": self.client_id,
             "connectionType": "long-polling", "id": id});
@@ -139,7 +139,7 @@ impl Bayeux {
     }
 
     /// Connects until `n` data messages arrived.
-    fn receive(&mut self, n: usize) -> Vec<Value> {
+    pub(crate) fn receive(&mut self, n: usize) -> Vec<Value> {
         let mut got = Vec::new();
         while got.len() < n {
             let (data, reply) = self.connect(false);
@@ -152,7 +152,7 @@ impl Bayeux {
 }
 
 /// A Bayeux error with a code faye can read: `NNN::message`, the message in faye's grammar.
-fn assert_bayeux_error(reply: &Value, code: &str) {
+pub(crate) fn assert_bayeux_error(reply: &Value, code: &str) {
     assert_eq!(reply["successful"], false, "{reply}");
     let e = reply["error"].as_str().expect("an error string");
     let (c, msg) = e.split_once("::").expect("NNN::message");
@@ -164,7 +164,7 @@ fn assert_bayeux_error(reply: &Value, code: &str) {
     );
 }
 
-fn replay_id(m: &Value) -> u64 {
+pub(crate) fn replay_id(m: &Value) -> u64 {
     m["data"]["event"]["replayId"].as_u64().expect("replayId")
 }
 

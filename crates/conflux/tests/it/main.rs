@@ -4,6 +4,7 @@
 mod auth;
 mod bulk;
 mod bulk1;
+mod changes;
 mod cli;
 mod composite;
 mod durability;

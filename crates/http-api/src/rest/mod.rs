@@ -195,10 +195,23 @@ async fn authenticated(
     scheme: crate::Scheme,
     parts: http::request::Parts,
     body: axum::body::Body,
-    principal: Principal,
+    mut principal: Principal,
     version: ApiVersion,
     segments: Vec<String>,
 ) -> Response {
+    let api = if segments.first().map(String::as_str) == Some("tooling") {
+        "toolingrest"
+    } else {
+        "rest"
+    };
+    principal.origin = service::Origin::new(
+        api,
+        version.number(),
+        parts
+            .headers
+            .get("sforce-call-options")
+            .and_then(|v| v.to_str().ok()),
+    );
     let org = state.org.clone();
     if let Err(e) = org.usage.count() {
         return api_error(&e);
@@ -376,6 +389,11 @@ async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
             Err(method_not_allowed(m, "GET,HEAD"))
         }
         ["tooling", "sobjects", kind] => tooling_create(ctx, kind).await,
+        ["tooling", "sobjects", kind, id]
+            if kind.eq_ignore_ascii_case("PlatformEventChannelMember") =>
+        {
+            channel_member(ctx, id).await
+        }
         ["tooling", "sobjects"] if get => describe::tooling_global(ctx),
         ["recent"] if get => Ok(json(StatusCode::OK, &json!([]))),
         ["tabs"] | ["theme"] | ["quickActions"] if get => Ok(json(StatusCode::OK, &json!([]))),
@@ -522,12 +540,50 @@ async fn tooling_create(ctx: &Ctx, kind: &str) -> Result<Response, ApiError> {
     let id = match kind {
         k if k.eq_ignore_ascii_case("CustomObject") => ctx.state.org.create_custom_object(&ctx.principal, full_name, &metadata).await?,
         k if k.eq_ignore_ascii_case("CustomField") => ctx.state.org.create_custom_field(&ctx.principal, full_name, &metadata).await?,
-        _ => return Err(ApiError::new(ErrorCode::NotFound, format!("The Tooling API object {kind} is not supported by this server (CustomObject and CustomField are)"))),
+        k if k.eq_ignore_ascii_case("PlatformEventChannelMember") => {
+            // FullName is `ChangeEvents_AccountChangeEvent`; Metadata may say the same.
+            let (by_name_channel, by_name_entity) = full_name.split_once('_').unwrap_or(("", full_name));
+            let field = |k: &str| metadata.get(k).and_then(|v| v.as_str());
+            let channel = field("eventChannel").unwrap_or(by_name_channel);
+            let entity = field("selectedEntity").unwrap_or(by_name_entity);
+            ctx.state.org.select_change_events(&ctx.principal, channel, entity).await?
+        }
+        _ => return Err(ApiError::new(ErrorCode::NotFound, format!("The Tooling API object {kind} is not supported by this server (CustomObject, CustomField and PlatformEventChannelMember are)"))),
     };
     Ok(json(
         StatusCode::CREATED,
         &json!({"id": id.to_18(), "success": true, "errors": [], "warnings": [], "infos": []}),
     ))
+}
+
+/// `GET` or `DELETE …/tooling/sobjects/PlatformEventChannelMember/{id}`: a change event selection.
+async fn channel_member(ctx: &Ctx, id: &str) -> Result<Response, ApiError> {
+    let org = &ctx.state.org;
+    let wanted = model::Id::parse(id).map_err(|_| ApiError::not_found())?;
+    let (member, entity) = org
+        .change_event_members()?
+        .into_iter()
+        .find(|(m, _)| *m == wanted)
+        .ok_or_else(ApiError::not_found)?;
+    match ctx.method {
+        Method::GET | Method::HEAD => Ok(json(
+            StatusCode::OK,
+            &json!({
+                "attributes": {"type": "PlatformEventChannelMember", "url": format!("{}/tooling/sobjects/PlatformEventChannelMember/{}", ctx.prefix(), member.to_18())},
+                "Id": member.to_18(),
+                "DeveloperName": format!("ChangeEvents_{entity}"),
+                "FullName": format!("ChangeEvents_{entity}"),
+                "EventChannel": "ChangeEvents",
+                "SelectedEntity": entity,
+                "Metadata": {"eventChannel": "ChangeEvents", "selectedEntity": entity},
+            }),
+        )),
+        Method::DELETE => {
+            org.deselect_change_events(&ctx.principal, id).await?;
+            Ok(no_content())
+        }
+        _ => Err(method_not_allowed(&ctx.method, "GET,HEAD,DELETE")),
+    }
 }
 
 /// A 204 No Content.

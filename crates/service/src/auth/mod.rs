@@ -99,6 +99,60 @@ pub struct Principal {
     pub session: Option<[u8; 32]>,
     /// The connected app, when the session came from OAuth.
     pub client_id: Option<String>,
+    /// The API the request came through (change events report it).
+    pub origin: Origin,
+}
+
+/// The API a change came through, as change events' `changeOrigin` reports it:
+/// `com/salesforce/api/rest/60.0;client=dataloader` (empty for changes made by the server itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// `rest`, `soap`, `bulkapi`, `toolingrest`; empty for internal changes.
+    pub api: &'static str,
+    /// The API version of the request (`60.0`).
+    pub version: String,
+    /// The client named in the `Sforce-Call-Options: client=…` header.
+    pub client: Option<String>,
+}
+
+impl Origin {
+    /// An origin for `api` at `version`, with the client named in a `Sforce-Call-Options` header.
+    pub fn new(
+        api: &'static str,
+        version: impl Into<String>,
+        call_options: Option<&str>,
+    ) -> Origin {
+        let client = call_options.and_then(|h| {
+            h.split(',')
+                .filter_map(|kv| kv.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("client"))
+                .map(|(_, v)| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        });
+        Origin {
+            api,
+            version: version.into(),
+            client,
+        }
+    }
+
+    /// The `changeOrigin` text.
+    pub fn change_origin(&self) -> String {
+        if self.api.is_empty() {
+            return String::new();
+        }
+        let mut s = format!("com/salesforce/api/{}/{}", self.api, self.version);
+        if let Some(c) = &self.client {
+            s.push_str(";client=");
+            s.push_str(c);
+        }
+        s
+    }
+
+    /// True for changes made through the Bulk APIs (PushTopics do not report those).
+    pub fn is_bulk(&self) -> bool {
+        self.api == "bulkapi"
+    }
 }
 
 /// A successful login: the session and what clients need to know about it.

@@ -666,12 +666,13 @@ impl IngestPlan {
                 Prepared::Failed { id, error } => RowOutcome::Err { id, error },
                 Prepared::Insert(mut row) => {
                     if row.reads_own_object(&o) {
-                        batch.flush(tx, &o, &mut out, &mut created_keys, spent)?;
+                        batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
                     }
                     match insert_bulk_check(tx, p, &o, &shape, &mut row, now, &mut cache) {
                         Ok(seq) => {
                             batch.push(
                                 tx,
+                                p,
                                 &o,
                                 (k, seq, row, None),
                                 &mut out,
@@ -684,7 +685,7 @@ impl IngestPlan {
                     }
                 }
                 Prepared::Update { seq, id, input } => {
-                    batch.flush(tx, &o, &mut out, &mut created_keys, spent)?;
+                    batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
                     let state = states.get(&seq).copied().flatten();
                     let r = guard(tx, guarded, |tx| {
                         update_bulk_tx(tx, p, &o, seq, state, input, now, &mut cache)
@@ -705,7 +706,7 @@ impl IngestPlan {
                         .is_some_and(|f| created_keys.contains_key(f))
                     {
                         // Its record is (to be) created by this chunk: write it first.
-                        batch.flush(tx, &o, &mut out, &mut created_keys, spent)?;
+                        batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
                     }
                     let hits: Vec<u64> = match (&folded, u.id_seq) {
                         (Some(f), _) => {
@@ -730,7 +731,7 @@ impl IngestPlan {
                         [] => match create {
                             Some(mut row) => {
                                 if row.reads_own_object(&o) {
-                                    batch.flush(tx, &o, &mut out, &mut created_keys, spent)?;
+                                    batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
                                 }
                                 match insert_bulk_check(
                                     tx, p, &o, &shape, &mut row, now, &mut cache,
@@ -742,6 +743,7 @@ impl IngestPlan {
                                         spent.inputs.push(update);
                                         batch.push(
                                             tx,
+                                            p,
                                             &o,
                                             (k, seq, row, folded),
                                             &mut out,
@@ -756,7 +758,7 @@ impl IngestPlan {
                             None => row_error(ApiError::not_found(), None)?,
                         },
                         [one] => {
-                            batch.flush(tx, &o, &mut out, &mut created_keys, spent)?;
+                            batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
                             spent.rows.extend(create);
                             let r = guard(tx, guarded, |tx| {
                                 update_bulk_tx(
@@ -791,7 +793,7 @@ impl IngestPlan {
                     }
                 }
                 Prepared::Delete { seq, id } => {
-                    batch.flush(tx, &o, &mut out, &mut created_keys, spent)?;
+                    batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
                     let hard = self.operation == Operation::HardDelete;
                     let r = guard(tx, true, |tx| {
                         delete_tx(tx, p, &o, seq, now, None)?;
@@ -811,7 +813,7 @@ impl IngestPlan {
             };
             out[k] = outcome;
         }
-        batch.flush(tx, &o, &mut out, &mut created_keys, spent)?;
+        batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
         Ok(out)
     }
 }
@@ -839,9 +841,11 @@ impl Batch {
 }
 
 impl Batch {
+    #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
         tx: &mut dyn WriteTx,
+        p: &Principal,
         o: &ObjectDef,
         row: (usize, u64, BulkInsertRow, Option<String>),
         out: &mut [RowOutcome],
@@ -850,7 +854,7 @@ impl Batch {
     ) -> ApiResult<()> {
         self.rows.push(row);
         if self.rows.len() >= self.size {
-            self.flush(tx, o, out, created_keys, spent)?;
+            self.flush(tx, p, o, out, created_keys, spent)?;
         }
         Ok(())
     }
@@ -858,6 +862,7 @@ impl Batch {
     fn flush(
         &mut self,
         tx: &mut dyn WriteTx,
+        p: &Principal,
         o: &ObjectDef,
         out: &mut [RowOutcome],
         created_keys: &mut HashMap<String, u64>,
@@ -882,10 +887,13 @@ impl Batch {
                 tx.insert_full(o, row.values())
             };
             out[k] = match written {
-                Ok(()) => RowOutcome::Ok {
-                    id: Id::new(o.key_prefix, marker, seq),
-                    created: true,
-                },
+                Ok(()) => {
+                    crate::changes::created(tx, p, o, seq, row.values().iter().enumerate())?;
+                    RowOutcome::Ok {
+                        id: Id::new(o.key_prefix, marker, seq),
+                        created: true,
+                    }
+                }
                 Err(store::StoreError::Unique(field)) => {
                     if let Some(key) = key {
                         created_keys.remove(&key);

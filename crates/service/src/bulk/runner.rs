@@ -295,7 +295,14 @@ impl Bulk {
             return;
         };
         let p = match self.org.principal_for(j.created_by) {
-            Ok(p) => p,
+            Ok(mut p) => {
+                p.origin = crate::auth::Origin::new(
+                    "bulkapi",
+                    model::ApiVersion(j.api_version).number(),
+                    None,
+                );
+                p
+            }
             Err(_) => {
                 self.fail(
                     seq,
@@ -567,7 +574,14 @@ impl Bulk {
             return;
         };
         let p = match self.org.principal_for(j.created_by) {
-            Ok(p) => p,
+            Ok(mut p) => {
+                p.origin = crate::auth::Origin::new(
+                    "bulkapi",
+                    model::ApiVersion(j.api_version).number(),
+                    None,
+                );
+                p
+            }
             Err(_) => {
                 self.fail(
                     seq,
