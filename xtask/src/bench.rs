@@ -21,7 +21,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         Some("collections") => {
             collections(root, args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10))
         }
-        other => bail!("unknown benchmark {other:?}; available: rest, bulk, collections"),
+        Some("streaming") => streaming(root, &args[1..]),
+        other => {
+            bail!("unknown benchmark {other:?}; available: rest, bulk, collections, streaming")
+        }
     }
 }
 
@@ -456,5 +459,106 @@ fn collections(root: &Path, secs: u32) -> Result<()> {
     let out_dir = root.join("bench/out");
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(out_dir.join("collections.md"), &report)?;
+    Ok(())
+}
+
+/// `bench streaming [SUBSCRIBERS STEADY_SECS BURST WINDOW HELD]`: 100 long-polling subscribers
+/// on one channel of faye, cometd-nodejs-server and Conflux (see bench/README.md).
+fn streaming(root: &Path, args: &[String]) -> Result<()> {
+    eprintln!("==> building release binaries (conflux, bench helpers)");
+    crate::run(Command::new("cargo").args(["build", "--release", "-p", "conflux", "-p", "bench"]))?;
+    let rel = root.join("target/release");
+    let dir = root.join("bench/streaming");
+    eprintln!(
+        "==> installing the pinned Node packages (faye, cometd-nodejs-server, cometd client)"
+    );
+    crate::run(
+        Command::new("npm")
+            .args([
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&dir),
+    )?;
+    let work = test_support::scratch_dir("bench-streaming")?;
+    let data = work.join("data");
+    std::fs::create_dir_all(&data)?;
+    let srv = Server::start_with(
+        &rel.join("conflux"),
+        &data,
+        &[],
+        &[
+            "--daily-api-requests",
+            "1000000000",
+            "--streaming-max-clients",
+            "5000",
+        ],
+    )?;
+    let prep = Command::new(rel.join("prepare"))
+        .args([&srv.http, USERNAME, PASSWORD, CLIENT_ID, CLIENT_SECRET])
+        .output()?;
+    let prep = String::from_utf8_lossy(&prep.stdout).to_string();
+    let Some(token) = prep.lines().next() else {
+        bail!("prepare failed: {prep}")
+    };
+    eprintln!(
+        "==> node bench.mjs (faye, then cometd-nodejs-server, then Conflux pid {})",
+        srv.pid()
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg("bench.mjs")
+        .args([&srv.http, token, &srv.pid().to_string()])
+        .args(args)
+        .current_dir(&dir)
+        .stderr(Stdio::inherit());
+    let out = cmd.output()?;
+    srv.stop()?;
+    let _ = std::fs::remove_dir_all(&work);
+    if !out.status.success() {
+        bail!("bench.mjs failed");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let r: serde_json::Value = serde_json::from_str(line).context("bench.mjs result")?;
+    let row = |name: &str, label: &str| {
+        let s = &r[name]["steady"];
+        let b = &r[name]["burst"];
+        format!(
+            "| {label} | {}/{} | {:.2} | {:.2} | {}/{} in {:.2} s | {:.0} |\n",
+            s["delivered"],
+            s["expected"],
+            s["p50"].as_f64().unwrap_or(f64::NAN),
+            s["p99"].as_f64().unwrap_or(f64::NAN),
+            b["delivered"],
+            b["expected"],
+            b["seconds"].as_f64().unwrap_or(f64::NAN),
+            b["rate"].as_f64().unwrap_or(f64::NAN)
+        )
+    };
+    let rate = |n: &str| r[n]["burst"]["rate"].as_f64().unwrap_or(f64::NAN);
+    let p50 = |n: &str| r[n]["steady"]["p50"].as_f64().unwrap_or(f64::NAN);
+    let h = &r["conflux"]["held"];
+    let report = format!(
+        "| Server | steady 174 msgs/s: delivered | p50 ms | p99 ms | burst: delivered | deliveries/s |\n|---|---|---|---|---|---|\n{}{}{}\n\
+Burst delivery rate: Conflux / cometd-nodejs-server = **{:.2}** (goal >= 1.5), Conflux / faye = **{:.2}**.\n\
+Steady p50: Conflux {:.2} ms vs cometd-nodejs-server {:.2} ms (goal: lower).\n\
+{} subscribers held at once on Conflux: {} received the next event in {:.2} s; server RSS {:.0} MB (before: {:.0} MB; goal < 500 MB).\n",
+        row("faye", "faye 1.4.3"),
+        row("cometd", "cometd-nodejs-server 1.2.1"),
+        row("conflux", "Conflux (REST publish, durable)"),
+        rate("conflux") / rate("cometd"),
+        rate("conflux") / rate("faye"),
+        p50("conflux"),
+        p50("cometd"),
+        h["clients"], h["delivered"], h["fanoutSeconds"].as_f64().unwrap_or(f64::NAN),
+        h["rssHeldMb"].as_f64().unwrap_or(f64::NAN), h["rssBeforeMb"].as_f64().unwrap_or(f64::NAN),
+    );
+    println!("\nbench streaming:\n\n{report}");
+    let out_dir = root.join("bench/out");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("streaming.md"), &report)?;
     Ok(())
 }
