@@ -23,7 +23,8 @@ pub enum EventsCommand {
 /// `events tail`.
 #[derive(Debug, clap::Args)]
 pub struct TailArgs {
-    /// The channel: `/event/Name__e` (a bare `Name__e` means the same).
+    /// The channel: `/event/Name__e` (a bare `Name__e` means the same), `/data/AccountChangeEvent`,
+    /// `/data/ChangeEvents`, `/topic/Name`.
     pub channel: String,
     /// Where to start: -1 new events only, -2 every retained event, or a replay id (start after it).
     #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
