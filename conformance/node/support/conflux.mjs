@@ -170,6 +170,42 @@ export function assertSaveResult(result, prefix) {
 // "2013-05-20T20:49:32.000+0000"
 export const DATETIME_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$/;
 
+/**
+ * An OAuth2 password login over plain HTTP with jsforce's `Connection` class (passed in: this
+ * module must load before jsforce).
+ */
+export async function passwordLogin(Connection, version) {
+  const conn = new Connection({
+    loginUrl: env.httpUrl,
+    version,
+    oauth2: { clientId: env.clientId, clientSecret: env.clientSecret, loginUrl: env.httpUrl },
+  });
+  await conn.login(env.username, env.password);
+  return conn;
+}
+
+/** Collects streaming messages; `until(n)` resolves once `n` arrived (with all so far). */
+export function collector() {
+  const messages = [];
+  let waiting = null;
+  return {
+    messages,
+    push(m) {
+      messages.push(m);
+      if (waiting && messages.length >= waiting.n) {
+        waiting.resolve(messages.slice());
+        waiting = null;
+      }
+    },
+    until(n) {
+      if (messages.length >= n) return Promise.resolve(messages.slice());
+      return new Promise((resolve) => {
+        waiting = { n, resolve };
+      });
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------
 // Tooling API custom objects
 // ---------------------------------------------------------------------------

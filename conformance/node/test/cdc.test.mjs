@@ -9,7 +9,9 @@
 // UPDATE bodies the changed ones with changedFields naming them (LastModifiedDate included);
 // /topic/<Name> carries {event: {createdDate, replayId, type}, sobject: {Id, selected fields}}
 // for records matching the topic's query.
-import { env, randomToken, toolingCreateField } from '../support/conflux.mjs';
+import {
+  collector, env, passwordLogin, randomToken, toolingCreateField, toolingCreateObject,
+} from '../support/conflux.mjs';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import jsforce from 'jsforce';
@@ -29,27 +31,6 @@ const TOPIC = `/topic/${TOPIC_NAME}`;
 let conn;
 const clients = [];
 const created = []; // {id, name, amount} in creation order
-
-function collector() {
-  const messages = [];
-  let waiting = null;
-  return {
-    messages,
-    push(m) {
-      messages.push(m);
-      if (waiting && messages.length >= waiting.n) {
-        waiting.resolve(messages.slice());
-        waiting = null;
-      }
-    },
-    until(n) {
-      if (messages.length >= n) return Promise.resolve(messages.slice());
-      return new Promise((resolve) => {
-        waiting = { n, resolve };
-      });
-    },
-  };
-}
 
 async function createRecord(name, amount) {
   const r = await conn.sobject(OBJECT).create({ Name: name, Amount__c: amount });
@@ -75,19 +56,8 @@ function checkCreate(m, { id, name, amount }) {
 }
 
 before(async () => {
-  conn = new jsforce.Connection({
-    loginUrl: env.httpUrl,
-    version: V,
-    oauth2: { clientId: env.clientId, clientSecret: env.clientSecret, loginUrl: env.httpUrl },
-  });
-  await conn.login(env.username, env.password);
-  const object = await conn.tooling.sobject('CustomObject').create({
-    FullName: OBJECT,
-    Metadata: {
-      label: `JsCdc ${run}`, pluralLabel: `JsCdc ${run}`,
-      nameField: { type: 'Text', label: 'Name' }, deploymentStatus: 'Deployed', sharingModel: 'ReadWrite',
-    },
-  });
+  conn = await passwordLogin(jsforce.Connection, V);
+  const object = await toolingCreateObject(conn, OBJECT, `JsCdc ${run}`);
   assert.equal(object.success, true, JSON.stringify(object));
   await toolingCreateField(conn, OBJECT, 'Amount__c', { type: 'Number', label: 'Amount', precision: 16, scale: 2 });
   const member = await conn.tooling.sobject('PlatformEventChannelMember').create({

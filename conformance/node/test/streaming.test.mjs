@@ -9,7 +9,9 @@
 // {schema, payload: {CreatedDate, CreatedById, fields…}, event: {EventUuid, replayId}}; replay id
 // -2 replays the retained events, a stored replay id replays exactly what came after it; a
 // revoked session gets `401::Authentication invalid` with advice reconnect none.
-import { env, randomToken, revoke, toolingCreateField } from '../support/conflux.mjs';
+import {
+  collector, env, passwordLogin, randomToken, revoke, toolingCreateField,
+} from '../support/conflux.mjs';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import jsforce from 'jsforce';
@@ -28,15 +30,7 @@ let conn; // the publisher (and jsforce subscriber) session, over plain HTTP
 const published = []; // {model, uuid} in publication order
 const faye = []; // clients to disconnect at the end
 
-async function login() {
-  const c = new jsforce.Connection({
-    loginUrl: env.httpUrl,
-    version: V,
-    oauth2: { clientId: env.clientId, clientSecret: env.clientSecret, loginUrl: env.httpUrl },
-  });
-  await c.login(env.username, env.password);
-  return c;
-}
+const login = () => passwordLogin(jsforce.Connection, V);
 
 async function publish(model) {
   const r = await conn.sobject(EVENT).create({ Printer_Model__c: model, Ink_Percentage__c: 0.5 });
@@ -46,28 +40,6 @@ async function publish(model) {
   assert.match(uuid, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   published.push({ model, uuid });
   return uuid;
-}
-
-/** Collects messages from a subscription callback until `n` arrived. */
-function collector() {
-  const messages = [];
-  let waiting = null;
-  return {
-    messages,
-    push(m) {
-      messages.push(m);
-      if (waiting && messages.length >= waiting.n) {
-        waiting.resolve(messages.slice());
-        waiting = null;
-      }
-    },
-    until(n) {
-      if (messages.length >= n) return Promise.resolve(messages.slice());
-      return new Promise((resolve) => {
-        waiting = { n, resolve };
-      });
-    },
-  };
 }
 
 function checkEvent(m, { model, uuid }) {

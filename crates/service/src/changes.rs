@@ -61,6 +61,18 @@ fn id_of(tx: &dyn WriteTx, o: &ObjectDef, seq: u64) -> String {
     Id::new(o.key_prefix, tx.marker(), seq).to_18()
 }
 
+/// The body of a CREATE or UNDELETE event: the record's non-null reported fields.
+fn whole_record<'v>(
+    o: &ObjectDef,
+    values: impl IntoIterator<Item = (usize, &'v Value)>,
+) -> Map<String, Json> {
+    values
+        .into_iter()
+        .filter(|(i, v)| !v.is_null() && reported(o, *i))
+        .map(|(i, v)| (o.fields[i].name.clone(), field_json(v)))
+        .collect()
+}
+
 /// Record `seq` of `o` was created with `values` (null ones are left out): its change event and
 /// PushTopic notifications.
 pub(crate) fn created<'v>(
@@ -71,12 +83,7 @@ pub(crate) fn created<'v>(
     values: impl IntoIterator<Item = (usize, &'v Value)>,
 ) -> ApiResult<()> {
     if o.change_events {
-        let mut body = Map::new();
-        for (i, v) in values {
-            if !v.is_null() && reported(o, i) {
-                body.insert(o.fields[i].name.clone(), field_json(v));
-            }
-        }
+        let body = whole_record(o, values);
         let id = id_of(tx, o, seq);
         publish(tx, p, o, "CREATE", id, Vec::new(), body, 1)?;
     }
@@ -103,6 +110,13 @@ fn notify_topics(
 pub(crate) struct Before {
     old: Option<Vec<Value>>,
     topics: Vec<Arc<topics::Topic>>,
+}
+
+impl Before {
+    /// True when [`updated`] will publish something (its `new` values are needed).
+    pub(crate) fn publishes(&self) -> bool {
+        self.old.is_some()
+    }
 }
 
 /// Reads the current values of the fields an update of `seq` sets, when the update will publish
@@ -191,12 +205,7 @@ pub(crate) fn undeleted(
     values: &[Value],
 ) -> ApiResult<()> {
     if o.change_events {
-        let mut body = Map::new();
-        for (i, v) in values.iter().enumerate() {
-            if !v.is_null() && reported(o, i) {
-                body.insert(o.fields[i].name.clone(), field_json(v));
-            }
-        }
+        let body = whole_record(o, values.iter().enumerate());
         let id = id_of(tx, o, seq);
         publish(tx, p, o, "UNDELETE", id, Vec::new(), body, 1)?;
     }

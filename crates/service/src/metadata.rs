@@ -405,15 +405,19 @@ impl Org {
             .collect())
     }
 
+    /// The change event selection with member id `id`: (member id, selected entity).
+    pub fn change_event_member(&self, id: &str) -> ApiResult<(Id, String)> {
+        let wanted = Id::parse(id).map_err(|_| ApiError::not_found())?;
+        self.change_event_members()?
+            .into_iter()
+            .find(|(m, _)| *m == wanted)
+            .ok_or_else(ApiError::not_found)
+    }
+
     /// Ends a change event selection by its member id (`DELETE …/PlatformEventChannelMember/{id}`).
     pub async fn deselect_change_events(&self, p: &Principal, id: &str) -> ApiResult<()> {
         require_customize(p)?;
-        let wanted = Id::parse(id).map_err(|_| ApiError::not_found())?;
-        let (_, entity) = self
-            .change_event_members()?
-            .into_iter()
-            .find(|(m, _)| *m == wanted)
-            .ok_or_else(ApiError::not_found)?;
+        let (_, entity) = self.change_event_member(id)?;
         let o = self.change_event_object("ChangeEvents", &entity)?;
         let name = o.name.clone();
         self.store

@@ -1066,10 +1066,15 @@ pub fn update_bulk_tx(
         ));
     }
     let before = changes::before_update(tx, p, o, seq, &input.values)?;
+    // Kept only when a change event needs them: bulk updates are a hot path.
+    let written = before.publishes().then(|| input.values.clone());
     let columns: Vec<usize> = input.values.iter().map(|(i, _)| *i).collect();
-    let values: Vec<Value> = input.values.iter().map(|(_, v)| v.clone()).collect();
+    let values: Vec<Value> = input.values.into_iter().map(|(_, v)| v).collect();
     match tx.update_columns(o, seq, &columns, &values) {
-        Ok(()) => changes::updated(tx, p, o, seq, before, &input.values),
+        Ok(()) => match written {
+            Some(w) => changes::updated(tx, p, o, seq, before, &w),
+            None => Ok(()),
+        },
         Err(store::StoreError::Unique(field)) => {
             let checked = Input {
                 values: columns.into_iter().zip(values).collect(),

@@ -81,18 +81,9 @@ impl Registry {
         st.1.clone()
     }
 
-    /// The active topic named `name`, spelled exactly, as last compiled.
-    pub fn find(&self, name: &str) -> Option<Arc<Topic>> {
-        self.state.lock().1.iter().find(|t| t.name == name).cloned()
-    }
-
     fn changed(&self) {
         self.state.lock().0 = true;
     }
-}
-
-fn registry(tx: &dyn WriteTx) -> Option<Arc<crate::changes::JobContext>> {
-    crate::changes::context(tx)
 }
 
 /// The topics watching `o` (empty for changes through the Bulk APIs).
@@ -100,7 +91,7 @@ pub(crate) fn watching(tx: &mut dyn WriteTx, p: &Principal, o: &ObjectDef) -> Ve
     if p.origin.is_bulk() {
         return Vec::new();
     }
-    let Some(ctx) = registry(tx) else {
+    let Some(ctx) = crate::changes::context(tx) else {
         return Vec::new();
     };
     ctx.topics
@@ -262,17 +253,14 @@ pub(crate) fn validate(tx: &mut dyn WriteTx, query: &str, name: &str) -> ApiResu
         ));
     }
     topic(tx, name, query, [true; 4], "Referenced")?;
-    tx.tx_changes().topics_changed = true;
-    if let Some(ctx) = registry(tx) {
-        ctx.topics.changed();
-    }
+    topics_changed(tx);
     Ok(())
 }
 
-/// A PushTopic record was deleted or undeleted: recompile the topics.
+/// A PushTopic record was saved, deleted or undeleted: recompile the topics.
 pub(crate) fn topics_changed(tx: &mut dyn WriteTx) {
     tx.tx_changes().topics_changed = true;
-    if let Some(ctx) = registry(tx) {
+    if let Some(ctx) = crate::changes::context(tx) {
         ctx.topics.changed();
     }
 }

@@ -57,12 +57,9 @@ fn names(v: &Value) -> Vec<String> {
     n
 }
 
+/// A Composite request that must answer 200; its body.
 fn composite(org: &Org, all_or_none: bool, subs: Vec<Value>) -> Value {
-    let (s, b) = org.call(
-        POST,
-        &org.data("/composite"),
-        Some(json!({"allOrNone": all_or_none, "compositeRequest": subs})),
-    );
+    let (s, b) = crate::composite::composite(org, all_or_none, subs);
     assert_eq!(s, 200, "{b}");
     b
 }
@@ -321,26 +318,11 @@ fn custom_objects_and_bulk_loads_publish_change_events() {
     select(&org, "Invoice__ChangeEvent");
     let mut c = subscriber(&org, "/data/Invoice__ChangeEvent");
     // A Bulk API 2.0 insert job: one CREATE per row, changeOrigin bulkapi.
-    let (s, job) = org.call(
-        POST,
-        &org.data("/jobs/ingest"),
-        Some(json!({"object": "Invoice__c", "operation": "insert", "lineEnding": "LF"})),
+    let info = org.ingest(
+        json!({"object": "Invoice__c", "operation": "insert"}),
+        "Name\nINV-1\nINV-2\nINV-3\n",
     );
-    assert_eq!(s, 200, "{job}");
-    let id = job["id"].as_str().unwrap();
-    let r = org.send(
-        Method::PUT,
-        &org.data(&format!("/jobs/ingest/{id}/batches")),
-        &[("Content-Type", "text/csv")],
-        Some(b"Name\nINV-1\nINV-2\nINV-3\n".to_vec()),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    let (s, b) = org.call(
-        Method::PATCH,
-        &org.data(&format!("/jobs/ingest/{id}")),
-        Some(json!({"state": "UploadComplete"})),
-    );
-    assert_eq!(s, 200, "{b}");
+    assert_eq!(info["state"], "JobComplete", "{info}");
     let got = c.receive(3);
     let mut seen: Vec<String> = got
         .iter()
@@ -439,32 +421,11 @@ fn push_topics_notify_matching_records() {
     crate::records::soap_undelete(&org, &[&big]);
     assert_eq!(c.receive(1)[0]["data"]["event"]["type"], "undeleted");
     // Bulk API changes are not reported: only the REST create after the job arrives.
-    let (s, job) = org.call(
-        POST,
-        &org.data("/jobs/ingest"),
-        Some(json!({"object": "Account", "operation": "insert", "lineEnding": "LF"})),
+    let info = org.ingest(
+        json!({"object": "Account", "operation": "insert"}),
+        "Name,NumberOfEmployees\nBulky,900\n",
     );
-    assert_eq!(s, 200, "{job}");
-    let id = job["id"].as_str().unwrap();
-    let r = org.send(
-        Method::PUT,
-        &org.data(&format!("/jobs/ingest/{id}/batches")),
-        &[("Content-Type", "text/csv")],
-        Some(b"Name,NumberOfEmployees\nBulky,900\n".to_vec()),
-    );
-    assert_eq!(r.status, 201, "{}", r.text);
-    org.call(
-        Method::PATCH,
-        &org.data(&format!("/jobs/ingest/{id}")),
-        Some(json!({"state": "UploadComplete"})),
-    );
-    for _ in 0..200 {
-        let (_, j) = org.call(Method::GET, &org.data(&format!("/jobs/ingest/{id}")), None);
-        if j["state"] == "JobComplete" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    assert_eq!(info["state"], "JobComplete", "{info}");
     assert_eq!(
         org.count("SELECT COUNT() FROM Account WHERE Name = 'Bulky'"),
         1

@@ -15,7 +15,7 @@ fn sub(method: &str, url: &str, reference: &str, body: Option<Value>) -> Value {
     v
 }
 
-fn composite(org: &Org, all_or_none: bool, subs: Vec<Value>) -> (u16, Value) {
+pub(crate) fn composite(org: &Org, all_or_none: bool, subs: Vec<Value>) -> (u16, Value) {
     org.call(
         POST,
         &org.data("/composite"),

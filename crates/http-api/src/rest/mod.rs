@@ -559,25 +559,22 @@ async fn tooling_create(ctx: &Ctx, kind: &str) -> Result<Response, ApiError> {
 /// `GET` or `DELETE …/tooling/sobjects/PlatformEventChannelMember/{id}`: a change event selection.
 async fn channel_member(ctx: &Ctx, id: &str) -> Result<Response, ApiError> {
     let org = &ctx.state.org;
-    let wanted = model::Id::parse(id).map_err(|_| ApiError::not_found())?;
-    let (member, entity) = org
-        .change_event_members()?
-        .into_iter()
-        .find(|(m, _)| *m == wanted)
-        .ok_or_else(ApiError::not_found)?;
     match ctx.method {
-        Method::GET | Method::HEAD => Ok(json(
-            StatusCode::OK,
-            &json!({
-                "attributes": {"type": "PlatformEventChannelMember", "url": format!("{}/tooling/sobjects/PlatformEventChannelMember/{}", ctx.prefix(), member.to_18())},
-                "Id": member.to_18(),
-                "DeveloperName": format!("ChangeEvents_{entity}"),
-                "FullName": format!("ChangeEvents_{entity}"),
-                "EventChannel": "ChangeEvents",
-                "SelectedEntity": entity,
-                "Metadata": {"eventChannel": "ChangeEvents", "selectedEntity": entity},
-            }),
-        )),
+        Method::GET | Method::HEAD => {
+            let (member, entity) = org.change_event_member(id)?;
+            Ok(json(
+                StatusCode::OK,
+                &json!({
+                    "attributes": {"type": "PlatformEventChannelMember", "url": format!("{}/tooling/sobjects/PlatformEventChannelMember/{}", ctx.prefix(), member.to_18())},
+                    "Id": member.to_18(),
+                    "DeveloperName": format!("ChangeEvents_{entity}"),
+                    "FullName": format!("ChangeEvents_{entity}"),
+                    "EventChannel": "ChangeEvents",
+                    "SelectedEntity": entity,
+                    "Metadata": {"eventChannel": "ChangeEvents", "selectedEntity": entity},
+                }),
+            ))
+        }
         Method::DELETE => {
             org.deselect_change_events(&ctx.principal, id).await?;
             Ok(no_content())
