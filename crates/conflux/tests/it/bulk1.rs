@@ -41,7 +41,7 @@ impl Org {
         self.b1(Method::GET, rest, "", None)
     }
 
-    fn b1_job_xml(&self, fields: &str) -> String {
+    pub(crate) fn b1_job_xml(&self, fields: &str) -> String {
         let r = self.b1(
             Method::POST,
             "job",
@@ -56,7 +56,12 @@ impl Org {
         tag(&r.text, "id")
     }
 
-    fn b1_batch(&self, job: &str, content_type: &str, body: impl Into<Vec<u8>>) -> String {
+    pub(crate) fn b1_batch(
+        &self,
+        job: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> String {
         let r = self.b1(
             Method::POST,
             &format!("job/{job}/batch"),
@@ -72,7 +77,7 @@ impl Org {
     }
 
     /// Polls a batch until it is done; returns its batchInfo text.
-    fn b1_wait(&self, job: &str, batch: &str) -> String {
+    pub(crate) fn b1_wait(&self, job: &str, batch: &str) -> String {
         let t = Instant::now();
         loop {
             let r = self.b1_get(&format!("job/{job}/batch/{batch}"));

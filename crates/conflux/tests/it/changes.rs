@@ -343,6 +343,19 @@ fn custom_objects_and_bulk_loads_publish_change_events() {
         .collect();
     seen.sort();
     assert_eq!(seen, ["INV-1", "INV-2", "INV-3"]);
+    // Bulk API 1.0 as well.
+    let job = org.b1_job_xml(
+        "<operation>insert</operation><object>Invoice__c</object><contentType>CSV</contentType>",
+    );
+    let batch = org.b1_batch(&job, "text/csv", "Name\nINV-4\n");
+    org.b1_wait(&job, &batch);
+    let m = &c.receive(1)[0];
+    assert_eq!(m["data"]["payload"]["Name"], "INV-4", "{m}");
+    assert_eq!(
+        header(m)["changeOrigin"],
+        "com/salesforce/api/bulkapi/59.0",
+        "{m}"
+    );
 }
 
 #[test]
@@ -420,15 +433,21 @@ fn push_topics_notify_matching_records() {
     assert_eq!(c.receive(1)[0]["data"]["event"]["type"], "deleted");
     crate::records::soap_undelete(&org, &[&big]);
     assert_eq!(c.receive(1)[0]["data"]["event"]["type"], "undeleted");
-    // Bulk API changes are not reported: only the REST create after the job arrives.
+    // Bulk API (2.0 and 1.0) changes are not reported: only the REST create after the jobs
+    // arrives.
     let info = org.ingest(
         json!({"object": "Account", "operation": "insert"}),
         "Name,NumberOfEmployees\nBulky,900\n",
     );
     assert_eq!(info["state"], "JobComplete", "{info}");
+    let job = org.b1_job_xml(
+        "<operation>insert</operation><object>Account</object><contentType>CSV</contentType>",
+    );
+    let batch = org.b1_batch(&job, "text/csv", "Name,NumberOfEmployees\nBulky,950\n");
+    org.b1_wait(&job, &batch);
     assert_eq!(
         org.count("SELECT COUNT() FROM Account WHERE Name = 'Bulky'"),
-        1
+        2
     );
     org.create(
         "Account",

@@ -776,7 +776,7 @@ impl Bulk {
             return;
         };
         let started = std::time::Instant::now();
-        let p = match self.org.principal_for(b.created_by) {
+        let p = match super::job_principal(&self.org, &b) {
             Ok(p) => p,
             Err(_) => {
                 self.fail_batch(

@@ -318,6 +318,14 @@ pub(crate) fn target_of(
     Ok((o, op))
 }
 
+/// The principal a job's rows are written as: its creator, with the Bulk API as the change
+/// origin (change events report it; PushTopics ignore such changes).
+pub(crate) fn job_principal(org: &crate::Org, j: &BulkJobRow) -> model::ApiResult<Principal> {
+    let mut p = org.principal_for(j.created_by)?;
+    p.origin = crate::auth::Origin::new("bulkapi", model::ApiVersion(j.api_version).number(), None);
+    Ok(p)
+}
+
 fn random_name(seq: u64, what: &str) -> String {
     format!("{seq}-{:016x}.{what}.csv", rand::random::<u64>())
 }

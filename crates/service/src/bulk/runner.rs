@@ -294,15 +294,8 @@ impl Bulk {
             self.complete(seq).await;
             return;
         };
-        let p = match self.org.principal_for(j.created_by) {
-            Ok(mut p) => {
-                p.origin = crate::auth::Origin::new(
-                    "bulkapi",
-                    model::ApiVersion(j.api_version).number(),
-                    None,
-                );
-                p
-            }
+        let p = match super::job_principal(&self.org, &j) {
+            Ok(p) => p,
             Err(_) => {
                 self.fail(
                     seq,
@@ -573,15 +566,8 @@ impl Bulk {
         let Some(j) = self.start(seq).await else {
             return;
         };
-        let p = match self.org.principal_for(j.created_by) {
-            Ok(mut p) => {
-                p.origin = crate::auth::Origin::new(
-                    "bulkapi",
-                    model::ApiVersion(j.api_version).number(),
-                    None,
-                );
-                p
-            }
+        let p = match super::job_principal(&self.org, &j) {
+            Ok(p) => p,
             Err(_) => {
                 self.fail(
                     seq,
