@@ -2,7 +2,8 @@
 // The same client, the CometD project's JavaScript client (cometd 9.0.0 + cometd-nodejs-client
 // 2.0.0, long polling only), subscribes 100 clients to one channel of each server in turn:
 //   faye 1.4.3 and cometd-nodejs-server 1.2.1 (started here as child processes, published to
-//   through a Bayeux publisher client; a burst window is one Bayeux batch), and Conflux (already running; published to through REST:
+//   through a Bayeux publisher client; a burst window is one Bayeux batch; the data published is
+//   shaped like Conflux's platform event messages), and Conflux (already running; published to through REST:
 //   one platform event per request at the steady rate, sObject collections of WINDOW events in
 //   the burst; every publish is durable when acknowledged).
 // Phases per server: a steady 174 messages/s for STEADY seconds (latency from publish call to
@@ -28,8 +29,23 @@ const WINDOW = Number(window);
 const HELD = Number(held);
 const RATE = 174;
 const now = () => performance.timeOrigin + performance.now();
+// BENCH_SERVERS=conflux (or faye,cometd) runs a subset, for profiling one server.
+const SERVERS = (process.env.BENCH_SERVERS || 'faye,cometd,conflux').split(',');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error('   ', ...a);
+
+/** CPU seconds (user + system) process `p` has used, from /proc/<p>/stat. */
+function cpuOf(p) {
+  const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100/s)
+}
+
+/** CPU seconds this Node process (the clients) has used. */
+function ownCpu() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
 
 function percentile(sorted, p) {
   if (!sorted.length) return NaN;
@@ -79,7 +95,7 @@ async function disconnect(clients) {
  * Runs both phases against one server. `publish(t)` sends one message stamped `t`;
  * `publishMany(ts)` sends several and resolves when all are acknowledged.
  */
-async function phases(name, url, headers, channel, stamp, publish, publishMany) {
+async function phases(name, serverPid, url, headers, channel, stamp, publish, publishMany) {
   log(`${name}: subscribing ${SUBSCRIBERS} clients`);
   let sink = () => {};
   const clients = await subscribers(url, headers, channel, SUBSCRIBERS, (d) => sink(d));
@@ -123,13 +139,17 @@ async function phases(name, url, headers, channel, stamp, publish, publishMany) 
   };
   log(`${name}: burst of ${BURST} (window ${WINDOW})`);
   const t0 = now();
+  const cpu0 = [cpuOf(serverPid), ownCpu()];
   for (let k = 0; k < BURST; k += WINDOW) {
     const n = Math.min(WINDOW, BURST - k);
     await publishMany(Array.from({ length: n }, () => now()));
   }
   const end = now() + 60_000;
   while (got < BURST * SUBSCRIBERS && now() < end) await sleep(10);
+  const cpu1 = [cpuOf(serverPid), ownCpu()];
   const burstResult = {
+    serverCpu: cpu1[0] - cpu0[0],
+    clientCpu: cpu1[1] - cpu0[1],
     delivered: got,
     expected: BURST * SUBSCRIBERS,
     seconds: (last - t0) / 1000,
@@ -152,12 +172,25 @@ function peer(kind, port) {
   });
 }
 
+/**
+ * What a peer's publisher sends: the shape and size of the platform event message Conflux
+ * delivers, so every server moves the same bytes to the same client code.
+ */
+function peerData(t, n) {
+  return {
+    schema: 'Hq1zAQwOAeVh4Zb8eXE2Cw',
+    payload: { CreatedDate: '2026-12-02T14:43:55.123Z', CreatedById: '005Ny4000000001AAA', T__c: t },
+    event: { EventUuid: `2ec0e371-9c1f-4f7e-9a43-${String(n).padStart(12, '0')}`, replayId: n },
+  };
+}
+
 async function bayeuxPeer(kind, port, path) {
   const child = await peer(kind, port);
   const url = `http://127.0.0.1:${port}${path}`;
   const pub = client(url, {});
   await handshake(pub);
-  const send = (t) => new Promise((resolve) => pub.publish('/bench/ticks', { t }, () => resolve()));
+  let n = 0;
+  const send = (t) => new Promise((resolve) => pub.publish('/bench/ticks', peerData(t, ++n), () => resolve()));
   // A window of publishes goes out as one Bayeux batch (one HTTP request), as the performance
   // anchors' runs did.
   const sendMany = (ts) => {
@@ -168,7 +201,7 @@ async function bayeuxPeer(kind, port, path) {
     return all;
   };
   try {
-    return await phases(kind, url, {}, '/bench/ticks', (d) => d.t, send, sendMany);
+    return await phases(kind, child.pid, url, {}, '/bench/ticks', (d) => d.payload.T__c, send, sendMany);
   } finally {
     await new Promise((r) => pub.disconnect(r));
     child.kill('SIGKILL');
@@ -210,7 +243,8 @@ async function conflux() {
       allOrNone: true,
       records: ts.map((t) => ({ attributes: { type: 'Bench_Tick__e' }, T__c: t })),
     });
-  const result = await phases('conflux', url, headers, channel, (d) => d.payload.T__c, one, many);
+  const result = await phases('conflux', pid, url, headers, channel, (d) => d.payload.T__c, one, many);
+  if (HELD === 0) return result;
 
   log(`conflux: ${HELD} subscribers held at once`);
   const rssBefore = rssMb(pid);
@@ -228,10 +262,9 @@ async function conflux() {
   return result;
 }
 
-const out = {
-  faye: await bayeuxPeer('faye', 18000, '/faye'),
-  cometd: await bayeuxPeer('cometd', 18100, '/cometd'),
-  conflux: await conflux(),
-};
+const out = {};
+if (SERVERS.includes('faye')) out.faye = await bayeuxPeer('faye', 18000, '/faye');
+if (SERVERS.includes('cometd')) out.cometd = await bayeuxPeer('cometd', 18100, '/cometd');
+if (SERVERS.includes('conflux')) out.conflux = await conflux();
 console.log(JSON.stringify(out));
 process.exit(0);

@@ -463,7 +463,9 @@ fn collections(root: &Path, secs: u32) -> Result<()> {
 }
 
 /// `bench streaming [SUBSCRIBERS STEADY_SECS BURST WINDOW HELD]`: 100 long-polling subscribers
-/// on one channel of faye, cometd-nodejs-server and Conflux (see bench/README.md).
+/// on one channel of faye, cometd-nodejs-server and Conflux, driven by the Rust load generator
+/// and then by the CometD JavaScript client; then durable publishing against JetStream (see
+/// bench/README.md).
 fn streaming(root: &Path, args: &[String]) -> Result<()> {
     eprintln!("==> building release binaries (conflux, bench helpers)");
     crate::run(Command::new("cargo").args(["build", "--release", "-p", "conflux", "-p", "bench"]))?;
@@ -483,12 +485,141 @@ fn streaming(root: &Path, args: &[String]) -> Result<()> {
             ])
             .arg(&dir),
     )?;
+    let arg = |i: usize, d: &str| args.get(i).cloned().unwrap_or_else(|| d.to_string());
+    let (subs, steady, burst, window, held) = (
+        arg(0, "100"),
+        arg(1, "10"),
+        arg(2, "2000"),
+        arg(3, "50"),
+        arg(4, "2000"),
+    );
+    let phases = [subs.as_str(), &steady, &burst, &window];
     let work = test_support::scratch_dir("bench-streaming")?;
-    let data = work.join("data");
-    std::fs::create_dir_all(&data)?;
+
+    // 1. The Rust load generator against each server.
+    let mut lean = serde_json::Map::new();
+    for (name, port, path) in [("faye", 18000, "/faye"), ("cometd", 18100, "/cometd")] {
+        eprintln!("==> bayeux_load against {name}");
+        let mut peer = Command::new("node")
+            .args(["peer.mjs", name, &port.to_string()])
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start node peer.mjs")?;
+        let ready = peer
+            .stdout
+            .take()
+            .map(|o| BufReader::new(o).lines().next().is_some())
+            .unwrap_or(false);
+        if !ready {
+            let _ = peer.kill();
+            bail!("peer {name} did not start");
+        }
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let out = Command::new(rel.join("bayeux_load"))
+            .args(["bayeux", &url, "-", &peer.id().to_string()])
+            .args(phases)
+            .stderr(Stdio::inherit())
+            .output();
+        let _ = peer.kill();
+        let _ = peer.wait();
+        lean.insert(name.into(), last_json(&out?, "bayeux_load")?);
+    }
+    {
+        eprintln!("==> bayeux_load against Conflux");
+        let (srv, token) = streaming_server(&rel, &work.join("lean"))?;
+        let out = Command::new(rel.join("bayeux_load"))
+            .args(["conflux", &srv.http, &token, &srv.pid().to_string()])
+            .args(phases)
+            .arg(&held)
+            .stderr(Stdio::inherit())
+            .output();
+        srv.stop()?;
+        lean.insert("conflux".into(), last_json(&out?, "bayeux_load")?);
+    }
+
+    // 2. The CometD JavaScript client (one Node process) against each server.
+    eprintln!("==> node bench.mjs (faye, then cometd-nodejs-server, then Conflux)");
+    let (srv, token) = streaming_server(&rel, &work.join("node"))?;
+    let out = Command::new("node")
+        .arg("bench.mjs")
+        .args([&srv.http, &token, &srv.pid().to_string()])
+        .args(phases)
+        .arg("0")
+        .current_dir(&dir)
+        .stderr(Stdio::inherit())
+        .output();
+    srv.stop()?;
+    let node = last_json(&out?, "bench.mjs")?;
+
+    // 3. Durable publishing against JetStream.
+    eprintln!("==> publish_load (Conflux sObject collections vs nats-server JetStream)");
+    let (srv, token) = streaming_server(&rel, &work.join("publish"))?;
+    let out = Command::new(rel.join("publish_load"))
+        .args([&srv.http, &token])
+        .arg(&work)
+        .stderr(Stdio::inherit())
+        .output();
+    srv.stop()?;
+    let publish = last_json(&out?, "publish_load")?;
+    let _ = std::fs::remove_dir_all(&work);
+
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let table = |r: &serde_json::Map<String, serde_json::Value>| {
+        let mut t = String::from(
+            "| Server | steady 174 msgs/s: delivered | p50 ms | p99 ms | burst: delivered | deliveries/s | burst CPU s: server / client |\n|---|---|---|---|---|---|---|\n",
+        );
+        for (name, label) in [
+            ("faye", "faye 1.4.3"),
+            ("cometd", "cometd-nodejs-server 1.2.1"),
+            ("conflux", "Conflux (REST publish, durable)"),
+        ] {
+            let (s, b) = (&r[name]["steady"], &r[name]["burst"]);
+            t +=
+                &format!(
+                "| {label} | {}/{} | {:.2} | {:.2} | {}/{} in {:.2} s | {:.0} | {:.2} / {:.2} |\n",
+                s["delivered"], s["expected"], f(&s["p50"]), f(&s["p99"]),
+                b["delivered"], b["expected"], f(&b["seconds"]), f(&b["rate"]),
+                f(&b["serverCpu"]), f(&b["clientCpu"]),
+            );
+        }
+        let rate = |n: &str| f(&r[n]["burst"]["rate"]);
+        let p50 = |n: &str| f(&r[n]["steady"]["p50"]);
+        t + &format!(
+            "\nBurst delivery rate: Conflux / cometd-nodejs-server = **{:.2}** (goal >= 1.5), Conflux / faye = **{:.2}**. \
+Steady p50: Conflux {:.2} ms vs cometd-nodejs-server {:.2} ms (goal: lower).\n",
+            rate("conflux") / rate("cometd"),
+            rate("conflux") / rate("faye"),
+            p50("conflux"),
+            p50("cometd"),
+        )
+    };
+    let h = &lean["conflux"]["held"];
+    let node = node.as_object().cloned().unwrap_or_default();
+    let report = format!(
+        "Rust load generator (bayeux_load):\n\n{}\n{} subscribers held at once on Conflux: {} received the next event in {:.2} s; server RSS {:.0} MB (before: {:.0} MB; goal < 500 MB).\n\n\
+CometD JavaScript client (bench.mjs, one Node process):\n\n{}\n\
+Durable publishing, {} events: Conflux (4 x 200-event sObject collections, synchronous=FULL) {:.0} events/s; \
+nats-server JetStream (file storage, 256 in flight, no fsync) {:.0} msgs/s; ratio **{:.2}**.\n",
+        table(&lean),
+        h["clients"], h["delivered"], f(&h["fanoutSeconds"]), f(&h["rssHeldMb"]), f(&h["rssBeforeMb"]),
+        table(&node),
+        publish["events"], f(&publish["confluxPerSec"]), f(&publish["jetstreamPerSec"]), f(&publish["ratio"]),
+    );
+    println!("\nbench streaming:\n\n{report}");
+    let out_dir = root.join("bench/out");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("streaming.md"), &report)?;
+    Ok(())
+}
+
+/// A fresh release server for the streaming benchmarks (room for 5,000 Streaming API clients),
+/// and an access token for it.
+fn streaming_server(rel: &Path, data: &Path) -> Result<(Server, String)> {
+    std::fs::create_dir_all(data)?;
     let srv = Server::start_with(
         &rel.join("conflux"),
-        &data,
+        data,
         &[],
         &[
             "--daily-api-requests",
@@ -501,64 +632,18 @@ fn streaming(root: &Path, args: &[String]) -> Result<()> {
         .args([&srv.http, USERNAME, PASSWORD, CLIENT_ID, CLIENT_SECRET])
         .output()?;
     let prep = String::from_utf8_lossy(&prep.stdout).to_string();
-    let Some(token) = prep.lines().next() else {
+    let Some(token) = prep.lines().next().map(str::to_string) else {
         bail!("prepare failed: {prep}")
     };
-    eprintln!(
-        "==> node bench.mjs (faye, then cometd-nodejs-server, then Conflux pid {})",
-        srv.pid()
-    );
-    let mut cmd = Command::new("node");
-    cmd.arg("bench.mjs")
-        .args([&srv.http, token, &srv.pid().to_string()])
-        .args(args)
-        .current_dir(&dir)
-        .stderr(Stdio::inherit());
-    let out = cmd.output()?;
-    srv.stop()?;
-    let _ = std::fs::remove_dir_all(&work);
+    Ok((srv, token))
+}
+
+/// The JSON object a benchmark driver printed on its last line.
+fn last_json(out: &std::process::Output, what: &str) -> Result<serde_json::Value> {
     if !out.status.success() {
-        bail!("bench.mjs failed");
+        bail!("{what} failed ({})", out.status);
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
-    let r: serde_json::Value = serde_json::from_str(line).context("bench.mjs result")?;
-    let row = |name: &str, label: &str| {
-        let s = &r[name]["steady"];
-        let b = &r[name]["burst"];
-        format!(
-            "| {label} | {}/{} | {:.2} | {:.2} | {}/{} in {:.2} s | {:.0} |\n",
-            s["delivered"],
-            s["expected"],
-            s["p50"].as_f64().unwrap_or(f64::NAN),
-            s["p99"].as_f64().unwrap_or(f64::NAN),
-            b["delivered"],
-            b["expected"],
-            b["seconds"].as_f64().unwrap_or(f64::NAN),
-            b["rate"].as_f64().unwrap_or(f64::NAN)
-        )
-    };
-    let rate = |n: &str| r[n]["burst"]["rate"].as_f64().unwrap_or(f64::NAN);
-    let p50 = |n: &str| r[n]["steady"]["p50"].as_f64().unwrap_or(f64::NAN);
-    let h = &r["conflux"]["held"];
-    let report = format!(
-        "| Server | steady 174 msgs/s: delivered | p50 ms | p99 ms | burst: delivered | deliveries/s |\n|---|---|---|---|---|---|\n{}{}{}\n\
-Burst delivery rate: Conflux / cometd-nodejs-server = **{:.2}** (goal >= 1.5), Conflux / faye = **{:.2}**.\n\
-Steady p50: Conflux {:.2} ms vs cometd-nodejs-server {:.2} ms (goal: lower).\n\
-{} subscribers held at once on Conflux: {} received the next event in {:.2} s; server RSS {:.0} MB (before: {:.0} MB; goal < 500 MB).\n",
-        row("faye", "faye 1.4.3"),
-        row("cometd", "cometd-nodejs-server 1.2.1"),
-        row("conflux", "Conflux (REST publish, durable)"),
-        rate("conflux") / rate("cometd"),
-        rate("conflux") / rate("faye"),
-        p50("conflux"),
-        p50("cometd"),
-        h["clients"], h["delivered"], h["fanoutSeconds"].as_f64().unwrap_or(f64::NAN),
-        h["rssHeldMb"].as_f64().unwrap_or(f64::NAN), h["rssBeforeMb"].as_f64().unwrap_or(f64::NAN),
-    );
-    println!("\nbench streaming:\n\n{report}");
-    let out_dir = root.join("bench/out");
-    std::fs::create_dir_all(&out_dir)?;
-    std::fs::write(out_dir.join("streaming.md"), &report)?;
-    Ok(())
+    serde_json::from_str(line).with_context(|| format!("{what} printed no result: {text}"))
 }

@@ -17,7 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value as Json};
-use service::events::{ChannelRefusal, Event, Selection};
+use service::events::{ChannelRefusal, Selection};
 use service::{Org, Principal};
 use tokio::sync::Notify;
 
@@ -90,6 +90,8 @@ impl Client {
 
 struct Sub {
     channel: String,
+    /// `{"channel":"<channel>","data":` — the start of every data message, escaped once.
+    prefix: String,
     select: Selection,
     /// Every event of the channel up to this replay id was delivered (or skipped by the
     /// subscription's replay option).
@@ -166,7 +168,7 @@ pub async fn endpoint(
                 .authenticate(&t)
                 .map_err(|_| "401::Authentication invalid")
         });
-    let mut replies: Vec<String> = Vec::new();
+    let mut replies = Replies::default();
     let mut cookie = false;
     let mut connect: Option<Map<String, Json>> = None;
     for m in messages {
@@ -174,7 +176,7 @@ pub async fn endpoint(
         let p = match &principal {
             Ok(p) => p,
             Err(reason) => {
-                replies.push(auth_failure(&m, channel, reason).to_string());
+                replies.push(&auth_failure(&m, channel, reason));
                 continue;
             }
         };
@@ -182,47 +184,36 @@ pub async fn endpoint(
             "/meta/handshake" => {
                 let (reply, ok) = handshake(&state, p, &m);
                 cookie |= ok;
-                replies.push(reply.to_string());
+                replies.push(&reply);
             }
             "/meta/connect" => {
                 // Answered last: the connect may wait for events.
                 if let Some(earlier) = connect.replace(m) {
-                    replies.push(
-                        meta_error(&earlier, "/meta/connect", "400::Only one connect per request")
-                            .to_string(),
-                    );
+                    replies.push(&meta_error(
+                        &earlier,
+                        "/meta/connect",
+                        "400::Only one connect per request",
+                    ));
                 }
             }
-            "/meta/subscribe" => replies.push(subscribe(&state, p, &m).to_string()),
-            "/meta/unsubscribe" => replies.push(unsubscribe(&state, p, &m).to_string()),
-            "/meta/disconnect" => replies.push(disconnect(&state, p, &m).to_string()),
+            "/meta/subscribe" => replies.push(&subscribe(&state, p, &m)),
+            "/meta/unsubscribe" => replies.push(&unsubscribe(&state, p, &m)),
+            "/meta/disconnect" => replies.push(&disconnect(&state, p, &m)),
             c if c.starts_with("/meta/") => {
-                replies.push(meta_error(&m, c, "400::Unknown meta channel").to_string())
+                replies.push(&meta_error(&m, c, "400::Unknown meta channel"))
             }
-            "" => replies.push(meta_error(&m, "", "400::Channel name not specified").to_string()),
-            c => replies.push(
-                meta_error(
-                    &m,
-                    c,
-                    "403::Publishing to a channel is not supported - publish events through the REST API",
-                )
-                .to_string(),
-            ),
+            "" => replies.push(&meta_error(&m, "", "400::Channel name not specified")),
+            c => replies.push(&meta_error(
+                &m,
+                c,
+                "403::Publishing to a channel is not supported - publish events through the REST API",
+            )),
         }
     }
     if let (Some(m), Ok(p)) = (connect, &principal) {
-        replies.extend(connect_reply(&state, p, &m).await);
+        connect_reply(&state, p, &m, &mut replies).await;
     }
-    let mut body = String::with_capacity(replies.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
-    body.push('[');
-    for (k, r) in replies.iter().enumerate() {
-        if k > 0 {
-            body.push(',');
-        }
-        body.push_str(r);
-    }
-    body.push(']');
-    let mut resp = (StatusCode::OK, Body::from(body)).into_response();
+    let mut resp = (StatusCode::OK, Body::from(replies.finish())).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json;charset=UTF-8"),
@@ -234,6 +225,39 @@ pub async fn endpoint(
         }
     }
     resp
+}
+
+/// The reply body being built: a JSON array of messages, written straight into one buffer.
+struct Replies {
+    body: String,
+}
+
+impl Default for Replies {
+    fn default() -> Replies {
+        Replies {
+            body: String::from("["),
+        }
+    }
+}
+
+impl Replies {
+    /// Starts the next message: the separator, if one is needed.
+    fn next(&mut self) -> &mut String {
+        if self.body.len() > 1 {
+            self.body.push(',');
+        }
+        &mut self.body
+    }
+
+    fn push(&mut self, m: &Json) {
+        use std::fmt::Write as _;
+        let _ = write!(self.next(), "{m}");
+    }
+
+    fn finish(mut self) -> String {
+        self.body.push(']');
+        self.body
+    }
 }
 
 fn http_error(status: StatusCode, message: &str) -> Response {
@@ -460,6 +484,7 @@ fn subscribe(state: &AppState, p: &Principal, m: &Map<String, Json>) -> Json {
         let mut subs = client.subs.lock();
         subs.retain(|s| s.channel != channel);
         subs.push(Sub {
+            prefix: format!("{{\"channel\":{},\"data\":", Json::String(channel.clone())),
             channel: channel.clone(),
             select,
             cursor,
@@ -510,9 +535,9 @@ fn disconnect(state: &AppState, p: &Principal, m: &Map<String, Json>) -> Json {
     Json::Object(r)
 }
 
-/// The events ready for `client` (at most [`EVENTS_PER_REPLY`]), as data messages; moves the
-/// subscriptions' cursors past them.
-fn collect(org: &Org, client: &Client, out: &mut Vec<String>) -> Result<(), ()> {
+/// Writes the events ready for `client` (at most [`EVENTS_PER_REPLY`]) as data messages;
+/// moves the subscriptions' cursors past them. Returns how many were written.
+fn collect(org: &Org, client: &Client, out: &mut Replies) -> Result<usize, ()> {
     let mut subs = client.subs.lock();
     let mut budget = EVENTS_PER_REPLY;
     for s in subs.iter_mut() {
@@ -524,28 +549,30 @@ fn collect(org: &Org, client: &Client, out: &mut Vec<String>) -> Result<(), ()> 
             .read(&s.select, s.cursor, budget)
             .map_err(|_| ())?;
         budget -= batch.events.len();
+        let size: usize = batch
+            .events
+            .iter()
+            .map(|e| s.prefix.len() + e.cometd_data.len() + 2)
+            .sum();
+        out.body.reserve(size);
         for e in &batch.events {
-            out.push(data_message(&s.channel, e));
+            let body = out.next();
+            body.push_str(&s.prefix);
+            body.push_str(&e.cometd_data);
+            body.push('}');
         }
         s.cursor = s.cursor.max(batch.through);
     }
-    Ok(())
-}
-
-fn data_message(channel: &str, e: &Event) -> String {
-    format!(
-        "{{\"channel\":{},\"data\":{}}}",
-        Json::String(channel.into()),
-        e.cometd_data
-    )
+    Ok(EVENTS_PER_REPLY - budget)
 }
 
 /// Answers a `/meta/connect`: data messages first, then the connect reply. Unless the client
 /// asked for an immediate answer (`advice.timeout: 0`), waits until events arrive, the hold
 /// time passes, a newer connect or a disconnect arrives, or the server stops.
-async fn connect_reply(state: &AppState, p: &Principal, m: &Map<String, Json>) -> Vec<String> {
+async fn connect_reply(state: &AppState, p: &Principal, m: &Map<String, Json>, out: &mut Replies) {
     let Some(client) = client_of(state, p, m) else {
-        return vec![unknown_client(m, "/meta/connect").to_string()];
+        out.push(&unknown_client(m, "/meta/connect"));
+        return;
     };
     let org = state.org.clone();
     let hold_ms = org.config().streaming_timeout_ms;
@@ -561,14 +588,17 @@ async fn connect_reply(state: &AppState, p: &Principal, m: &Map<String, Json>) -
     client.kick.notify_waiters();
     client.holding.fetch_add(1, Ordering::AcqRel);
     let deadline = Instant::now() + Duration::from_millis(hold_ms);
-    let mut out = Vec::new();
     let mut failed = false;
     loop {
-        if collect(&org, &client, &mut out).is_err() {
-            failed = true;
-            break;
+        match collect(&org, &client, out) {
+            Err(()) => {
+                failed = true;
+                break;
+            }
+            Ok(n) if n > 0 => break,
+            Ok(_) => {}
         }
-        if !out.is_empty() || immediate || org.events().is_closed() {
+        if immediate || org.events().is_closed() {
             break;
         }
         let now = Instant::now();
@@ -618,6 +648,5 @@ async fn connect_reply(state: &AppState, p: &Principal, m: &Map<String, Json>) -
         }
         r.insert("successful".into(), Json::Bool(true));
     }
-    out.push(Json::Object(r).to_string());
-    out
+    out.push(&Json::Object(r));
 }
