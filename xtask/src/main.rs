@@ -2,6 +2,7 @@
 //! conformance suites against a freshly started server, tidy checks, benchmarks.
 
 mod bench;
+mod codegen;
 mod tidy;
 
 use test_support as server;
@@ -18,6 +19,7 @@ commands:
   test           everything CI runs: formatting, tidy, unit and integration tests, conformance
   conformance    start a fresh server and run the real-client suites in conformance/
   tidy           project conventions (every Rust file starts with a //! line, …)
+  codegen        regenerate the Pub/Sub API's Rust code from its .proto (--check: verify)
   bench <name>   run a benchmark from bench/ (rest)";
 
 fn main() {
@@ -26,6 +28,9 @@ fn main() {
         Some("test") => test(),
         Some("conformance") => conformance(),
         Some("tidy") => tidy::run(&root()),
+        Some("codegen") => {
+            codegen::run(&root(), args.get(1).map(String::as_str) == Some("--check"))
+        }
         Some("bench") => bench::run(&root(), &args[1..]),
         _ => {
             eprintln!("{USAGE}");
@@ -80,6 +85,10 @@ fn test() -> Result<()> {
         run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
     })?;
     step("tidy", || tidy::run(&root()))?;
+    step(
+        "generated code is up to date (cargo xtask codegen --check)",
+        || codegen::run(&root(), true),
+    )?;
     step("build", || {
         run(Command::new("cargo").args(["build", "--workspace", "--bins"]))
     })?;

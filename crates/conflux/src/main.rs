@@ -47,6 +47,13 @@ struct ServeArgs {
     /// HTTPS address (`host:port`, port 0 picks one; `off` disables).
     #[arg(long, env = "CONFLUX_HTTPS", default_value = "127.0.0.1:8443")]
     https: String,
+    /// Pub/Sub API address (gRPC over TLS, with the HTTPS certificate; port 0 picks one; `off`
+    /// disables).
+    #[arg(long, env = "CONFLUX_GRPC", default_value = "127.0.0.1:7443")]
+    grpc: String,
+    /// Seconds a Pub/Sub subscription stays silent before a keep-alive response (at most 270).
+    #[arg(long, env = "CONFLUX_PUBSUB_KEEPALIVE", default_value_t = 60)]
+    pubsub_keepalive: u64,
     /// TLS certificate chain (PEM). Without it a local CA and certificate are generated.
     #[arg(long, env = "CONFLUX_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -115,6 +122,10 @@ async fn serve(a: ServeArgs) -> Result<()> {
         data_dir: a.data,
         http: addr(&a.http),
         https: addr(&a.https),
+        grpc: addr(&a.grpc),
+        pubsub: server::PubSubOptions {
+            keepalive: std::time::Duration::from_secs(a.pubsub_keepalive.clamp(1, 270)),
+        },
         tls_cert: a.tls_cert,
         tls_key: a.tls_key,
         metadata_dir: a.metadata,

@@ -51,6 +51,7 @@ error_codes! {
     JsonParserError = "JSON_PARSER_ERROR", 400;
     InvalidQueryLocator = "INVALID_QUERY_LOCATOR", 400;
     ExceededIdLimit = "EXCEEDED_ID_LIMIT", 400;
+    LimitExceeded = "LIMIT_EXCEEDED", 400;
     InvalidQueryFilterOperator = "INVALID_QUERY_FILTER_OPERATOR", 400;
     InvalidReplicationDate = "INVALID_REPLICATION_DATE", 400;
     RequestLimitExceeded = "REQUEST_LIMIT_EXCEEDED", 403;

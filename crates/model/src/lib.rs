@@ -12,8 +12,8 @@ pub mod version;
 
 pub use error::{ApiError, ApiResult, ErrorCode};
 pub use field::{
-    is_valid_api_name, Access, DefaultValue, DeleteRule, Derived, FieldDef, FieldType,
-    PicklistValue, Storage,
+    is_valid_api_name, is_valid_custom_stem, Access, DefaultValue, DeleteRule, Derived, FieldDef,
+    FieldType, PicklistValue, Storage,
 };
 pub use id::{Id, KeyPrefix, MalformedId, OrgMarker, MAX_SEQ};
 pub use schema::{writable, Capabilities, ChildRelationship, ObjectDef, ObjectKind, Schema};

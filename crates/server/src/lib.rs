@@ -2,10 +2,13 @@
 //! concrete backends (SQLite store) and wires every surface onto the listeners.
 //!
 //! Start-up prints each bound address on its own line (`http: http://127.0.0.1:8080`,
-//! `https: https://127.0.0.1:8443`), so scripts and test harnesses can use port 0.
+//! `https: https://127.0.0.1:8443`, `grpc: 127.0.0.1:7443`), so scripts and test harnesses can use
+//! port 0.
 
 mod listener;
 pub mod tls;
+
+pub use grpc_api::Options as PubSubOptions;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -28,6 +31,10 @@ pub struct ServerConfig {
     pub http: Option<String>,
     /// HTTPS listen address, if any.
     pub https: Option<String>,
+    /// Pub/Sub API (gRPC over TLS) listen address, if any.
+    pub grpc: Option<String>,
+    /// How the Pub/Sub API behaves.
+    pub pubsub: grpc_api::Options,
     /// Operator-supplied certificate chain (PEM); generated when absent.
     pub tls_cert: Option<PathBuf>,
     /// Operator-supplied private key (PEM).
@@ -50,6 +57,8 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("conflux-data"),
             http: Some("127.0.0.1:8080".into()),
             https: Some("127.0.0.1:8443".into()),
+            grpc: Some("127.0.0.1:7443".into()),
+            pubsub: grpc_api::Options::default(),
             tls_cert: None,
             tls_key: None,
             metadata_dir: None,
@@ -160,7 +169,7 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
             drain,
         ));
     }
-    if let Some(addr) = &cfg.https {
+    let tls = if cfg.https.is_some() || cfg.grpc.is_some() {
         let files = match (&cfg.tls_cert, &cfg.tls_key) {
             (Some(c), Some(k)) => tls::CertFiles {
                 ca: None,
@@ -182,13 +191,28 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
                 }
             ));
         }
-        let config = tls::server_config(&files.cert, &files.key)?;
+        Some(tls::server_config(&files.cert, &files.key)?)
+    } else {
+        None
+    };
+    if let (Some(addr), Some(config)) = (&cfg.https, &tls) {
         let (l, local) = listener::bind(addr).await?;
         say(&format!("https: https://{}", display_addr(local)));
         tasks.spawn(listener::serve(
             l,
-            Some(config),
+            Some(config.clone()),
             app.clone(),
+            shutdown.clone(),
+            drain,
+        ));
+    }
+    if let (Some(addr), Some(config)) = (&cfg.grpc, &tls) {
+        let (l, local) = listener::bind(addr).await?;
+        say(&format!("grpc: {}", display_addr(local)));
+        tasks.spawn(listener::serve(
+            l,
+            Some(config.clone()),
+            grpc_api::router(org.clone(), cfg.pubsub.clone()),
             shutdown.clone(),
             drain,
         ));

@@ -43,10 +43,7 @@ pub(crate) fn context(tx: &dyn WriteTx) -> Option<Arc<JobContext>> {
 
 /// Fields change events leave out of the body (the id is in the header).
 fn reported(o: &ObjectDef, i: usize) -> bool {
-    !matches!(
-        o.fields[i].name.as_str(),
-        "Id" | "IsDeleted" | "SystemModstamp"
-    )
+    crate::avro::reported_in_changes(&o.fields[i].name)
 }
 
 /// A field value as change events carry it (date-times in ISO 8601 with `Z`).

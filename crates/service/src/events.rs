@@ -36,6 +36,9 @@ pub struct Event {
     pub event: NewEvent,
     /// The Streaming API `data` object of the event, serialized once for every subscriber.
     pub cometd_data: String,
+    /// The Pub/Sub API form: schema id and Avro binary, encoded once on first use
+    /// ([`crate::Org::event_avro`]).
+    pub avro: std::sync::OnceLock<(String, Arc<[u8]>)>,
 }
 
 impl Event {
@@ -51,6 +54,7 @@ impl Event {
                 replay_id: r.replay_id,
                 cometd_data: data.to_string(),
                 event: e,
+                avro: Default::default(),
             };
         }
         let cometd_data = format!(
@@ -64,6 +68,7 @@ impl Event {
             replay_id: r.replay_id,
             event: e,
             cometd_data,
+            avro: Default::default(),
         }
     }
 
@@ -316,35 +321,6 @@ pub fn schema_id_named(name: &str, o: &ObjectDef) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
 }
 
-/// The Avro schema of an event type's payload, as the REST `eventSchema` resources (and later
-/// the Pub/Sub API) serve it: a record named after the type in namespace `com.sforce.eventbus`,
-/// `CreatedDate` (epoch ms) and `CreatedById` first, then every custom field as a nullable union
-/// with a null default; `uuid` is the schema id.
-pub fn avro_schema(o: &ObjectDef) -> Json {
-    use model::FieldType as T;
-    let mut fields = vec![
-        serde_json::json!({"name": "CreatedDate", "type": "long", "doc": "CreatedDate:DateTime"}),
-        serde_json::json!({"name": "CreatedById", "type": "string", "doc": "CreatedBy:EntityId"}),
-    ];
-    for f in o.fields.iter().filter(|f| f.custom) {
-        let ty = match f.ty {
-            T::Boolean => "boolean",
-            T::Int => "long",
-            T::Double | T::Currency | T::Percent => "double",
-            T::Date | T::DateTime => "long",
-            _ => "string",
-        };
-        fields.push(serde_json::json!({"name": f.name, "type": ["null", ty], "default": null}));
-    }
-    serde_json::json!({
-        "name": o.name,
-        "namespace": "com.sforce.eventbus",
-        "type": "record",
-        "fields": fields,
-        "uuid": schema_id(o),
-    })
-}
-
 /// Publishes a platform event of type `o` from a JSON body, inside `tx`: with the transaction
 /// when the type publishes after commit, else whatever becomes of the transaction.
 pub fn publish_tx(
@@ -381,6 +357,42 @@ pub(crate) fn publish_input(
     input: &crate::coerce::Input,
 ) -> ApiResult<Published> {
     may_publish(p, o)?;
+    let uuid = uuid_v4();
+    let event = new_event(p, o, input, uuid.clone())?;
+    if o.publish_after_commit {
+        tx.append_event(&event)?;
+    } else {
+        tx.append_event_detached(event);
+    }
+    let n = EVENT_IDS.fetch_add(1, Ordering::Relaxed) + 1;
+    Ok(Published {
+        id: Id::new(KeyPrefix(*b"e00"), tx.marker(), n),
+        uuid,
+    })
+}
+
+/// Publishes a platform event of type `o` from a validated body with the given `EventUuid`,
+/// inside `tx` whatever the type's publish behaviour (a Pub/Sub publish is its own transaction);
+/// returns the replay id.
+pub(crate) fn publish_now(
+    tx: &mut dyn WriteTx,
+    p: &Principal,
+    o: &ObjectDef,
+    input: &crate::coerce::Input,
+    uuid: String,
+) -> ApiResult<u64> {
+    may_publish(p, o)?;
+    let event = new_event(p, o, input, uuid)?;
+    Ok(tx.append_event(&event)?)
+}
+
+/// The stored form of a platform event published by `p` with validated body `input`.
+fn new_event(
+    p: &Principal,
+    o: &ObjectDef,
+    input: &crate::coerce::Input,
+    uuid: String,
+) -> ApiResult<NewEvent> {
     if !input.ext_refs.is_empty() {
         return Err(ApiError::new(
             ErrorCode::InvalidFieldForInsertUpdate,
@@ -411,24 +423,13 @@ pub(crate) fn publish_input(
         };
         payload.insert(f.name.clone(), v);
     }
-    let uuid = uuid_v4();
-    let event = NewEvent {
+    Ok(NewEvent {
         stream: o.name.clone(),
         kind: EventKind::Platform,
         created_ms: now,
-        uuid: uuid.clone(),
+        uuid,
         schema_id: schema_id(o),
         payload: Json::Object(payload).to_string(),
-    };
-    if o.publish_after_commit {
-        tx.append_event(&event)?;
-    } else {
-        tx.append_event_detached(event);
-    }
-    let n = EVENT_IDS.fetch_add(1, Ordering::Relaxed) + 1;
-    Ok(Published {
-        id: Id::new(KeyPrefix(*b"e00"), tx.marker(), n),
-        uuid,
     })
 }
 

@@ -3,6 +3,7 @@
 //! [`Org`], so a permission or limit checked here holds everywhere.
 
 pub mod auth;
+pub mod avro;
 pub mod bootstrap;
 pub mod bulk;
 pub mod changes;
@@ -10,9 +11,11 @@ mod coerce;
 pub mod config;
 pub mod events;
 pub mod limits;
+pub mod managed;
 pub mod metadata;
 pub mod ops;
 pub mod perms;
+pub mod pubsub;
 pub mod query;
 pub mod records;
 pub mod topics;
@@ -48,6 +51,8 @@ pub struct Org {
     /// API request counters and limits.
     pub usage: limits::Usage,
     bus: events::Bus,
+    /// Avro layouts of the event types, for the Pub/Sub API.
+    pub(crate) layouts: avro::Layouts,
     org_id: Id,
 }
 
@@ -77,6 +82,7 @@ impl Org {
         }));
         Arc::new(Org {
             bus: events::Bus::new(store.clone()),
+            layouts: avro::Layouts::default(),
             store,
             sessions: auth::SessionCache::default(),
             limiter,
@@ -94,6 +100,12 @@ impl Org {
     /// The event bus (platform events, change events, PushTopics).
     pub fn events(&self) -> &events::Bus {
         &self.bus
+    }
+
+    /// The Avro layout of the events of `stream` (a platform event type, or a change event
+    /// entity such as `AccountChangeEvent`).
+    pub fn event_layout(&self, stream: &str) -> Option<Arc<avro::Layout>> {
+        self.layouts.of_stream(&self.schema(), stream)
     }
 
     /// The org id (`00D…`).

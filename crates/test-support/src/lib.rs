@@ -25,6 +25,8 @@ pub struct Server {
     pub http: String,
     /// `https://127.0.0.1:port`.
     pub https: String,
+    /// `127.0.0.1:port` of the Pub/Sub API (gRPC over TLS).
+    pub grpc: String,
     /// The generated CA certificate.
     pub ca: PathBuf,
     /// Lines the server prints on stdout after start-up.
@@ -80,6 +82,7 @@ impl Server {
         cmd.args(["serve", "--data"])
             .arg(data)
             .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args(["--grpc", "127.0.0.1:0"])
             .args(args);
         cmd.env("CONFLUX_ADMIN_USERNAME", USERNAME)
             .env("CONFLUX_ADMIN_PASSWORD", PASSWORD)
@@ -101,7 +104,7 @@ impl Server {
                 }
             }
         });
-        let (mut http, mut https, mut ca) = (None, None, None);
+        let (mut http, mut https, mut grpc, mut ca) = (None, None, None, None);
         loop {
             let line = match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(l) => l,
@@ -114,6 +117,8 @@ impl Server {
                 http = Some(u.trim().to_string());
             } else if let Some(u) = line.strip_prefix("https: ") {
                 https = Some(u.trim().to_string());
+            } else if let Some(u) = line.strip_prefix("grpc: ") {
+                grpc = Some(u.trim().to_string());
             } else if let Some(rest) = line.strip_prefix("conflux: CA certificate ") {
                 ca = Some(PathBuf::from(
                     rest.split(" (").next().unwrap_or(rest).trim(),
@@ -122,7 +127,7 @@ impl Server {
                 break;
             }
         }
-        let (Some(http), Some(https), Some(ca)) = (http, https, ca) else {
+        let (Some(http), Some(https), Some(grpc), Some(ca)) = (http, https, grpc, ca) else {
             let _ = child.kill();
             bail!("the server did not print its addresses and CA");
         };
@@ -130,6 +135,7 @@ impl Server {
             child,
             http,
             https,
+            grpc,
             ca,
             stdout: rx,
             data: data.to_path_buf(),
@@ -142,6 +148,7 @@ impl Server {
             ("CONFLUX_HTTP_URL", self.http.clone()),
             ("CONFLUX_HTTPS_URL", self.https.clone()),
             ("CONFLUX_CA_FILE", self.ca.display().to_string()),
+            ("CONFLUX_GRPC_ADDR", self.grpc.clone()),
             ("CONFLUX_USERNAME", USERNAME.to_string()),
             ("CONFLUX_PASSWORD", PASSWORD.to_string()),
             ("CONFLUX_CLIENT_ID", CLIENT_ID.to_string()),

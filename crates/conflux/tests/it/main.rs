@@ -11,5 +11,6 @@ mod durability;
 mod events;
 mod harness;
 mod hostile;
+mod pubsub;
 mod records;
 mod server;

@@ -22,6 +22,7 @@ impl Bare {
         cmd.args(["serve", "--data"])
             .arg(data)
             .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+            .args(["--grpc", "127.0.0.1:0"])
             .args(args);
         for (k, _) in std::env::vars() {
             if k.starts_with("CONFLUX_") {

@@ -11,6 +11,7 @@ mod describe;
 mod exec;
 mod out;
 mod records;
+mod tooling;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -353,6 +354,7 @@ async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
     match rest {
         ["sobjects", object, "eventSchema"] if get => return event_schema(ctx, Some(object), None),
         ["event", "eventSchema", id] if get => return event_schema(ctx, None, Some(id)),
+        ["tooling", "query"] if get => return tooling::query(ctx),
         _ => {}
     }
     // `exec::read` and `exec::write` refuse record resources of event types themselves.
@@ -388,12 +390,8 @@ async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
         ["query"] | ["queryAll"] | ["query", _] | ["queryAll", _] => {
             Err(method_not_allowed(m, "GET,HEAD"))
         }
-        ["tooling", "sobjects", kind] => tooling_create(ctx, kind).await,
-        ["tooling", "sobjects", kind, id]
-            if kind.eq_ignore_ascii_case("PlatformEventChannelMember") =>
-        {
-            channel_member(ctx, id).await
-        }
+        ["tooling", "sobjects", kind] => tooling::create(ctx, kind).await,
+        ["tooling", "sobjects", kind, id] => tooling::record(ctx, kind, id).await,
         ["tooling", "sobjects"] if get => describe::tooling_global(ctx),
         ["recent"] if get => Ok(json(StatusCode::OK, &json!([]))),
         ["tabs"] | ["theme"] | ["quickActions"] if get => Ok(json(StatusCode::OK, &json!([]))),
@@ -402,21 +400,29 @@ async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
 }
 
 /// `GET sobjects/{Event}/eventSchema` and `GET event/eventSchema/{schemaId}`: the Avro schema of
-/// a platform event type's payload (the schema id is the `schema` of delivered events).
+/// a platform event type's payload (the schema id is the `schema` of delivered events); by id,
+/// change events' schemas too.
 fn event_schema(ctx: &Ctx, object: Option<&str>, id: Option<&str>) -> Result<Response, ApiError> {
-    let schema = ctx.state.org.schema();
+    let org = &ctx.state.org;
     let p = &ctx.principal;
-    let found = schema
-        .objects()
-        .filter(|o| o.kind == model::ObjectKind::PlatformEvent)
-        .filter(|o| p.perms.object(o).read || p.perms.object(o).create)
-        .find(|o| match (object, id) {
-            (Some(name), _) => o.name.eq_ignore_ascii_case(name),
-            (None, Some(id)) => service::events::schema_id(o) == id,
-            _ => false,
-        })
-        .ok_or_else(ApiError::not_found)?;
-    Ok(json(StatusCode::OK, &service::events::avro_schema(found)))
+    let layout = match (object, id) {
+        (Some(name), _) => {
+            let schema = org.schema();
+            let o = schema
+                .objects()
+                .filter(|o| o.kind == model::ObjectKind::PlatformEvent)
+                .filter(|o| p.perms.object(o).read || p.perms.object(o).create)
+                .find(|o| o.name.eq_ignore_ascii_case(name))
+                .ok_or_else(ApiError::not_found)?;
+            org.event_layout(&o.name)
+        }
+        (None, Some(id)) => org.event_schema_by_id(p, id).ok(),
+        _ => None,
+    }
+    .ok_or_else(ApiError::not_found)?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&layout.json).map_err(|_| ApiError::not_found())?;
+    Ok(json(StatusCode::OK, &doc))
 }
 
 fn resources(ctx: &Ctx) -> Response {
@@ -508,79 +514,6 @@ fn limits(ctx: &Ctx) -> Response {
             "StreamingApiConcurrentClients": fixed(2000),
         }),
     )
-}
-
-async fn tooling_create(ctx: &Ctx, kind: &str) -> Result<Response, ApiError> {
-    if ctx.method != Method::POST {
-        return Err(method_not_allowed(&ctx.method, "POST"));
-    }
-    let body = ctx.json_body()?;
-    let full_name = body
-        .get("FullName")
-        .or_else(|| body.get("fullName"))
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| {
-            ApiError::with_fields(
-                ErrorCode::RequiredFieldMissing,
-                "Required fields are missing: [FullName]",
-                vec!["FullName".into()],
-            )
-        })?;
-    let metadata = body
-        .get("Metadata")
-        .or_else(|| body.get("metadata"))
-        .cloned()
-        .unwrap_or(Json::Object(Default::default()));
-    if !metadata.is_object() {
-        return Err(ApiError::new(
-            ErrorCode::JsonParserError,
-            "Metadata must be a JSON object",
-        ));
-    }
-    let id = match kind {
-        k if k.eq_ignore_ascii_case("CustomObject") => ctx.state.org.create_custom_object(&ctx.principal, full_name, &metadata).await?,
-        k if k.eq_ignore_ascii_case("CustomField") => ctx.state.org.create_custom_field(&ctx.principal, full_name, &metadata).await?,
-        k if k.eq_ignore_ascii_case("PlatformEventChannelMember") => {
-            // FullName is `ChangeEvents_AccountChangeEvent`; Metadata may say the same.
-            let (by_name_channel, by_name_entity) = full_name.split_once('_').unwrap_or(("", full_name));
-            let field = |k: &str| metadata.get(k).and_then(|v| v.as_str());
-            let channel = field("eventChannel").unwrap_or(by_name_channel);
-            let entity = field("selectedEntity").unwrap_or(by_name_entity);
-            ctx.state.org.select_change_events(&ctx.principal, channel, entity).await?
-        }
-        _ => return Err(ApiError::new(ErrorCode::NotFound, format!("The Tooling API object {kind} is not supported by this server (CustomObject, CustomField and PlatformEventChannelMember are)"))),
-    };
-    Ok(json(
-        StatusCode::CREATED,
-        &json!({"id": id.to_18(), "success": true, "errors": [], "warnings": [], "infos": []}),
-    ))
-}
-
-/// `GET` or `DELETE …/tooling/sobjects/PlatformEventChannelMember/{id}`: a change event selection.
-async fn channel_member(ctx: &Ctx, id: &str) -> Result<Response, ApiError> {
-    let org = &ctx.state.org;
-    match ctx.method {
-        Method::GET | Method::HEAD => {
-            let (member, entity) = org.change_event_member(id)?;
-            Ok(json(
-                StatusCode::OK,
-                &json!({
-                    "attributes": {"type": "PlatformEventChannelMember", "url": format!("{}/tooling/sobjects/PlatformEventChannelMember/{}", ctx.prefix(), member.to_18())},
-                    "Id": member.to_18(),
-                    "DeveloperName": format!("ChangeEvents_{entity}"),
-                    "FullName": format!("ChangeEvents_{entity}"),
-                    "EventChannel": "ChangeEvents",
-                    "SelectedEntity": entity,
-                    "Metadata": {"eventChannel": "ChangeEvents", "selectedEntity": entity},
-                }),
-            ))
-        }
-        Method::DELETE => {
-            org.deselect_change_events(&ctx.principal, id).await?;
-            Ok(no_content())
-        }
-        _ => Err(method_not_allowed(&ctx.method, "GET,HEAD,DELETE")),
-    }
 }
 
 /// A 204 No Content.
