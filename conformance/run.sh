@@ -2,7 +2,7 @@
 # Run the client-conformance suites (simple-salesforce via pytest, jsforce via node --test)
 # against an already running Conflux server. This script never starts a server.
 #
-# Required environment: CONFLUX_HTTP_URL CONFLUX_HTTPS_URL CONFLUX_CA_FILE CONFLUX_USERNAME
+# Required environment: CONFLUX_HTTP_URL CONFLUX_HTTPS_URL CONFLUX_GRPC_ADDR CONFLUX_CA_FILE CONFLUX_USERNAME
 # CONFLUX_PASSWORD CONFLUX_CLIENT_ID CONFLUX_CLIENT_SECRET CONFLUX_JWT_KEY_FILE
 #
 # Optional: PYTHON (interpreter for the venv, default python3, needs >= 3.10),
@@ -21,7 +21,7 @@ suites="${CONFLUX_CONFORMANCE_SUITES:-python node}"
 die() { echo "conformance: $*" >&2; exit 2; }
 
 missing=()
-for var in CONFLUX_HTTP_URL CONFLUX_HTTPS_URL CONFLUX_CA_FILE CONFLUX_USERNAME CONFLUX_PASSWORD \
+for var in CONFLUX_HTTP_URL CONFLUX_HTTPS_URL CONFLUX_GRPC_ADDR CONFLUX_CA_FILE CONFLUX_USERNAME CONFLUX_PASSWORD \
            CONFLUX_CLIENT_ID CONFLUX_CLIENT_SECRET CONFLUX_JWT_KEY_FILE; do
   [[ -n "${!var:-}" ]] || missing+=("$var")
 done
