@@ -552,13 +552,13 @@ fn collect(org: &Org, client: &Client, out: &mut Replies) -> Result<usize, ()> {
         let size: usize = batch
             .events
             .iter()
-            .map(|e| s.prefix.len() + e.cometd_data.len() + 2)
+            .map(|e| s.prefix.len() + e.cometd_data().len() + 2)
             .sum();
         out.body.reserve(size);
         for e in &batch.events {
             let body = out.next();
             body.push_str(&s.prefix);
-            body.push_str(&e.cometd_data);
+            body.push_str(e.cometd_data());
             body.push('}');
         }
         s.cursor = s.cursor.max(batch.through);

@@ -27,54 +27,55 @@ const TAIL_BYTES: usize = 64 * 1024 * 1024;
 /// Events read from the store per statement when the tail catches up.
 const LOAD_BATCH: usize = 2_000;
 
-/// An event as subscribers receive it: the stored event, and its Streaming API form.
+/// An event as subscribers receive it: the stored event, and its Streaming API and Pub/Sub API
+/// forms, each made once, when a subscriber of that API first needs it.
 #[derive(Debug)]
 pub struct Event {
     /// Its replay id.
     pub replay_id: u64,
     /// The event as appended (stream, kind, time, UUID, schema id, payload).
     pub event: NewEvent,
-    /// The Streaming API `data` object of the event, serialized once for every subscriber.
-    pub cometd_data: String,
-    /// The Pub/Sub API form: schema id and Avro binary, encoded once on first use
-    /// ([`crate::Org::event_avro`]).
+    cometd: std::sync::OnceLock<String>,
+    /// The Pub/Sub API form: schema id and Avro binary ([`crate::Org::event_avro`]).
     pub avro: std::sync::OnceLock<(String, Arc<[u8]>)>,
 }
 
 impl Event {
     fn from_row(r: EventRow) -> Event {
-        let e = r.event;
-        if e.kind == EventKind::Topic {
-            // `{"event":{"createdDate","type"},"sobject":{…}}` gains its replay id.
-            let mut data: Json = serde_json::from_str(&e.payload).unwrap_or_default();
-            if let Some(Json::Object(ev)) = data.get_mut("event") {
-                ev.insert("replayId".into(), Json::from(r.replay_id));
-            }
-            return Event {
-                replay_id: r.replay_id,
-                cometd_data: data.to_string(),
-                event: e,
-                avro: Default::default(),
-            };
-        }
-        let cometd_data = format!(
-            "{{\"schema\":{},\"payload\":{},\"event\":{{\"EventUuid\":{},\"replayId\":{}}}}}",
-            Json::String(e.schema_id.clone()),
-            e.payload,
-            Json::String(e.uuid.clone()),
-            r.replay_id
-        );
         Event {
             replay_id: r.replay_id,
-            event: e,
-            cometd_data,
-            avro: Default::default(),
+            event: r.event,
+            cometd: std::sync::OnceLock::new(),
+            avro: std::sync::OnceLock::new(),
         }
     }
 
-    /// Bytes it holds in memory (what the tail's byte limit counts).
+    /// The Streaming API `data` object of the event, serialized once for every subscriber.
+    pub fn cometd_data(&self) -> &str {
+        self.cometd.get_or_init(|| {
+            let e = &self.event;
+            if e.kind == EventKind::Topic {
+                // `{"event":{"createdDate","type"},"sobject":{…}}` gains its replay id.
+                let mut data: Json = serde_json::from_str(&e.payload).unwrap_or_default();
+                if let Some(Json::Object(ev)) = data.get_mut("event") {
+                    ev.insert("replayId".into(), Json::from(self.replay_id));
+                }
+                return data.to_string();
+            }
+            format!(
+                "{{\"schema\":{},\"payload\":{},\"event\":{{\"EventUuid\":{},\"replayId\":{}}}}}",
+                Json::String(e.schema_id.clone()),
+                e.payload,
+                Json::String(e.uuid.clone()),
+                self.replay_id
+            )
+        })
+    }
+
+    /// Bytes it holds in memory, about (what the tail's byte limit counts): the payload, and
+    /// room for its two wire forms.
     fn size(&self) -> usize {
-        self.event.payload.len() + self.cometd_data.len()
+        3 * self.event.payload.len() + 128
     }
 }
 
@@ -228,6 +229,16 @@ impl Bus {
 
     /// Brings the tail up to `tip` and trims it to its bounds.
     fn load(&self, tail: &mut Tail, tip: u64) -> ApiResult<()> {
+        // Far behind (nobody read for a while): what the tail could keep starts at most
+        // `limits.0` replay ids before the tip (ids are one sequence for every stream), so
+        // start there instead of reading, and dropping, everything in between.
+        let window = self.limits.0 as u64;
+        if tip.saturating_sub(tail.loaded) > window {
+            tail.events.clear();
+            tail.bytes = 0;
+            tail.loaded = tip - window;
+            tail.from = tail.loaded;
+        }
         while tail.loaded < tip {
             let after = tail.loaded;
             let rows = self
@@ -243,7 +254,13 @@ impl Bus {
             if done {
                 tail.loaded = tail.loaded.max(tip);
             }
+            self.trim(tail);
         }
+        Ok(())
+    }
+
+    /// Drops the oldest events beyond the tail's bounds.
+    fn trim(&self, tail: &mut Tail) {
         while tail.events.len() > self.limits.0 || tail.bytes > self.limits.1 {
             let Some(e) = tail.events.pop_front() else {
                 break;
@@ -251,7 +268,6 @@ impl Bus {
             tail.bytes -= e.size();
             tail.from = e.replay_id;
         }
-        Ok(())
     }
 
     /// Waits until an event newer than `after` commits, the bus closes, or `timeout` passes.

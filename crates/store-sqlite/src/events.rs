@@ -50,41 +50,35 @@ pub(crate) fn after(
     after: u64,
     limit: usize,
 ) -> StoreResult<Vec<EventRow>> {
-    let limit = limit.min(i64::MAX as usize) as i64;
     let after = after.min(i64::MAX as u64) as i64;
+    // No `LIMIT ?`: SQLite plans with a bound LIMIT's value, so every new value would prepare
+    // the statement again. The index gives rows in order; reading stops after `limit`.
     let (sql, key): (String, rusqlite::types::Value) = match select {
         EventSelect::Stream(s) => (
-            format!("SELECT {COLUMNS} FROM event_log WHERE stream = ?1 AND replay_id > ?2 ORDER BY replay_id LIMIT ?3"),
+            format!("SELECT {COLUMNS} FROM event_log WHERE stream = ?1 AND replay_id > ?2 ORDER BY replay_id"),
             s.to_string().into(),
         ),
         EventSelect::Kind(k) => (
-            format!("SELECT {COLUMNS} FROM event_log WHERE kind = ?1 AND replay_id > ?2 ORDER BY replay_id LIMIT ?3"),
+            format!("SELECT {COLUMNS} FROM event_log WHERE kind = ?1 AND replay_id > ?2 ORDER BY replay_id"),
             k.code().into(),
         ),
     };
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-    let rows = stmt
-        .query_map(params![key, after, limit], row)
-        .map_err(backend)?;
-    rows.map(|r| r.map_err(backend)).collect()
+    let rows = stmt.query_map(params![key, after], row).map_err(backend)?;
+    rows.take(limit).map(|r| r.map_err(backend)).collect()
 }
 
 pub(crate) fn all_after(conn: &Connection, after: u64, limit: usize) -> StoreResult<Vec<EventRow>> {
+    // Without `LIMIT ?` (see `after`).
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM event_log WHERE replay_id > ?1 ORDER BY replay_id LIMIT ?2"
+            "SELECT {COLUMNS} FROM event_log WHERE replay_id > ?1 ORDER BY replay_id"
         ))
         .map_err(backend)?;
     let rows = stmt
-        .query_map(
-            params![
-                after.min(i64::MAX as u64) as i64,
-                limit.min(i64::MAX as usize) as i64
-            ],
-            row,
-        )
+        .query_map(params![after.min(i64::MAX as u64) as i64], row)
         .map_err(backend)?;
-    rows.map(|r| r.map_err(backend)).collect()
+    rows.take(limit).map(|r| r.map_err(backend)).collect()
 }
 
 pub(crate) fn bounds(conn: &Connection) -> StoreResult<EventBounds> {
