@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use service::events::Selection;
 use service::Org;
-use tokio::sync::mpsc;
 use tonic::{Code, Status, Streaming};
 
 use crate::proto::{
@@ -17,6 +16,10 @@ use crate::proto::{
     ManagedFetchRequest, ManagedFetchResponse,
 };
 use crate::{consumer_event, failure, replay_bytes, replay_of, unavailable, MAX_OUTSTANDING};
+
+/// Events read ahead while the client has nothing requested, at most: the next response is
+/// ready when the client asks again, instead of after a store read.
+const READ_AHEAD: usize = MAX_OUTSTANDING as usize;
 
 /// What one request asks for.
 pub(crate) struct Ask {
@@ -155,15 +158,56 @@ pub(crate) struct Feed<W: Wire> {
     pub org: Arc<Org>,
     pub wire: W,
     pub select: Selection,
-    /// Every event of the selection up to this replay id was delivered or skipped.
+    /// Every event of the selection up to this replay id was delivered or skipped (the
+    /// position responses report).
     pub cursor: u64,
+    /// Events read ahead of `cursor`, not yet requested, and the position after them.
+    pub ahead: std::collections::VecDeque<(u64, ConsumerEvent)>,
+    pub read_to: u64,
     /// Events requested and not yet delivered.
     pub outstanding: u32,
     pub rpc_id: String,
     pub keepalive: Duration,
+    /// The client's requests.
+    pub inbound: Streaming<W::Req>,
+    pub inbound_open: bool,
+    pub next_keepalive: Instant,
+    /// Set once the stream ended with an error.
+    pub done: bool,
+    /// Kept as long as the stream lives (a managed subscription's "active" mark).
+    pub hold: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<W: Wire> Feed<W> {
+    /// A subscription of `wire` over `select`, starting after `cursor`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        org: Arc<Org>,
+        wire: W,
+        select: Selection,
+        cursor: u64,
+        rpc_id: String,
+        keepalive: Duration,
+        inbound: Streaming<W::Req>,
+    ) -> Feed<W> {
+        Feed {
+            org,
+            wire,
+            select,
+            cursor,
+            ahead: Default::default(),
+            read_to: cursor,
+            outstanding: 0,
+            rpc_id,
+            keepalive,
+            inbound,
+            inbound_open: true,
+            next_keepalive: Instant::now() + keepalive,
+            done: false,
+            hold: None,
+        }
+    }
+
     /// Applies a request's count (a commit is answered by [`Feed::commit`]).
     pub fn more(&mut self, n: u32) {
         self.outstanding = (self.outstanding + n).min(MAX_OUTSTANDING);
@@ -180,7 +224,11 @@ impl<W: Wire> Feed<W> {
     }
 
     /// Commits a replay id of a managed subscription; the answer says whether it was kept.
-    async fn commit(&self, req: CommitReplayRequest) -> CommitReplayResponse {
+    async fn commit(
+        org: Arc<Org>,
+        seq: Option<u64>,
+        req: CommitReplayRequest,
+    ) -> CommitReplayResponse {
         let started = Instant::now();
         let refuse = |msg: &str| CommitReplayResponse {
             commit_request_id: req.commit_request_id.clone(),
@@ -191,17 +239,17 @@ impl<W: Wire> Feed<W> {
             }),
             process_time: started.elapsed().as_millis() as i64,
         };
-        let Some(seq) = self.wire.managed_seq() else {
+        let Some(seq) = seq else {
             return refuse("only managed subscriptions commit replay ids");
         };
-        let bounds = match self.org.events().bounds() {
+        let bounds = match org.events().bounds() {
             Ok(b) => b,
             Err(_) => return refuse("the event log is unavailable"),
         };
         let Some(id) = replay_of(&req.replay_id).filter(|id| *id <= bounds.last) else {
             return refuse("the replay id is not one this org gave out");
         };
-        if let Err(e) = self.org.commit_managed_replay(seq, id).await {
+        if let Err(e) = org.commit_managed_replay(seq, id).await {
             return refuse(&e.message);
         }
         CommitReplayResponse {
@@ -212,85 +260,118 @@ impl<W: Wire> Feed<W> {
         }
     }
 
-    /// Serves the stream until the client goes away, a request is refused, or the server stops.
-    pub async fn run(
-        mut self,
-        mut inbound: Streaming<W::Req>,
-        tx: mpsc::Sender<Result<W::Resp, Status>>,
-    ) {
-        let mut next_keepalive = Instant::now() + self.keepalive;
-        let mut inbound_open = true;
+    /// Reads up to `max` events after `read_to` and moves `read_to` past them (and past other
+    /// streams' events).
+    fn read(&mut self, max: usize) -> Result<Vec<(u64, ConsumerEvent)>, ()> {
+        let batch = self
+            .org
+            .events()
+            .read(&self.select, self.read_to, max)
+            .map_err(|_| ())?;
+        self.read_to = self.read_to.max(batch.through);
+        Ok(batch
+            .events
+            .iter()
+            .filter_map(|e| consumer_event(&self.org, e).map(|c| (e.replay_id, c)))
+            .collect())
+    }
+
+    /// Reads ahead while the client has nothing requested.
+    fn read_ahead(&mut self) -> Result<(), ()> {
+        let more = self.read(READ_AHEAD - self.ahead.len())?;
+        self.ahead.extend(more);
+        Ok(())
+    }
+
+    /// The next events to send (at most `outstanding`): those read ahead first, then the log.
+    /// Moves `cursor` to the last one (or, when nothing is left ahead, to `read_to`).
+    fn take(&mut self) -> Result<Vec<ConsumerEvent>, ()> {
+        let want = self.outstanding as usize;
+        let mut out: Vec<(u64, ConsumerEvent)> = if self.ahead.is_empty() {
+            self.read(want)?
+        } else {
+            let n = want.min(self.ahead.len());
+            self.ahead.drain(..n).collect()
+        };
+        out.truncate(want);
+        self.cursor = match (self.ahead.is_empty(), out.last()) {
+            (false, Some((id, _))) => *id,
+            _ => self.read_to,
+        };
+        Ok(out.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// The stream of responses: runs in the task that sends them (no hand-off between tasks),
+    /// until the client goes away, a request is refused, or the server stops.
+    pub fn into_stream(self) -> impl futures::Stream<Item = Result<W::Resp, Status>> + Send {
+        futures::stream::unfold(self, |mut feed| async move {
+            let next = feed.next().await?;
+            Some((next, feed))
+        })
+    }
+
+    /// The next response; `None` ends the stream.
+    async fn next(&mut self) -> Option<Result<W::Resp, Status>> {
+        if self.done {
+            return None;
+        }
         loop {
             if self.outstanding > 0 {
-                let batch = match self.org.events().read(
-                    &self.select,
-                    self.cursor,
-                    self.outstanding as usize,
-                ) {
-                    Ok(b) => b,
-                    Err(_) => {
-                        let _ = tx.send(Err(unavailable(&self.rpc_id))).await;
-                        return;
-                    }
+                let Ok(events) = self.take() else {
+                    self.done = true;
+                    return Some(Err(unavailable(&self.rpc_id)));
                 };
-                self.cursor = self.cursor.max(batch.through);
-                if !batch.events.is_empty() {
-                    let events: Vec<ConsumerEvent> = batch
-                        .events
-                        .iter()
-                        .filter_map(|e| consumer_event(&self.org, e))
-                        .collect();
+                if !events.is_empty() {
                     self.outstanding -= events.len() as u32;
-                    if tx.send(Ok(self.reply(events, None))).await.is_err() {
-                        return;
-                    }
-                    next_keepalive = Instant::now() + self.keepalive;
-                    continue;
+                    self.next_keepalive = Instant::now() + self.keepalive;
+                    return Some(Ok(self.reply(events, None)));
                 }
+            } else if self.ahead.len() < READ_AHEAD && self.read_ahead().is_err() {
+                self.done = true;
+                return Some(Err(unavailable(&self.rpc_id)));
             }
-            if Instant::now() >= next_keepalive {
-                if tx.send(Ok(self.reply(Vec::new(), None))).await.is_err() {
-                    return;
-                }
-                next_keepalive = Instant::now() + self.keepalive;
+            if Instant::now() >= self.next_keepalive {
+                self.next_keepalive = Instant::now() + self.keepalive;
+                return Some(Ok(self.reply(Vec::new(), None)));
             }
             // Wait for events only while the client wants some; the wait also ends when the
             // server stops.
             let after = if self.outstanding > 0 {
-                self.cursor
+                self.read_to
             } else {
                 u64::MAX
             };
-            let until = next_keepalive.saturating_duration_since(Instant::now());
+            let until = self
+                .next_keepalive
+                .saturating_duration_since(Instant::now());
+            let org = self.org.clone();
             tokio::select! {
-                msg = inbound.message(), if inbound_open => match msg {
+                msg = self.inbound.message(), if self.inbound_open => match msg {
                     Ok(Some(req)) => {
                         let ask = match self.wire.ask(&req, &self.rpc_id) {
                             Ok(a) => a,
                             Err(s) => {
-                                let _ = tx.send(Err(s)).await;
-                                return;
+                                self.done = true;
+                                return Some(Err(s));
                             }
                         };
                         self.more(ask.more);
                         if let Some(c) = ask.commit {
-                            let answer = self.commit(c).await;
-                            if tx.send(Ok(self.reply(Vec::new(), Some(answer)))).await.is_err() {
-                                return;
-                            }
+                            let answer =
+                                Self::commit(self.org.clone(), self.wire.managed_seq(), c).await;
+                            return Some(Ok(self.reply(Vec::new(), Some(answer))));
                         }
                     }
                     // The client closed its side: it can ask for nothing more, but still
                     // receives what it asked for.
-                    Ok(None) => inbound_open = false,
-                    Err(_) => return,
+                    Ok(None) => self.inbound_open = false,
+                    Err(_) => return None,
                 },
-                open = self.org.events().wait(after, until) => {
+                open = org.events().wait(after, until) => {
                     if !open {
-                        return;
+                        return None;
                     }
                 }
-                _ = tx.closed() => return,
             }
         }
     }

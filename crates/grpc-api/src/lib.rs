@@ -385,19 +385,17 @@ impl PubSub for PubSubApi {
         let cursor = self.start_at(first.replay_preset, &first.replay_id, &rpc_id)?;
         let wire = feed::Plain { topic: topic.name };
         let more = feed::Wire::ask(&wire, &first, &rpc_id)?.more;
-        let mut feed = Feed {
-            org: self.org.clone(),
+        let mut feed = Feed::new(
+            self.org.clone(),
             wire,
-            select: topic.select,
+            topic.select,
             cursor,
-            outstanding: 0,
             rpc_id,
-            keepalive: self.options.keepalive,
-        };
+            self.options.keepalive,
+            inbound,
+        );
         feed.more(more);
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(feed.run(inbound, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(feed.into_stream())))
     }
 
     async fn publish(
@@ -559,22 +557,18 @@ impl PubSub for PubSubApi {
                 seq: m.seq,
             }
         };
-        let mut feed = Feed {
-            org: self.org.clone(),
+        let mut feed = Feed::new(
+            self.org.clone(),
             wire,
-            select: topic.select,
+            topic.select,
             cursor,
-            outstanding: 0,
             rpc_id,
-            keepalive: self.options.keepalive,
-        };
+            self.options.keepalive,
+            inbound,
+        );
         feed.more(more);
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            let _active = active;
-            feed.run(inbound, tx).await;
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        feed.hold = Some(Box::new(active));
+        Ok(Response::new(Box::pin(feed.into_stream())))
     }
 }
 

@@ -8,12 +8,13 @@
 //! the tests check its output with the `apache-avro` crate, which also decodes what publishers
 //! send (untrusted input).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use model::value::{format_date, format_datetime_z, parse_date, parse_datetime};
 use model::{FieldType, ObjectDef, ObjectKind, Schema};
 use parking_lot::RwLock;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
 
 /// The symbols of a change event's `changeType`, in schema order.
@@ -217,27 +218,38 @@ impl Layout {
     /// stands in for a missing `CreatedDate`. Values that do not fit their field are written as
     /// null (nullable fields) or as the type's zero value.
     pub fn encode(&self, payload: &str, created_ms: i64) -> Vec<u8> {
-        let body: Map<String, Json> = serde_json::from_str(payload).unwrap_or_default();
+        // The payload's members, each left as raw JSON text until its field is written (this is
+        // on the path of every delivered event; building a whole JSON tree was most of it).
+        let body: BTreeMap<&str, &RawValue> = serde_json::from_str(payload).unwrap_or_default();
+        let value = |name: &str| -> Option<Json> {
+            body.get(name)
+                .filter(|raw| raw.get() != "null")
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        };
         let mut out = Vec::with_capacity(payload.len());
         for (k, f) in self.fields.iter().enumerate() {
             if k == 0 && self.change {
-                let header = body.get("ChangeEventHeader").and_then(Json::as_object);
-                self.encode_header(header, &body, &mut out);
+                let header: Map<String, Json> = body
+                    .get("ChangeEventHeader")
+                    .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                    .unwrap_or_default();
+                let nulled = |name: &str| body.get(name).is_some_and(|raw| raw.get() == "null");
+                self.encode_header(&header, nulled, &mut out);
                 continue;
             }
-            let v = body.get(&f.name).filter(|v| !v.is_null());
+            let v = value(&f.name);
             if f.nullable {
                 match v.filter(|v| fits(f.ty, v)) {
                     None => out.push(0), // union branch 0: null
                     Some(v) => {
                         out.push(2); // union branch 1 (zig-zag 1)
-                        write_value(f.ty, v, &mut out);
+                        write_value(f.ty, &v, &mut out);
                     }
                 }
             } else if f.name == "CreatedDate" && v.is_none() {
                 write_long(created_ms, &mut out);
             } else {
-                write_value(f.ty, v.unwrap_or(&Json::Null), &mut out);
+                write_value(f.ty, v.as_ref().unwrap_or(&Json::Null), &mut out);
             }
         }
         out
@@ -245,12 +257,10 @@ impl Layout {
 
     fn encode_header(
         &self,
-        h: Option<&Map<String, Json>>,
-        body: &Map<String, Json>,
+        h: &Map<String, Json>,
+        nulled: impl Fn(&str) -> bool,
         out: &mut Vec<u8>,
     ) {
-        let empty = Map::new();
-        let h = h.unwrap_or(&empty);
         let s = |k: &str| h.get(k).and_then(Json::as_str).unwrap_or("");
         let n = |k: &str| h.get(k).and_then(Json::as_i64).unwrap_or(0);
         write_str(s("entityName"), out);
@@ -276,11 +286,7 @@ impl Layout {
             .and_then(Json::as_array)
             .map(|a| a.iter().filter_map(Json::as_str).collect())
             .unwrap_or_default();
-        let nulled: Vec<&str> = changed
-            .iter()
-            .copied()
-            .filter(|f| body.get(*f).is_some_and(Json::is_null))
-            .collect();
+        let nulled: Vec<&str> = changed.iter().copied().filter(|f| nulled(f)).collect();
         write_strings(&self.bitmap(&nulled), out);
         write_strings::<&str>(&[], out);
         write_strings(&self.bitmap(&changed), out);
