@@ -176,7 +176,10 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONFLUX_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // rustls warns about every client that sends an IP address as its TLS server
+                // name (gRPC clients connecting to 127.0.0.1 do); that is not the operator's
+                // concern.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rustls=error")),
         )
         .with_writer(std::io::stderr)
         .init();
