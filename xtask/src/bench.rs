@@ -22,8 +22,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             collections(root, args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10))
         }
         Some("streaming") => streaming(root, &args[1..]),
+        Some("pubsub") => pubsub(
+            root,
+            args.get(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000),
+        ),
         other => {
-            bail!("unknown benchmark {other:?}; available: rest, bulk, collections, streaming")
+            bail!("unknown benchmark {other:?}; available: rest, bulk, collections, streaming, pubsub")
         }
     }
 }
@@ -646,4 +652,57 @@ fn last_json(out: &std::process::Output, what: &str) -> Result<serde_json::Value
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
     serde_json::from_str(line).with_context(|| format!("{what} printed no result: {text}"))
+}
+
+/// `bench pubsub [EVENTS]`: one Pub/Sub publisher streaming 200-event batches, then one
+/// subscriber draining every retained event, against nats-server JetStream publish and consume
+/// (see bench/README.md).
+fn pubsub(root: &Path, events: u64) -> Result<()> {
+    eprintln!("==> building release binaries (conflux, bench helpers)");
+    crate::run(Command::new("cargo").args(["build", "--release", "-p", "conflux", "-p", "bench"]))?;
+    let rel = root.join("target/release");
+    let work = test_support::scratch_dir("bench-pubsub")?;
+    let (srv, token) = streaming_server(&rel, &work.join("data"))?;
+    eprintln!(
+        "==> pubsub_load ({events} events; Conflux pid {})",
+        srv.pid()
+    );
+    let out = Command::new(rel.join("pubsub_load"))
+        .args([&srv.http, &token, &srv.grpc])
+        .arg(&srv.ca)
+        .arg(&work)
+        .arg(events.to_string())
+        .stderr(Stdio::inherit())
+        .output();
+    let peak = peak_rss_mb(srv.pid());
+    srv.stop()?;
+    let r = last_json(&out?, "pubsub_load")?;
+    let _ = std::fs::remove_dir_all(&work);
+    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let report = format!(
+        "| Measure | Conflux (Pub/Sub API) | nats-server JetStream | Conflux / JetStream |\n|---|---|---|---|\n\
+| Publish, 200-event batches (events/s) | {:.0} | {:.0} | **{:.2}** |\n\
+| Drain {} retained events, one subscriber (events/s) | {:.0} | {:.0} | **{:.2}** |\n\n\
+Payload {} bytes (Avro). Goal: >= 0.5 on both. Conflux peak resident memory: {:.0} MB.\n",
+        f("confluxPublishPerSec"), f("jetstreamPublishPerSec"), f("publishRatio"),
+        events, f("confluxDrainPerSec"), f("jetstreamDrainPerSec"), f("drainRatio"),
+        r["payloadBytes"], peak,
+    );
+    println!("\nbench pubsub:\n\n{report}");
+    let out_dir = root.join("bench/out");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("pubsub.md"), &report)?;
+    Ok(())
+}
+
+/// Peak resident memory (`VmHWM`) of process `pid`, in MB.
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }

@@ -106,10 +106,16 @@ struct Msg {
     error: Option<String>,
 }
 
-/// One Bayeux client on its own connection.
+type Http = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// One Bayeux client on its own connection (a bare hyper client: the load generator should cost
+/// as little as it can per request).
 struct Bayeux {
-    http: reqwest::Client,
-    url: String,
+    http: Http,
+    url: http::Uri,
     auth: Option<String>,
     cookie: Mutex<Option<String>>,
     client_id: String,
@@ -118,14 +124,13 @@ struct Bayeux {
 
 impl Bayeux {
     async fn handshake(url: &str, auth: Option<&str>) -> Result<Bayeux> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(4)
-            .timeout(Duration::from_secs(150))
-            .build()?;
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_max_idle_per_host(4)
+                .build_http();
         let mut b = Bayeux {
             http,
-            url: url.to_string(),
+            url: url.parse().context("Bayeux URL")?,
             auth: auth.map(str::to_string),
             cookie: Mutex::new(None),
             client_id: String::new(),
@@ -153,29 +158,35 @@ impl Bayeux {
     }
 
     async fn post(&self, body: &Value) -> Result<Vec<Msg>> {
-        let bytes = self.post_raw(body).await?;
+        let bytes = self.post_raw(serde_json::to_vec(body)?).await?;
         serde_json::from_slice(&bytes).context("Bayeux reply")
     }
 
-    async fn post_raw(&self, body: &Value) -> Result<bytes::Bytes> {
-        let mut req = self.http.post(&self.url).json(body);
+    async fn post_raw(&self, body: Vec<u8>) -> Result<bytes::Bytes> {
+        use http_body_util::BodyExt;
+        let mut req = http::Request::post(self.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json");
         if let Some(a) = &self.auth {
-            req = req.header("Authorization", a);
+            req = req.header(http::header::AUTHORIZATION, a);
         }
         if let Some(c) = self.cookie.lock().unwrap().clone() {
-            req = req.header("Cookie", c);
+            req = req.header(http::header::COOKIE, c);
         }
-        let resp = req.send().await.context("Bayeux POST")?;
+        let req = req.body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+        let resp = tokio::time::timeout(Duration::from_secs(150), self.http.request(req))
+            .await
+            .context("Bayeux POST timed out")?
+            .context("Bayeux POST")?;
         if let Some(c) = resp
             .headers()
-            .get("set-cookie")
+            .get(http::header::SET_COOKIE)
             .and_then(|v| v.to_str().ok())
         {
             let pair = c.split(';').next().unwrap_or_default().to_string();
             *self.cookie.lock().unwrap() = Some(pair);
         }
         let status = resp.status();
-        let bytes = resp.bytes().await?;
+        let bytes = resp.into_body().collect().await?.to_bytes();
         if !status.is_success() {
             bail!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
         }
@@ -203,11 +214,12 @@ impl Bayeux {
         let finder = memchr::memmem::Finder::new(b"\"T__c\":");
         let mut stamps = Vec::new();
         while !sink.stop.load(Ordering::Relaxed) {
-            let body = json!([{
-                "channel": "/meta/connect", "clientId": self.client_id,
-                "connectionType": "long-polling", "id": self.id()
-            }]);
-            let reply = self.post_raw(&body).await?;
+            let body = format!(
+                r#"[{{"channel":"/meta/connect","clientId":"{}","connectionType":"long-polling","id":"{}"}}]"#,
+                self.client_id,
+                self.id()
+            );
+            let reply = self.post_raw(body.into_bytes()).await?;
             if memchr::memmem::find(&reply, b"\"successful\":false").is_some() {
                 bail!("connect failed: {}", String::from_utf8_lossy(&reply));
             }
