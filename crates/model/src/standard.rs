@@ -891,6 +891,12 @@ fn push_topic() -> ObjectDef {
     };
     let mut name = required(name_field(text("Name", "Topic Name", 25)));
     name.unique = true;
+    let mut notify_for_fields = picklist(
+        "NotifyForFields",
+        "Notify For Fields",
+        &["All", "*Referenced", "Select", "Where"],
+    );
+    notify_for_fields.restricted_picklist = true;
     let fields = vec![
         name,
         required(text("Query", "SOQL Query", 1300)),
@@ -909,11 +915,7 @@ fn push_topic() -> ObjectDef {
             "NotifyForOperationUndelete",
             "Notify For Operation Undelete",
         ),
-        picklist(
-            "NotifyForFields",
-            "Notify For Fields",
-            &["All", "*Referenced", "Select", "Where"],
-        ),
+        notify_for_fields,
         text("Description", "Description", 400),
     ];
     std_object(

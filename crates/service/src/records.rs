@@ -168,12 +168,13 @@ fn check_push_topic(
     if o.name != "PushTopic" {
         return Ok(());
     }
-    let (qi, ni) = (
+    let (qi, ni, fi) = (
         idx(o, "Query").expect("Query"),
         idx(o, "Name").expect("Name"),
+        idx(o, "NotifyForFields").expect("NotifyForFields"),
     );
     let stored = match seq {
-        Some(s) => tx.get(o, s, &[qi, ni])?.map(|r| r.values),
+        Some(s) => tx.get(o, s, &[qi, ni, fi])?.map(|r| r.values),
         None => None,
     };
     let pick = |i: usize, k: usize| {
@@ -184,7 +185,9 @@ fn check_push_topic(
     };
     let query = text_of(pick(qi, 0).as_ref()).unwrap_or_default();
     let name = text_of(pick(ni, 1).as_ref()).unwrap_or_default();
-    topics::validate(tx, &query, &name)
+    let notify_for_fields =
+        text_of(pick(fi, 2).as_ref()).unwrap_or_else(|| "Referenced".to_string());
+    topics::validate(tx, &query, &name, &notify_for_fields)
 }
 
 /// Updates row `seq` with `input`.

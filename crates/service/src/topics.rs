@@ -243,8 +243,15 @@ fn fields_of(e: &Expr, out: &mut Vec<usize>) {
     }
 }
 
-/// Checks a PushTopic record about to be saved (`query` and `name` as they will be stored).
-pub(crate) fn validate(tx: &mut dyn WriteTx, query: &str, name: &str) -> ApiResult<()> {
+/// Checks a PushTopic record about to be saved (`query`, `name` and `NotifyForFields` as they
+/// will be stored). As Salesforce requires, `Select` needs a selected field other than `Id`,
+/// `Where` a `WHERE` clause on a field other than `Id`, `Referenced` one or the other.
+pub(crate) fn validate(
+    tx: &mut dyn WriteTx,
+    query: &str,
+    name: &str,
+    notify_for_fields: &str,
+) -> ApiResult<()> {
     if name.contains('/') || name.trim() != name {
         return Err(ApiError::with_fields(
             ErrorCode::FieldIntegrityException,
@@ -252,7 +259,37 @@ pub(crate) fn validate(tx: &mut dyn WriteTx, query: &str, name: &str) -> ApiResu
             vec!["Name".into()],
         ));
     }
-    topic(tx, name, query, [true; 4], "Referenced")?;
+    let t = topic(tx, name, query, [true; 4], notify_for_fields)?;
+    let id = t.object.field_index("Id").expect("every object has an Id");
+    let beyond_id = |fields: &[usize]| fields.iter().any(|f| *f != id);
+    let select: Vec<usize> = t
+        .plan
+        .columns
+        .iter()
+        .filter_map(|c| match c {
+            Column::Field { field, .. } => Some(*field),
+            _ => None,
+        })
+        .collect();
+    let mut filtered = Vec::new();
+    if let Some(f) = &t.plan.filter {
+        fields_of(f, &mut filtered);
+    }
+    let missing = match notify_for_fields {
+        "Select" if !beyond_id(&select) => {
+            Some("With NotifyForFields Select, the query must select a field other than Id")
+        }
+        "Where" if !beyond_id(&filtered) => Some(
+            "With NotifyForFields Where, the query needs a WHERE clause on a field other than Id",
+        ),
+        "Referenced" if !beyond_id(&select) && !beyond_id(&filtered) => Some(
+            "With NotifyForFields Referenced, the query must select or filter on a field other than Id",
+        ),
+        _ => None,
+    };
+    if let Some(m) = missing {
+        return Err(topic_error(m));
+    }
     topics_changed(tx);
     Ok(())
 }

@@ -1076,3 +1076,79 @@ fn push_topic_names_are_checked_when_saved() {
     assert_eq!(m["channel"], format!("/topic/{longest}"));
     assert_eq!(m["data"]["sobject"]["Name"], "Second", "{m}");
 }
+
+#[test]
+fn push_topic_queries_must_suit_their_notify_for_fields() {
+    let org = Org::start("pushtopic-notify-fields");
+    let save = |name: &str, query: &str, notify: Value| {
+        let mut body = json!({"Name": name, "Query": query, "ApiVersion": 59.0});
+        if !notify.is_null() {
+            body["NotifyForFields"] = notify;
+        }
+        org.call(POST, &org.data("/sobjects/PushTopic"), Some(body))
+    };
+    // Select needs a selected field besides Id, Where a WHERE clause on one, Referenced either.
+    for (name, query, notify) in [
+        (
+            "SelectOnlyId",
+            "SELECT Id FROM Account WHERE Name = 'x'",
+            "Select",
+        ),
+        ("WhereNone", "SELECT Id, Name FROM Account", "Where"),
+        (
+            "WhereOnlyId",
+            "SELECT Id, Name FROM Account WHERE Id != null",
+            "Where",
+        ),
+        ("RefNothing", "SELECT Id FROM Account", "Referenced"),
+        (
+            "DefaultNothing",
+            "SELECT Id FROM Account WHERE Id != null",
+            "",
+        ),
+    ] {
+        let notify = if notify.is_empty() {
+            Value::Null
+        } else {
+            json!(notify)
+        };
+        let (s, b) = save(name, query, notify);
+        assert_eq!(s, 400, "{name}: {b}");
+        assert_eq!(b[0]["errorCode"], "INVALID_FIELD", "{name}: {b}");
+    }
+    for (name, query, notify) in [
+        ("SelectName", "SELECT Id, Name FROM Account", "Select"),
+        (
+            "WhereName",
+            "SELECT Id FROM Account WHERE Name != null",
+            "Where",
+        ),
+        (
+            "RefWhere",
+            "SELECT Id FROM Account WHERE Name != null",
+            "Referenced",
+        ),
+        ("AllOnlyId", "SELECT Id FROM Account", "All"),
+    ] {
+        let (s, b) = save(name, query, json!(notify));
+        assert_eq!(s, 201, "{name}: {b}");
+    }
+    // NotifyForFields is a restricted picklist.
+    for bad in ["Bogus", "Everything"] {
+        let (s, b) = save("BadNotify", "SELECT Id, Name FROM Account", json!(bad));
+        assert_eq!(s, 400, "{bad}: {b}");
+        assert_eq!(
+            b[0]["errorCode"], "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            "{b}"
+        );
+    }
+    // Changing the setting is checked against the stored query.
+    let id = b_id(&org, "SelectName");
+    let (s, b) = org.call(
+        Method::PATCH,
+        &org.data(&format!("/sobjects/PushTopic/{id}")),
+        Some(json!({"NotifyForFields": "Where"})),
+    );
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b[0]["errorCode"], "INVALID_FIELD", "{b}");
+}
