@@ -20,12 +20,11 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 const BATCH: usize = 200;
@@ -106,48 +105,6 @@ async fn conflux(base: &str, token: &str, events: u64) -> Result<f64> {
     Ok(published as f64 / start.elapsed().as_secs_f64())
 }
 
-struct Nats(Child);
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn start_nats(dir: &Path) -> Result<(Nats, u16)> {
-    let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .map(str::to_string)
-        .unwrap_or_else(|| "nats-server".into());
-    let port = free_port()?;
-    let store = dir.join("jetstream");
-    std::fs::create_dir_all(&store)?;
-    let child = Command::new(&bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {bin} (apt-get install -y nats-server)"))?;
-    let nats = Nats(child);
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > end {
-            bail!("nats-server did not listen on port {port}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((nats, port))
-}
-
 /// Publishes `events` messages to a file-backed stream with JS_WINDOW in flight; returns
 /// acknowledged messages per second.
 async fn jetstream(port: u16, events: u64, size: usize) -> Result<f64> {
@@ -194,7 +151,8 @@ async fn main() -> Result<()> {
     eprintln!("    Conflux: {events} events, {PUBLISHERS} publishers x {BATCH}-event collections");
     let conflux = conflux(base, token, events).await?;
     eprintln!("    JetStream: {events} messages of {size} bytes, {JS_WINDOW} in flight");
-    let (_nats, port) = start_nats(Path::new(dir))?;
+    let nats = bench::Nats::start(Path::new(dir))?;
+    let port = nats.port;
     let js = jetstream(port, events, size).await?;
     println!(
         "{}",

@@ -52,46 +52,51 @@ impl Meta {
     }
 }
 
-/// Avro `long`: zig-zag, then base 128.
-fn write_long(n: i64, out: &mut Vec<u8>) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
+/// The payloads of one request: `Bench_Stream__e` events (CreatedDate, CreatedById,
+/// Message__c) encoded with the topic's schema, reused for every request.
+fn payloads(schema_json: &str) -> Result<Vec<Vec<u8>>> {
+    use apache_avro::types::Value as A;
+    let schema = apache_avro::Schema::parse_str(schema_json)?;
+    (0..BATCH)
+        .map(|k| {
+            let record = A::Record(vec![
+                ("CreatedDate".into(), A::Long(1_796_205_600_000)),
+                ("CreatedById".into(), A::String("005000000000001AAA".into())),
+                (
+                    "Message__c".into(),
+                    A::Union(
+                        1,
+                        Box::new(A::String(format!(
+                            "bench event {k:08} lorem ipsum dolor sit amet"
+                        ))),
+                    ),
+                ),
+            ]);
+            Ok(apache_avro::to_avro_datum(&schema, record)?)
+        })
+        .collect()
 }
 
-/// A `Bench_Stream__e` payload: CreatedDate, CreatedById, Message__c (non-null branch).
-fn payload(k: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(96);
-    write_long(1_796_205_600_000, &mut out);
-    let by = "005000000000001AAA";
-    write_long(by.len() as i64, &mut out);
-    out.extend_from_slice(by.as_bytes());
-    out.push(2);
-    let msg = format!("bench event {k:08} lorem ipsum dolor sit amet");
-    write_long(msg.len() as i64, &mut out);
-    out.extend_from_slice(msg.as_bytes());
-    out
-}
-
+/// Publishes `events` events; returns events per second and the payload size.
 async fn conflux_publish(
     client: &mut PubSubClient<Channel>,
     meta: &Meta,
     events: u64,
-) -> Result<f64> {
+) -> Result<(f64, usize)> {
     let info = client
         .get_topic(meta.req(TopicRequest {
             topic_name: TOPIC.into(),
         }))
         .await?
         .into_inner();
-    client
+    let schema = client
         .get_schema(meta.req(SchemaRequest {
             schema_id: info.schema_id.clone(),
         }))
-        .await?;
+        .await?
+        .into_inner();
+    let payloads = payloads(&schema.schema_json)?;
+    let size = payloads[0].len();
     let (tx, rx) = mpsc::channel::<PublishRequest>(IN_FLIGHT);
     let mut responses = client
         .publish_stream(meta.req(tokio_stream::wrappers::ReceiverStream::new(rx)))
@@ -101,12 +106,13 @@ async fn conflux_publish(
     let schema_id = info.schema_id.clone();
     let start = Instant::now();
     let sender = tokio::spawn(async move {
-        for r in 0..requests {
-            let events = (0..BATCH as u64)
-                .map(|j| ProducerEvent {
+        for _ in 0..requests {
+            let events = payloads
+                .iter()
+                .map(|payload| ProducerEvent {
                     id: String::new(),
                     schema_id: schema_id.clone(),
-                    payload: payload(r * BATCH as u64 + j),
+                    payload: payload.clone(),
                     headers: Vec::new(),
                 })
                 .collect();
@@ -134,7 +140,7 @@ async fn conflux_publish(
     }
     let secs = start.elapsed().as_secs_f64();
     sender.await?;
-    Ok(published as f64 / secs)
+    Ok((published as f64 / secs, size))
 }
 
 async fn conflux_drain(
@@ -183,43 +189,6 @@ async fn conflux_drain(
     let secs = start.elapsed().as_secs_f64();
     eprintln!("    drained {got} events ({bytes} payload bytes) in {secs:.2} s");
     Ok(got as f64 / secs)
-}
-
-struct Nats(std::process::Child);
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_nats(dir: &std::path::Path) -> Result<(Nats, u16)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let store = dir.join("jetstream-pubsub");
-    std::fs::create_dir_all(&store)?;
-    let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or("nats-server");
-    let child = std::process::Command::new(bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&store)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {bin} (apt-get install -y nats-server)"))?;
-    let nats = Nats(child);
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > end {
-            bail!("nats-server did not listen on port {port}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((nats, port))
 }
 
 /// JetStream: publish `events` messages of `size` bytes in batches of BATCH with up to
@@ -316,14 +285,14 @@ async fn main() -> Result<()> {
         tenant: token.split('!').next().unwrap_or_default().to_string(),
     };
     eprintln!("    Conflux: PublishStream of {events} events in {BATCH}-event requests");
-    let publish = conflux_publish(&mut client, &meta, events).await?;
+    let (publish, size) = conflux_publish(&mut client, &meta, events).await?;
     eprintln!("    Conflux: Subscribe EARLIEST, draining {events} events");
     let drain = conflux_drain(&mut client, &meta, events).await?;
-    let size = payload(0).len();
     eprintln!(
         "    JetStream: {events} messages of {size} bytes: publish, then an ordered consumer"
     );
-    let (_nats, port) = start_nats(std::path::Path::new(dir))?;
+    let nats = bench::Nats::start(std::path::Path::new(dir))?;
+    let port = nats.port;
     let (js_publish, js_drain) = jetstream(port, events, size).await?;
     println!(
         "{}",

@@ -361,27 +361,10 @@ impl PubSub for PubSubApi {
         let rpc_id = rpc_id();
         let p = self.principal(req.metadata(), &rpc_id)?;
         let mut inbound = req.into_inner();
-        let first = match inbound.message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                return Err(failure(
-                    Code::InvalidArgument,
-                    "subscription.fetch.request.invalid",
-                    "The stream ended before its first FetchRequest",
-                    &rpc_id,
-                ))
-            }
-            Err(s) => return Err(s),
-        };
+        let first =
+            first_request(&mut inbound, "subscription.fetch.request.invalid", &rpc_id).await?;
         let topic = self.topic(&p, &first.topic_name, &rpc_id)?;
-        if !topic.can_subscribe {
-            return Err(failure(
-                Code::PermissionDenied,
-                "subscription.topic.cannot.subscribe",
-                &format!("You cannot subscribe to {}", topic.name),
-                &rpc_id,
-            ));
-        }
+        may_subscribe(&topic, &rpc_id)?;
         let cursor = self.start_at(first.replay_preset, &first.replay_id, &rpc_id)?;
         let wire = feed::Plain { topic: topic.name };
         let more = feed::Wire::ask(&wire, &first, &rpc_id)?.more;
@@ -451,18 +434,12 @@ impl PubSub for PubSubApi {
         let rpc_id = rpc_id();
         let p = self.principal(req.metadata(), &rpc_id)?;
         let mut inbound = req.into_inner();
-        let first = match inbound.message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                return Err(failure(
-                    Code::InvalidArgument,
-                    "managed.subscription.fetch.request.invalid",
-                    "The stream ended before its first ManagedFetchRequest",
-                    &rpc_id,
-                ))
-            }
-            Err(s) => return Err(s),
-        };
+        let first = first_request(
+            &mut inbound,
+            "managed.subscription.fetch.request.invalid",
+            &rpc_id,
+        )
+        .await?;
         if first.commit_replay_id_request.is_some() {
             return Err(failure(
                 Code::InvalidArgument,
@@ -510,14 +487,7 @@ impl PubSub for PubSubApi {
             ));
         }
         let topic = self.topic(&p, &m.topic, &rpc_id)?;
-        if !topic.can_subscribe {
-            return Err(failure(
-                Code::PermissionDenied,
-                "subscription.topic.cannot.subscribe",
-                &format!("You cannot subscribe to {}", topic.name),
-                &rpc_id,
-            ));
-        }
+        may_subscribe(&topic, &rpc_id)?;
         // Continue after the last commit while it is retained; otherwise start as configured.
         let bounds = self
             .org
@@ -570,6 +540,34 @@ impl PubSub for PubSubApi {
         feed.hold = Some(Box::new(active));
         Ok(Response::new(Box::pin(feed.into_stream())))
     }
+}
+
+/// The first request of a subscription stream (it says what the stream is about).
+async fn first_request<T>(
+    inbound: &mut Streaming<T>,
+    suffix: &str,
+    rpc_id: &str,
+) -> Result<T, Status> {
+    inbound.message().await?.ok_or_else(|| {
+        failure(
+            Code::InvalidArgument,
+            suffix,
+            "The stream ended before its first request",
+            rpc_id,
+        )
+    })
+}
+
+fn may_subscribe(topic: &Topic, rpc_id: &str) -> Result<(), Status> {
+    if topic.can_subscribe {
+        return Ok(());
+    }
+    Err(failure(
+        Code::PermissionDenied,
+        "subscription.topic.cannot.subscribe",
+        &format!("You cannot subscribe to {}", topic.name),
+        rpc_id,
+    ))
 }
 
 pub(crate) fn consumer_event(org: &Org, e: &Event) -> Option<ConsumerEvent> {
