@@ -253,7 +253,9 @@ impl Bayeux {
 #[derive(Clone)]
 enum Publisher {
     Conflux {
-        http: reqwest::Client,
+        /// The same bare hyper client the Bayeux side uses, so publishing costs every server
+        /// alike.
+        http: Http,
         base: String,
         token: String,
     },
@@ -288,17 +290,22 @@ impl Publisher {
                         json!({"allOrNone": true, "records": records}),
                     )
                 };
-                let resp = http
-                    .post(format!("{base}/services/data/v59.0{path}"))
-                    .bearer_auth(token)
-                    .json(&body)
-                    .send()
-                    .await?;
+                use http_body_util::BodyExt;
+                let req = http::Request::post(format!("{base}/services/data/v59.0{path}"))
+                    .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(
+                        serde_json::to_vec(&body)?,
+                    )))?;
+                let resp = http.request(req).await.context("publish")?;
                 let status = resp.status();
+                let bytes = resp.into_body().collect().await?.to_bytes();
                 if !status.is_success() {
-                    bail!("publish: HTTP {status}: {}", resp.text().await?);
+                    bail!(
+                        "publish: HTTP {status}: {}",
+                        String::from_utf8_lossy(&bytes)
+                    );
                 }
-                resp.bytes().await?;
                 Ok(())
             }
             Publisher::Peer(b) => {
@@ -465,7 +472,9 @@ async fn main() -> Result<()> {
     };
     let publisher = match kind {
         Kind::Conflux => Publisher::Conflux {
-            http: http.clone(),
+            http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .build_http(),
             base: base.clone(),
             token: token.clone(),
         },
