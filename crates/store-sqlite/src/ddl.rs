@@ -80,7 +80,7 @@ pub fn add_field_sql(o: &ObjectDef, f: &FieldDef) -> Vec<String> {
 }
 
 /// The system tables: settings, applied metadata specs, auth state, Bulk API jobs and their
-/// processed chunks, the event log.
+/// processed chunks, the event log, the delivery queue.
 pub const SYSTEM_TABLES: &str = r#"
 CREATE TABLE IF NOT EXISTS meta_kv (
   key TEXT PRIMARY KEY,
@@ -188,6 +188,25 @@ CREATE TABLE IF NOT EXISTS event_log (
 );
 CREATE INDEX IF NOT EXISTS ix_event_log_stream ON event_log(stream, replay_id);
 CREATE INDEX IF NOT EXISTS ix_event_log_kind ON event_log(kind, replay_id);
+CREATE TABLE IF NOT EXISTS delivery_queue (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  endpoint TEXT NOT NULL,
+  action TEXT NOT NULL,
+  record TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  next_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  state INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_ms INTEGER,
+  last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS ix_delivery_due ON delivery_queue(state, endpoint, next_ms);
+CREATE TABLE IF NOT EXISTS delivery_endpoints (
+  endpoint TEXT PRIMARY KEY
+) WITHOUT ROWID;
 "#;
 
 /// Upgrades of the system tables, applied in order when the column they add is missing:

@@ -19,7 +19,9 @@
 
 mod bulk;
 mod codec;
+
 mod ddl;
+mod delivery;
 mod events;
 mod query;
 mod tx;
@@ -87,6 +89,8 @@ pub struct SqliteStore {
     janitor: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The last committed event's replay id (the writer sends it).
     tip: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Moves after commits that queued notifications.
+    wake: Arc<tokio::sync::watch::Sender<u64>>,
     /// Runs WAL checkpoints after commits (ends when the writer does).
     checkpoints: Mutex<Option<std::thread::JoinHandle<()>>>,
     next_reader: AtomicUsize,
@@ -326,6 +330,8 @@ impl SqliteStore {
         let writer_commits = commits.clone();
         let tip = Arc::new(tokio::sync::watch::Sender::new(events::bounds(&conn)?.last));
         let writer_tip = tip.clone();
+        let wake = Arc::new(tokio::sync::watch::Sender::new(0u64));
+        let writer_wake = wake.clone();
         let context: Arc<Mutex<Option<Context>>> = Arc::default();
         let writer_context = context.clone();
         let handle = std::thread::Builder::new()
@@ -339,6 +345,7 @@ impl SqliteStore {
                     writer_commits,
                     checkpoint_tx,
                     writer_tip,
+                    writer_wake,
                     writer_context,
                 )
             })
@@ -353,6 +360,7 @@ impl SqliteStore {
             janitor: Mutex::new(Some(janitor)),
             checkpoints: Mutex::new(Some(checkpoints)),
             tip,
+            wake,
             next_reader: AtomicUsize::new(0),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
@@ -426,6 +434,7 @@ fn writer_loop(
     commits: Arc<AtomicU64>,
     checkpoint: std::sync::mpsc::SyncSender<()>,
     tip: Arc<tokio::sync::watch::Sender<u64>>,
+    wake: Arc<tokio::sync::watch::Sender<u64>>,
     context: Arc<Mutex<Option<Context>>>,
 ) {
     let mut seqs: HashMap<String, u64> = HashMap::new();
@@ -444,7 +453,7 @@ fn writer_loop(
             &schema,
             marker,
             &mut seqs,
-            (&commits, &tip),
+            (&commits, &tip, &wake),
             ctx.as_ref(),
         );
         // Full means a checkpoint is already pending.
@@ -465,12 +474,17 @@ fn run_batch(
     schema: &ArcSwap<Schema>,
     marker: OrgMarker,
     seqs: &mut HashMap<String, u64>,
-    (commits, tip): (&AtomicU64, &tokio::sync::watch::Sender<u64>),
+    (commits, tip, wake): (
+        &AtomicU64,
+        &tokio::sync::watch::Sender<u64>,
+        &tokio::sync::watch::Sender<u64>,
+    ),
     context: Option<&Context>,
 ) {
     let mut working = schema.load_full();
     let mut changed = false;
     let mut events = false;
+    let mut deliveries = false;
     let mut done: Vec<Box<dyn FnOnce(StoreResult<()>) + Send>> = Vec::with_capacity(batch.len());
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let err = backend(e);
@@ -497,6 +511,7 @@ fn run_batch(
             insert_many_stmt: None,
             events_appended: false,
             detached: Vec::new(),
+            deliveries_changed: false,
             changes: Default::default(),
             context,
         };
@@ -517,6 +532,7 @@ fn run_batch(
         let (schema_after, schema_changed) = (w.read.schema.clone(), w.schema_changed);
         let detached = std::mem::take(&mut w.detached);
         let job_events = w.events_appended;
+        let job_deliveries = w.deliveries_changed;
         drop(w);
         match outcome {
             Ok(d) if d.keep => {
@@ -526,6 +542,7 @@ fn run_batch(
                     changed = true;
                 }
                 events |= job_events;
+                deliveries |= job_deliveries;
                 done.push(d.after_commit);
             }
             Ok(d) => {
@@ -562,6 +579,9 @@ fn run_batch(
             // Before anyone hears of this commit: a read that starts after an acknowledgement
             // must not reuse a snapshot from before it.
             commits.fetch_add(1, Ordering::Release);
+            if deliveries {
+                wake.send_modify(|n| *n += 1);
+            }
             if events {
                 match events::bounds(conn) {
                     Ok(b) => {
@@ -639,6 +659,10 @@ impl Store for SqliteStore {
 
     fn event_tip(&self) -> tokio::sync::watch::Receiver<u64> {
         self.tip.subscribe()
+    }
+
+    fn delivery_wake(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.wake.subscribe()
     }
 
     fn submit(&self, job: WriteJob) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {

@@ -452,3 +452,153 @@ async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
     let b = st.read(|tx| tx.event_bounds()).unwrap();
     assert_eq!((b.pruned_through, b.last), (last, next));
 }
+
+fn delivery(endpoint: &str, action: &str, next_ms: i64) -> store::NewDelivery {
+    store::NewDelivery {
+        kind: "webhook".into(),
+        endpoint: endpoint.into(),
+        action: action.into(),
+        record: String::new(),
+        payload: "{}".into(),
+        created_ms: 1,
+        next_ms,
+        expires_ms: 1_000,
+    }
+}
+
+#[tokio::test]
+async fn the_delivery_queue_commits_with_its_job_and_settles_each_outcome() {
+    use store::{DeliveryFilter, DeliveryState, Settle};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: Arc<dyn Store> = s.clone();
+    let mut wake = st.delivery_wake();
+    // A rolled-back job queues nothing; a kept one wakes the engine.
+    let r: Result<(), ApiError> = st
+        .write(|tx| {
+            tx.enqueue_delivery(&delivery("http://a", "A", 10))?;
+            Err(ApiError::new(ErrorCode::InvalidField, "no"))
+        })
+        .await;
+    assert!(r.is_err());
+    assert!(!wake.has_changed().unwrap());
+    let seqs = st
+        .write(|tx| {
+            let mut v = Vec::new();
+            for (e, next) in [("http://a", 30), ("http://a", 10), ("http://b", 20)] {
+                v.push(tx.enqueue_delivery(&delivery(e, "A", next))?);
+            }
+            Ok(v)
+        })
+        .await
+        .unwrap();
+    assert!(wake.has_changed().unwrap());
+    wake.mark_unchanged();
+    assert_eq!(
+        st.read(|tx| tx.deliveries(&store::DeliveryFilter {
+            limit: 10,
+            ..Default::default()
+        }))
+        .unwrap()
+        .len(),
+        3,
+        "the rolled-back job queued nothing"
+    );
+    let seqs: [u64; 3] = seqs.try_into().unwrap();
+    let endpoints = st.read(|tx| tx.delivery_endpoints()).unwrap();
+    assert_eq!(
+        endpoints,
+        vec![("http://a".to_string(), 10), ("http://b".to_string(), 20)]
+    );
+    let due = st.read(|tx| tx.due_deliveries("http://a", 15, 10)).unwrap();
+    assert_eq!(due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![seqs[1]]);
+    let due = st.read(|tx| tx.due_deliveries("http://a", 50, 10)).unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.seq).collect::<Vec<_>>(),
+        vec![seqs[1], seqs[0]],
+        "earliest due first"
+    );
+
+    let outcomes = vec![
+        (seqs[0], Settle::Delivered),
+        (
+            seqs[1],
+            Settle::Retry {
+                next_ms: 500,
+                error: "HTTP 500".into(),
+            },
+        ),
+        (
+            seqs[2],
+            Settle::Dead {
+                error: "expired".into(),
+            },
+        ),
+    ];
+    st.write(move |tx| Ok(tx.settle_deliveries(&outcomes, 40)?))
+        .await
+        .unwrap();
+    assert!(st.read(|tx| tx.delivery(seqs[0])).unwrap().is_none());
+    let retried = st.read(|tx| tx.delivery(seqs[1])).unwrap().unwrap();
+    assert_eq!(
+        (retried.attempts, retried.new.next_ms, retried.last_ms),
+        (1, 500, Some(40))
+    );
+    assert_eq!(retried.last_error.as_deref(), Some("HTTP 500"));
+    let dead = st.read(|tx| tx.delivery(seqs[2])).unwrap().unwrap();
+    assert_eq!(dead.state, DeliveryState::Dead);
+    assert!(st
+        .read(|tx| tx.due_deliveries("http://b", 1_000, 10))
+        .unwrap()
+        .is_empty());
+    let failed = st
+        .read(|tx| {
+            tx.deliveries(&DeliveryFilter {
+                failed: true,
+                limit: 10,
+                ..Default::default()
+            })
+        })
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    let counts = st.read(|tx| tx.delivery_counts()).unwrap();
+    assert_eq!((counts[0].failing, counts[1].dead), (1, 1));
+
+    // Settling something dead again changes nothing; requeue brings it back with a new expiry.
+    let again = vec![(seqs[2], Settle::Delivered)];
+    st.write(move |tx| Ok(tx.settle_deliveries(&again, 41)?))
+        .await
+        .unwrap();
+    assert!(st.read(|tx| tx.delivery(seqs[2])).unwrap().is_some());
+    let n = st
+        .write(move |tx| Ok(tx.requeue_deliveries(&[seqs[2]], 60, 9_000)?))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(wake.has_changed().unwrap());
+    let back = st.read(|tx| tx.delivery(seqs[2])).unwrap().unwrap();
+    assert_eq!(
+        (
+            back.state,
+            back.new.next_ms,
+            back.new.expires_ms,
+            back.attempts
+        ),
+        (DeliveryState::Queued, 60, 9_000, 1)
+    );
+    let n = st
+        .write(move |tx| Ok(tx.purge_deliveries(&[seqs[1], seqs[2], 999])?))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    drop(st);
+    s.close();
+    // Reopened, the sequence continues.
+    let s = open(&dir);
+    let st: Arc<dyn Store> = s.clone();
+    let next = st
+        .write(|tx| Ok(tx.enqueue_delivery(&delivery("http://a", "A", 1))?))
+        .await
+        .unwrap();
+    assert!(next > seqs[2]);
+}

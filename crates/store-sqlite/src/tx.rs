@@ -324,6 +324,26 @@ impl ReadTx for Conn<'_> {
     fn change_event_members(&self) -> StoreResult<Vec<(u64, String)>> {
         crate::events::change_event_members(self.conn)
     }
+    fn delivery(&self, seq: u64) -> StoreResult<Option<store::DeliveryRow>> {
+        crate::delivery::get(self.conn, seq)
+    }
+    fn deliveries(&self, filter: &store::DeliveryFilter) -> StoreResult<Vec<store::DeliveryRow>> {
+        crate::delivery::list(self.conn, filter)
+    }
+    fn delivery_endpoints(&self) -> StoreResult<Vec<(String, i64)>> {
+        crate::delivery::endpoints(self.conn)
+    }
+    fn due_deliveries(
+        &self,
+        endpoint: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<store::DeliveryRow>> {
+        crate::delivery::due(self.conn, endpoint, now_ms, limit)
+    }
+    fn delivery_counts(&self) -> StoreResult<Vec<store::DeliveryCounts>> {
+        crate::delivery::counts(self.conn)
+    }
 }
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
@@ -357,6 +377,8 @@ pub(crate) struct WConn<'a> {
     pub events_appended: bool,
     /// Events to append once the job ended, kept or not ([`WriteTx::append_event_detached`]).
     pub detached: Vec<NewEvent>,
+    /// Whether notifications were queued or made due (the writer then wakes the engine).
+    pub deliveries_changed: bool,
     /// The job's change-event state ([`WriteTx::tx_changes`]).
     pub changes: store::TxChanges,
     /// What the service attached to the store.
@@ -493,6 +515,26 @@ impl ReadTx for WConn<'_> {
     }
     fn change_event_members(&self) -> StoreResult<Vec<(u64, String)>> {
         self.read.change_event_members()
+    }
+    fn delivery(&self, seq: u64) -> StoreResult<Option<store::DeliveryRow>> {
+        self.read.delivery(seq)
+    }
+    fn deliveries(&self, filter: &store::DeliveryFilter) -> StoreResult<Vec<store::DeliveryRow>> {
+        self.read.deliveries(filter)
+    }
+    fn delivery_endpoints(&self) -> StoreResult<Vec<(String, i64)>> {
+        self.read.delivery_endpoints()
+    }
+    fn due_deliveries(
+        &self,
+        endpoint: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<store::DeliveryRow>> {
+        self.read.due_deliveries(endpoint, now_ms, limit)
+    }
+    fn delivery_counts(&self) -> StoreResult<Vec<store::DeliveryCounts>> {
+        self.read.delivery_counts()
     }
 }
 
@@ -997,6 +1039,35 @@ impl<'a> WriteTx for WConn<'a> {
 
     fn prune_events(&mut self, before_ms: i64) -> StoreResult<u64> {
         crate::events::prune(self.conn(), before_ms)
+    }
+
+    fn enqueue_delivery(&mut self, d: &store::NewDelivery) -> StoreResult<u64> {
+        let seq = crate::delivery::enqueue(self.conn(), d)?;
+        self.deliveries_changed = true;
+        Ok(seq)
+    }
+
+    fn settle_deliveries(
+        &mut self,
+        outcomes: &[(u64, store::Settle)],
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        crate::delivery::settle(self.conn(), outcomes, now_ms)
+    }
+
+    fn requeue_deliveries(
+        &mut self,
+        seqs: &[u64],
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreResult<u64> {
+        let n = crate::delivery::requeue(self.conn(), seqs, now_ms, expires_ms)?;
+        self.deliveries_changed |= n > 0;
+        Ok(n)
+    }
+
+    fn purge_deliveries(&mut self, seqs: &[u64]) -> StoreResult<u64> {
+        crate::delivery::purge(self.conn(), seqs)
     }
 
     fn rewrite_event(&mut self, replay_id: u64, payload: Option<&str>) -> StoreResult<()> {

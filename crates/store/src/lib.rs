@@ -13,10 +13,14 @@ use std::sync::Arc;
 use model::{ApiError, ObjectDef, OrgMarker, Schema, Value};
 
 mod bulk;
+mod delivery;
 mod events;
 mod query;
 mod types;
 pub use bulk::{BulkChunkRow, BulkJobFilter, BulkJobRow};
+pub use delivery::{
+    DeliveryCounts, DeliveryFilter, DeliveryRow, DeliveryState, NewDelivery, Settle,
+};
 pub use events::{EventBounds, EventKind, EventRow, EventSelect, NewEvent, TxChanges};
 pub use query::{Cell, QueryRow};
 /// The SOQL crate, re-exported so backends can name [`soql::plan::Plan`] without depending on it
@@ -170,6 +174,21 @@ pub trait ReadTx {
     fn event_bounds(&self) -> StoreResult<EventBounds>;
     /// The objects selected for change events, with their selection numbers.
     fn change_event_members(&self) -> StoreResult<Vec<(u64, String)>>;
+    /// A notification of the delivery queue.
+    fn delivery(&self, seq: u64) -> StoreResult<Option<DeliveryRow>>;
+    /// Notifications matching `filter`, in sequence order.
+    fn deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<DeliveryRow>>;
+    /// The endpoints that have queued notifications, each with its earliest due time (ms).
+    fn delivery_endpoints(&self) -> StoreResult<Vec<(String, i64)>>;
+    /// Up to `limit` queued notifications of `endpoint` due at `now_ms`, earliest first.
+    fn due_deliveries(
+        &self,
+        endpoint: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<DeliveryRow>>;
+    /// Counts of the queue per endpoint (reads every row: for operators, not hot paths).
+    fn delivery_counts(&self) -> StoreResult<Vec<DeliveryCounts>>;
 }
 
 /// What a write transaction can do in addition.
@@ -295,6 +314,22 @@ pub trait WriteTx: ReadTx {
     fn tx_changes(&mut self) -> &mut TxChanges;
     /// What the service attached to the store with [`Store::set_context`].
     fn context(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>>;
+    /// Queues a notification; it commits (or rolls back) with the job. Returns its sequence.
+    fn enqueue_delivery(&mut self, d: &NewDelivery) -> StoreResult<u64>;
+    /// Records how attempts ended (at `now_ms`). Notifications no longer queued (purged,
+    /// settled elsewhere) are left alone.
+    fn settle_deliveries(&mut self, outcomes: &[(u64, Settle)], now_ms: i64) -> StoreResult<()>;
+    /// Makes notifications due at `now_ms` again: dead ones return to the queue with
+    /// `expires_ms` as their new expiry; queued ones only move their next attempt (and keep
+    /// the later of the two expiries). Returns how many changed.
+    fn requeue_deliveries(
+        &mut self,
+        seqs: &[u64],
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreResult<u64>;
+    /// Removes notifications for good; returns how many existed.
+    fn purge_deliveries(&mut self, seqs: &[u64]) -> StoreResult<u64>;
     /// Selects (or deselects) `object` for change events. Returns the selection's number (its
     /// `PlatformEventChannelMember` id), also when it already was selected.
     fn set_change_events(&mut self, object: &str, selected: bool) -> StoreResult<u64>;
@@ -327,6 +362,9 @@ pub trait Store: Send + Sync + 'static {
     fn submit(&self, job: WriteJob) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>>;
     /// The replay id of the last committed event; changes after every commit that added events.
     fn event_tip(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Moves after every commit that queued notifications ([`WriteTx::enqueue_delivery`]) or
+    /// made some due again: the delivery engine waits on it.
+    fn delivery_wake(&self) -> tokio::sync::watch::Receiver<u64>;
     /// Attaches the service's state that write jobs may need ([`WriteTx::context`]).
     fn set_context(&self, ctx: Arc<dyn std::any::Any + Send + Sync>);
     /// The directory holding the store's files, when it has one (Bulk API uploads go beside).

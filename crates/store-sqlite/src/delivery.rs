@@ -1,0 +1,228 @@
+//! SQL for the delivery queue (`delivery_queue`): enqueue, due reads per endpoint, settling
+//! attempts, requeue and purge. Sequences are `AUTOINCREMENT` row ids, so a notification id is
+//! never reused; `delivery_endpoints` lists every endpoint ever queued to, so finding due work
+//! is one index probe per endpoint, however long the queue.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use store::{
+    DeliveryCounts, DeliveryFilter, DeliveryRow, DeliveryState, NewDelivery, Settle, StoreResult,
+};
+
+use crate::tx::backend;
+
+const COLUMNS: &str = "seq, kind, endpoint, action, record, payload, created_ms, next_ms, \
+                       expires_ms, state, attempts, last_ms, last_error";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    Ok(DeliveryRow {
+        seq: r.get::<_, i64>(0)? as u64,
+        new: NewDelivery {
+            kind: r.get(1)?,
+            endpoint: r.get(2)?,
+            action: r.get(3)?,
+            record: r.get(4)?,
+            payload: r.get(5)?,
+            created_ms: r.get(6)?,
+            next_ms: r.get(7)?,
+            expires_ms: r.get(8)?,
+        },
+        state: DeliveryState::from_code(r.get(9)?),
+        attempts: r.get::<_, i64>(10)? as u32,
+        last_ms: r.get(11)?,
+        last_error: r.get(12)?,
+    })
+}
+
+fn seq_param(seq: u64) -> i64 {
+    seq.min(i64::MAX as u64) as i64
+}
+
+pub(crate) fn enqueue(conn: &Connection, d: &NewDelivery) -> StoreResult<u64> {
+    conn.prepare_cached("INSERT OR IGNORE INTO delivery_endpoints (endpoint) VALUES (?1)")
+        .map_err(backend)?
+        .execute([&d.endpoint])
+        .map_err(backend)?;
+    conn.prepare_cached(
+        "INSERT INTO delivery_queue (kind, endpoint, action, record, payload, created_ms, next_ms,
+                                     expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .map_err(backend)?
+    .execute(params![
+        d.kind,
+        d.endpoint,
+        d.action,
+        d.record,
+        d.payload,
+        d.created_ms,
+        d.next_ms,
+        d.expires_ms
+    ])
+    .map_err(backend)?;
+    Ok(conn.last_insert_rowid() as u64)
+}
+
+pub(crate) fn get(conn: &Connection, seq: u64) -> StoreResult<Option<DeliveryRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM delivery_queue WHERE seq = ?1"
+    ))
+    .map_err(backend)?
+    .query_row([seq_param(seq)], row)
+    .optional()
+    .map_err(backend)
+}
+
+pub(crate) fn list(conn: &Connection, f: &DeliveryFilter) -> StoreResult<Vec<DeliveryRow>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM delivery_queue WHERE seq > ?1");
+    let mut args: Vec<rusqlite::types::Value> = vec![seq_param(f.after).into()];
+    if let Some(s) = f.state {
+        args.push(s.code().into());
+        sql.push_str(&format!(" AND state = ?{}", args.len()));
+    }
+    if f.failed {
+        sql.push_str(" AND state = 0 AND attempts > 0");
+    }
+    if let Some(e) = &f.endpoint {
+        args.push(e.clone().into());
+        sql.push_str(&format!(" AND endpoint = ?{}", args.len()));
+    }
+    if let Some(a) = &f.action {
+        args.push(a.clone().into());
+        sql.push_str(&format!(" AND action = ?{}", args.len()));
+    }
+    sql.push_str(" ORDER BY seq");
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), row)
+        .map_err(backend)?;
+    rows.take(f.limit).map(|r| r.map_err(backend)).collect()
+}
+
+pub(crate) fn endpoints(conn: &Connection) -> StoreResult<Vec<(String, i64)>> {
+    let names: Vec<String> = conn
+        .prepare_cached("SELECT endpoint FROM delivery_endpoints")
+        .map_err(backend)?
+        .query_map([], |r| r.get(0))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    let mut due = conn
+        .prepare_cached("SELECT MIN(next_ms) FROM delivery_queue WHERE state = 0 AND endpoint = ?1")
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for n in names {
+        let next: Option<i64> = due.query_row([&n], |r| r.get(0)).map_err(backend)?;
+        if let Some(next) = next {
+            out.push((n, next));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn due(
+    conn: &Connection,
+    endpoint: &str,
+    now_ms: i64,
+    limit: usize,
+) -> StoreResult<Vec<DeliveryRow>> {
+    // No `LIMIT ?` (a bound LIMIT makes SQLite prepare again for each value); the index gives
+    // rows in order and reading stops after `limit`.
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM delivery_queue
+             WHERE state = 0 AND endpoint = ?1 AND next_ms <= ?2 ORDER BY next_ms"
+        ))
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![endpoint, now_ms], row)
+        .map_err(backend)?;
+    rows.take(limit).map(|r| r.map_err(backend)).collect()
+}
+
+pub(crate) fn counts(conn: &Connection) -> StoreResult<Vec<DeliveryCounts>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT endpoint,
+                    SUM(state = 0 AND attempts = 0), SUM(state = 0 AND attempts > 0),
+                    SUM(state = 1), MIN(CASE WHEN state = 0 THEN created_ms END)
+             FROM delivery_queue GROUP BY endpoint ORDER BY endpoint",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(DeliveryCounts {
+                endpoint: r.get(0)?,
+                queued: r.get::<_, i64>(1)? as u64,
+                failing: r.get::<_, i64>(2)? as u64,
+                dead: r.get::<_, i64>(3)? as u64,
+                oldest_ms: r.get(4)?,
+            })
+        })
+        .map_err(backend)?;
+    rows.map(|r| r.map_err(backend)).collect()
+}
+
+pub(crate) fn settle(conn: &Connection, outcomes: &[(u64, Settle)], now: i64) -> StoreResult<()> {
+    for (seq, outcome) in outcomes {
+        let seq = seq_param(*seq);
+        match outcome {
+            Settle::Delivered => conn
+                .prepare_cached("DELETE FROM delivery_queue WHERE seq = ?1 AND state = 0")
+                .and_then(|mut s| s.execute([seq])),
+            Settle::Retry { next_ms, error } => conn
+                .prepare_cached(
+                    "UPDATE delivery_queue SET attempts = attempts + 1, next_ms = ?2,
+                            last_ms = ?3, last_error = ?4
+                     WHERE seq = ?1 AND state = 0",
+                )
+                .and_then(|mut s| s.execute(params![seq, next_ms, now, error])),
+            Settle::Dead { error } => conn
+                .prepare_cached(
+                    "UPDATE delivery_queue SET state = 1, attempts = attempts + 1,
+                            last_ms = ?2, last_error = ?3
+                     WHERE seq = ?1 AND state = 0",
+                )
+                .and_then(|mut s| s.execute(params![seq, now, error])),
+            Settle::Defer { next_ms } => conn
+                .prepare_cached(
+                    "UPDATE delivery_queue SET next_ms = ?2 WHERE seq = ?1 AND state = 0",
+                )
+                .and_then(|mut s| s.execute(params![seq, next_ms])),
+        }
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn requeue(
+    conn: &Connection,
+    seqs: &[u64],
+    now_ms: i64,
+    expires_ms: i64,
+) -> StoreResult<u64> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE delivery_queue SET state = 0, next_ms = ?2,
+                    expires_ms = MAX(CASE WHEN state = 1 THEN 0 ELSE expires_ms END, ?3)
+             WHERE seq = ?1",
+        )
+        .map_err(backend)?;
+    let mut n = 0;
+    for s in seqs {
+        n += stmt
+            .execute(params![seq_param(*s), now_ms, expires_ms])
+            .map_err(backend)? as u64;
+    }
+    Ok(n)
+}
+
+pub(crate) fn purge(conn: &Connection, seqs: &[u64]) -> StoreResult<u64> {
+    let mut stmt = conn
+        .prepare_cached("DELETE FROM delivery_queue WHERE seq = ?1")
+        .map_err(backend)?;
+    let mut n = 0;
+    for s in seqs {
+        n += stmt.execute([seq_param(*s)]).map_err(backend)? as u64;
+    }
+    Ok(n)
+}
