@@ -87,6 +87,46 @@ struct ServeArgs {
     /// Seconds a Streaming API connect is held open when no event arrives.
     #[arg(long, env = "CONFLUX_STREAMING_TIMEOUT", default_value_t = 110)]
     streaming_timeout: u64,
+    /// Milliseconds before the first retry of a failed delivery (each further failure doubles it).
+    #[arg(long, env = "CONFLUX_DELIVERY_RETRY_BASE_MS", default_value_t = 30_000)]
+    delivery_retry_base_ms: u64,
+    /// Longest wait between two delivery attempts, in milliseconds (default 2 hours).
+    #[arg(
+        long,
+        env = "CONFLUX_DELIVERY_RETRY_CAP_MS",
+        default_value_t = 7_200_000
+    )]
+    delivery_retry_cap_ms: u64,
+    /// Seconds an undelivered notification is retried before it goes to the dead-letter queue
+    /// (default 24 hours, at most 7 days).
+    #[arg(long, env = "CONFLUX_DELIVERY_EXPIRY_SECS", default_value_t = 86_400)]
+    delivery_expiry_secs: u64,
+    /// Milliseconds a receiver has to answer one delivery.
+    #[arg(long, env = "CONFLUX_DELIVERY_TIMEOUT_MS", default_value_t = 60_000)]
+    delivery_timeout_ms: u64,
+    /// Messages in flight to one endpoint at a time.
+    #[arg(long, env = "CONFLUX_DELIVERY_CONCURRENCY", default_value_t = 8)]
+    delivery_concurrency: usize,
+}
+
+fn delivery_policy(a: &ServeArgs) -> Result<server::DeliveryPolicy> {
+    use std::time::Duration;
+    let expiry = Duration::from_secs(a.delivery_expiry_secs.max(1));
+    if expiry > server::MAX_DELIVERY_EXPIRY {
+        anyhow::bail!(
+            "--delivery-expiry-secs {} is longer than 7 days ({} s); choose a shorter expiry",
+            a.delivery_expiry_secs,
+            server::MAX_DELIVERY_EXPIRY.as_secs()
+        );
+    }
+    Ok(server::DeliveryPolicy {
+        base: Duration::from_millis(a.delivery_retry_base_ms.max(1)),
+        cap: Duration::from_millis(a.delivery_retry_cap_ms.max(a.delivery_retry_base_ms).max(1)),
+        expiry,
+        timeout: Duration::from_millis(a.delivery_timeout_ms.clamp(1, 120_000)),
+        concurrency: a.delivery_concurrency.clamp(1, 256),
+        ..Default::default()
+    })
 }
 
 fn addr(s: &str) -> Option<String> {
@@ -118,6 +158,8 @@ async fn serve(a: ServeArgs) -> Result<()> {
         ),
         None => None,
     };
+    let delivery = delivery_policy(&a)?;
+    org.delivery_expiry_ms = delivery.expiry.as_millis() as i64;
     let cfg = server::ServerConfig {
         data_dir: a.data,
         http: addr(&a.http),
@@ -140,6 +182,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
             org_name: env("CONFLUX_ORG_NAME"),
         },
         drain_secs: 10,
+        delivery,
     };
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();

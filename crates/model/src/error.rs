@@ -81,6 +81,7 @@ error_codes! {
     DuplicateDeveloperName = "DUPLICATE_DEVELOPER_NAME", 400;
     InvalidPassword = "INVALID_NEW_PASSWORD", 400;
     ServerUnavailable = "SERVER_UNAVAILABLE", 503;
+    CannotExecuteFlowTrigger = "CANNOT_EXECUTE_FLOW_TRIGGER", 400;
 }
 
 impl fmt::Display for ErrorCode {

@@ -8,6 +8,7 @@
 mod listener;
 pub mod tls;
 
+pub use delivery::{Policy as DeliveryPolicy, MAX_EXPIRY as MAX_DELIVERY_EXPIRY};
 pub use grpc_api::Options as PubSubOptions;
 
 use std::io::Write;
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub bootstrap: BootstrapConfig,
     /// Seconds to wait for open connections at shutdown.
     pub drain_secs: u64,
+    /// How notifications of the delivery queue are retried and expire.
+    pub delivery: delivery::Policy,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +69,7 @@ impl Default for ServerConfig {
             org: OrgConfig::default(),
             bootstrap: BootstrapConfig::default(),
             drain_secs: 10,
+            delivery: delivery::Policy::default(),
         }
     }
 }
@@ -141,6 +145,24 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
         ));
     }
 
+    // Flows (metadata/flows/*.yaml) react to record writes; what they queue is drained by the
+    // delivery engine (started below, once the listeners' addresses are known).
+    let automation = automation::Automation::new(org.store().marker(), cfg.delivery.expiry);
+    if let Some(dir) = metadata_dir
+        .as_ref()
+        .map(|d| d.join("flows"))
+        .filter(|d| d.is_dir())
+    {
+        let n = automation
+            .load_dir(&dir, &org.schema())
+            .map_err(|e| anyhow::anyhow!("flows folder {}: {e}", dir.display()))?;
+        say(&format!(
+            "conflux: flows {}: {n} flows installed",
+            dir.display()
+        ));
+    }
+    org.set_triggers(automation.clone());
+
     // Bulk API jobs: files under <data>/bulk, processed in the background (below); installed
     // before serving so interrupted jobs' leftovers are cleaned up first.
     let bulk = service::bulk::Bulk::install(
@@ -158,9 +180,11 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     let app = http_api::router(state);
     let drain = Duration::from_secs(cfg.drain_secs);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut base_url = cfg.public_url.clone();
     if let Some(addr) = &cfg.http {
         let (l, local) = listener::bind(addr).await?;
         say(&format!("http: http://{}", display_addr(local)));
+        base_url.get_or_insert_with(|| format!("http://{}", display_addr(local)));
         tasks.spawn(listener::serve(
             l,
             None,
@@ -198,6 +222,11 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     if let (Some(addr), Some(config)) = (&cfg.https, &tls) {
         let (l, local) = listener::bind(addr).await?;
         say(&format!("https: https://{}", display_addr(local)));
+        base_url = Some(
+            cfg.public_url
+                .clone()
+                .unwrap_or_else(|| format!("https://{}", display_addr(local))),
+        );
         tasks.spawn(listener::serve(
             l,
             Some(config.clone()),
@@ -257,8 +286,17 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
         let shutdown = shutdown.clone();
         tokio::spawn(bulk.run(async move { shutdown.cancelled().await }))
     };
+    let engine = delivery::Engine::new(
+        org.clone(),
+        cfg.delivery.clone(),
+        automation.clone(),
+        base_url.unwrap_or_default(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let deliveries = tokio::spawn(engine.run(shutdown.clone()));
     say("conflux: ready");
     while tasks.join_next().await.is_some() {}
+    let _ = deliveries.await;
     let _ = janitor.await;
     let _ = bus_closer.await;
     let _ = bulk_runner.await;

@@ -34,6 +34,8 @@ pub struct JobContext {
     pub overflow_after: u64,
     /// The active PushTopics.
     pub topics: crate::topics::Registry,
+    /// Automation reacting to record writes.
+    pub triggers: crate::triggers::Slot,
 }
 
 /// The context attached to the store `tx` writes to.

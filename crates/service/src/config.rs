@@ -36,6 +36,8 @@ pub struct OrgConfig {
     /// Changes in one transaction after which change events give way to one `GAP_OVERFLOW`
     /// event per further entity (Salesforce: 100,000).
     pub cdc_overflow_after: u64,
+    /// How long a requeued notification may stay undelivered before it expires again (ms).
+    pub delivery_expiry_ms: i64,
 }
 
 impl Default for OrgConfig {
@@ -56,6 +58,7 @@ impl Default for OrgConfig {
             event_retention_hours: 72,
             streaming_max_clients: 2000,
             streaming_timeout_ms: 110_000,
+            delivery_expiry_ms: 24 * 3_600_000,
             cdc_overflow_after: crate::changes::OVERFLOW_AFTER,
         }
     }

@@ -14,11 +14,13 @@ pub mod limits;
 pub mod managed;
 pub mod metadata;
 pub mod ops;
+pub mod outbox;
 pub mod perms;
 pub mod pubsub;
 pub mod query;
 pub mod records;
 pub mod topics;
+pub mod triggers;
 pub mod users;
 pub mod xml;
 
@@ -54,6 +56,8 @@ pub struct Org {
     /// Avro layouts of the event types, for the Pub/Sub API.
     pub(crate) layouts: avro::Layouts,
     org_id: Id,
+    /// What write jobs reach through the store's context.
+    pub(crate) job_context: Arc<changes::JobContext>,
 }
 
 impl std::fmt::Debug for Org {
@@ -76,10 +80,12 @@ impl Org {
             config.daily_api_requests,
             config.max_concurrent_long_requests,
         );
-        store.set_context(Arc::new(changes::JobContext {
+        let job_context = Arc::new(changes::JobContext {
             overflow_after: config.cdc_overflow_after,
             topics: topics::Registry::default(),
-        }));
+            triggers: triggers::Slot::default(),
+        });
+        store.set_context(job_context.clone());
         Arc::new(Org {
             bus: events::Bus::new(store.clone()),
             layouts: avro::Layouts::default(),
@@ -94,6 +100,7 @@ impl Org {
             usage,
             config,
             org_id,
+            job_context,
         })
     }
 

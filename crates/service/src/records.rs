@@ -19,6 +19,7 @@ use store::WriteTx;
 use crate::auth::Principal;
 use crate::coerce::Input;
 use crate::perms::AUTH_OBJECTS;
+use crate::triggers::{self, Op};
 use crate::Org;
 use crate::{changes, topics};
 
@@ -153,8 +154,25 @@ pub fn insert_tx(
         }
     }
     check_push_topic(tx, o, None, &input)?;
+    let flows = triggers::watching(tx, o, Op::Create);
+    let mut new = None;
+    if let Some(t) = &flows {
+        let mut json = triggers::record_json(o, input.values.iter().map(|(i, v)| (*i, v)));
+        let id = Id::new(o.key_prefix, tx.marker(), seq);
+        let sets = t.before_save(tx, &change(p, o, Op::Create, id, None, Some(&json)))?;
+        if !sets.is_empty() {
+            triggers::apply(o, sets, &mut input, &mut json)?;
+            check_references(tx, o, &input)?;
+            check_unique(tx, o, &input, None)?;
+        }
+        new = Some(json);
+    }
     tx.insert(o, &input.values)?;
     changes::created(tx, p, o, seq, input.values.iter().map(|(i, v)| (*i, v)))?;
+    if let (Some(t), Some(json)) = (&flows, &new) {
+        let id = Id::new(o.key_prefix, tx.marker(), seq);
+        t.after_save(tx, &change(p, o, Op::Create, id, None, Some(json)))?;
+    }
     Ok(seq)
 }
 
@@ -251,9 +269,49 @@ pub fn update_tx(
         }
     }
     check_push_topic(tx, o, Some(seq), &input)?;
+    let flows = triggers::watching(tx, o, Op::Update);
+    let mut jsons = None;
+    if let Some(t) = &flows {
+        let old = triggers::stored_json(tx, o, seq)?;
+        let mut new = old.clone();
+        for (i, v) in &input.values {
+            new.insert(o.fields[*i].name.clone(), changes::field_json(v));
+        }
+        let id = Id::new(o.key_prefix, tx.marker(), seq);
+        let sets = t.before_save(tx, &change(p, o, Op::Update, id, Some(&old), Some(&new)))?;
+        if !sets.is_empty() {
+            triggers::apply(o, sets, &mut input, &mut new)?;
+            check_references(tx, o, &input)?;
+            check_unique(tx, o, &input, Some(seq))?;
+        }
+        jsons = Some((old, new));
+    }
     let before = changes::before_update(tx, p, o, seq, &input.values)?;
     tx.update(o, seq, &input.values)?;
-    changes::updated(tx, p, o, seq, before, &input.values)
+    changes::updated(tx, p, o, seq, before, &input.values)?;
+    if let (Some(t), Some((old, new))) = (&flows, &jsons) {
+        let id = Id::new(o.key_prefix, tx.marker(), seq);
+        t.after_save(tx, &change(p, o, Op::Update, id, Some(old), Some(new)))?;
+    }
+    Ok(())
+}
+
+fn change<'a>(
+    p: &'a Principal,
+    o: &'a ObjectDef,
+    op: Op,
+    id: Id,
+    old: Option<&'a triggers::RecordJson>,
+    new: Option<&'a triggers::RecordJson>,
+) -> triggers::Change<'a> {
+    triggers::Change {
+        principal: p,
+        object: o,
+        op,
+        id,
+        old,
+        new,
+    }
 }
 
 /// Fails unless row `seq` exists, is not in the recycle bin, and (when the caller sent
@@ -295,8 +353,18 @@ pub fn delete_tx(
     require(o.caps.deletable, o, "deleted")?;
     require(p.perms.object(o).delete, o, "")?;
     check_live_and_unmodified(tx, o, seq, unmodified_since)?;
+    let flows = triggers::watching(tx, o, Op::Delete);
+    let old = match &flows {
+        Some(_) => Some(triggers::stored_json(tx, o, seq)?),
+        None => None,
+    };
     let mut budget = MAX_CASCADE;
-    soft_delete(tx, p, o, seq, now, &mut budget, 0)
+    soft_delete(tx, p, o, seq, now, &mut budget, 0)?;
+    if let (Some(t), Some(old)) = (&flows, &old) {
+        let id = Id::new(o.key_prefix, tx.marker(), seq);
+        t.after_save(tx, &change(p, o, Op::Delete, id, Some(old), None))?;
+    }
+    Ok(())
 }
 
 fn soft_delete(

@@ -204,6 +204,7 @@ CREATE TABLE IF NOT EXISTS delivery_queue (
   last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_delivery_due ON delivery_queue(state, endpoint, next_ms);
+CREATE INDEX IF NOT EXISTS ix_delivery_expiry ON delivery_queue(state, expires_ms);
 CREATE TABLE IF NOT EXISTS delivery_endpoints (
   endpoint TEXT PRIMARY KEY
 ) WITHOUT ROWID;

@@ -139,6 +139,21 @@ pub(crate) fn due(
     rows.take(limit).map(|r| r.map_err(backend)).collect()
 }
 
+pub(crate) fn expired(
+    conn: &Connection,
+    now_ms: i64,
+    limit: usize,
+) -> StoreResult<Vec<DeliveryRow>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM delivery_queue
+             WHERE state = 0 AND expires_ms <= ?1 ORDER BY expires_ms"
+        ))
+        .map_err(backend)?;
+    let rows = stmt.query_map([now_ms], row).map_err(backend)?;
+    rows.take(limit).map(|r| r.map_err(backend)).collect()
+}
+
 pub(crate) fn counts(conn: &Connection) -> StoreResult<Vec<DeliveryCounts>> {
     let mut stmt = conn
         .prepare_cached(
@@ -183,6 +198,12 @@ pub(crate) fn settle(conn: &Connection, outcomes: &[(u64, Settle)], now: i64) ->
                      WHERE seq = ?1 AND state = 0",
                 )
                 .and_then(|mut s| s.execute(params![seq, now, error])),
+            Settle::Expired { error } => conn
+                .prepare_cached(
+                    "UPDATE delivery_queue SET state = 1, last_error = ?2
+                     WHERE seq = ?1 AND state = 0",
+                )
+                .and_then(|mut s| s.execute(params![seq, error])),
             Settle::Defer { next_ms } => conn
                 .prepare_cached(
                     "UPDATE delivery_queue SET next_ms = ?2 WHERE seq = ?1 AND state = 0",

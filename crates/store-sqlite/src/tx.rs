@@ -344,6 +344,13 @@ impl ReadTx for Conn<'_> {
     fn delivery_counts(&self) -> StoreResult<Vec<store::DeliveryCounts>> {
         crate::delivery::counts(self.conn)
     }
+    fn expired_deliveries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<store::DeliveryRow>> {
+        crate::delivery::expired(self.conn, now_ms, limit)
+    }
 }
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
@@ -535,6 +542,13 @@ impl ReadTx for WConn<'_> {
     }
     fn delivery_counts(&self) -> StoreResult<Vec<store::DeliveryCounts>> {
         self.read.delivery_counts()
+    }
+    fn expired_deliveries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<store::DeliveryRow>> {
+        self.read.expired_deliveries(now_ms, limit)
     }
 }
 

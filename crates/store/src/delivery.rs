@@ -105,6 +105,11 @@ pub enum Settle {
         /// Why.
         error: String,
     },
+    /// Expired without a new attempt: to the dead-letter queue, attempts unchanged.
+    Expired {
+        /// Why.
+        error: String,
+    },
     /// Not attempted (its endpoint's circuit is open): due again at `next_ms`, attempts unchanged.
     Defer {
         /// When it is due again (ms).

@@ -187,6 +187,8 @@ pub trait ReadTx {
         now_ms: i64,
         limit: usize,
     ) -> StoreResult<Vec<DeliveryRow>>;
+    /// Up to `limit` queued notifications whose expiry passed at `now_ms`, earliest first.
+    fn expired_deliveries(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<DeliveryRow>>;
     /// Counts of the queue per endpoint (reads every row: for operators, not hot paths).
     fn delivery_counts(&self) -> StoreResult<Vec<DeliveryCounts>>;
 }

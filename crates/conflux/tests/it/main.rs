@@ -9,6 +9,7 @@ mod cli;
 mod composite;
 mod durability;
 mod events;
+mod flows;
 mod harness;
 mod hostile;
 mod pubsub;

@@ -6,6 +6,7 @@
 //! `updated`, `deleted`, `{id}/password`…), so the same dispatch can later serve Composite
 //! subrequests.
 
+mod admin;
 mod composite;
 mod describe;
 mod exec;
@@ -387,6 +388,7 @@ async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
             Err(method_not_allowed(m, "GET,HEAD,PATCH,DELETE"))
         }
         ["composite", more @ ..] => composite::route(ctx, more).await,
+        ["conflux", more @ ..] => admin::route(ctx, more).await,
         ["query"] | ["queryAll"] | ["query", _] | ["queryAll", _] => {
             Err(method_not_allowed(m, "GET,HEAD"))
         }

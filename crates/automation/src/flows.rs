@@ -1,0 +1,307 @@
+//! Flow definitions: what a flow file says (YAML or JSON, one flow per file in
+//! `metadata/flows/`), checked against the org's metadata and compiled once.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use delivery::{OutboundDef, WebhookDef};
+use model::Schema;
+use serde::Deserialize;
+
+use crate::jq::Expr;
+
+/// A flow as written.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FlowDef {
+    /// Its unique API name.
+    pub name: String,
+    /// A label for people.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The object whose records trigger it.
+    pub object: String,
+    /// The changes that trigger it (`create`, `update`, `delete`); default create and update.
+    #[serde(default = "default_on")]
+    pub on: Vec<String>,
+    /// `before_save` (change the record in the same transaction) or `after_save` (queue work,
+    /// durably, in the same transaction).
+    #[serde(default = "default_timing")]
+    pub timing: String,
+    /// The entry condition: a jq expression over `$new` and `$old` (`.` is the record).
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// Whether it runs.
+    #[serde(default = "yes")]
+    pub active: bool,
+    /// What it does, in order.
+    pub actions: Vec<ActionDef>,
+}
+
+fn default_on() -> Vec<String> {
+    vec!["create".into(), "update".into()]
+}
+
+fn default_timing() -> String {
+    "after_save".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One action as written.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActionDef {
+    /// Set fields of the triggering record (before-save flows): field name → jq expression.
+    UpdateFields {
+        /// Field → expression, in file order.
+        fields: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Send an Outbound Message with the record's latest state.
+    OutboundMessage {
+        /// Unique name of the message definition.
+        name: String,
+        /// The receiver's URL.
+        endpoint: String,
+        /// The fields to send.
+        fields: Vec<String>,
+        /// The API version of the call-back URLs.
+        #[serde(default = "default_version")]
+        api_version: String,
+    },
+    /// Send a signed JSON webhook.
+    Webhook {
+        /// Unique name of the webhook definition.
+        name: String,
+        /// The receiver's URL.
+        url: String,
+        /// HMAC-SHA256 key for the signature header.
+        #[serde(default)]
+        secret: Option<String>,
+        /// The body: a jq expression (default: `{flow, object, event, id, new: $new, old: $old}`).
+        #[serde(default)]
+        body: Option<String>,
+        /// Extra headers.
+        #[serde(default)]
+        headers: HashMap<String, String>,
+    },
+}
+
+fn default_version() -> String {
+    "60.0".into()
+}
+
+/// A compiled action.
+#[derive(Debug)]
+pub enum Action {
+    /// Field index name → expression.
+    UpdateFields(Vec<(String, Expr)>),
+    /// Queue an Outbound Message.
+    Outbound(Arc<OutboundDef>),
+    /// Queue a webhook with the body the expression builds.
+    Webhook(Arc<WebhookDef>, Option<Expr>),
+}
+
+/// A compiled flow.
+#[derive(Debug)]
+pub struct Flow {
+    /// As written.
+    pub def: FlowDef,
+    /// Before-save (else after-save).
+    pub before: bool,
+    /// Triggering changes.
+    pub on: Vec<service::triggers::Op>,
+    /// The entry condition.
+    pub condition: Option<Expr>,
+    /// The actions.
+    pub actions: Vec<Action>,
+}
+
+/// Reads a flow file (YAML or JSON).
+pub fn parse(text: &str, what: &str) -> Result<FlowDef, String> {
+    serde_yaml::from_str(text).map_err(|e| format!("{what}: {e}"))
+}
+
+/// Reads every `*.yaml`, `*.yml` and `*.json` file of `dir` (sorted by name).
+pub fn read_dir(dir: &Path) -> Result<Vec<FlowDef>, String> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        })
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            parse(&text, &p.display().to_string())
+        })
+        .collect()
+}
+
+/// The `04k…` id of an Outbound Message: stable for its name.
+fn outbound_id(schema_marker: model::OrgMarker, name: &str) -> String {
+    // FNV-1a over the name, folded into the range of a 9-character base-62 sequence.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.to_ascii_lowercase().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    model::Id::new(
+        model::KeyPrefix(*b"04k"),
+        schema_marker,
+        h % 13_537_086_546_263_552,
+    )
+    .to_18()
+}
+
+/// Checks a flow against the schema and compiles it.
+pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Result<Flow, String> {
+    use service::triggers::Op;
+    let name = &def.name;
+    let err = |m: String| format!("flow {name}: {m}");
+    if name.is_empty()
+        || name.len() > 80
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || !name.starts_with(|c: char| c.is_ascii_alphabetic())
+    {
+        return Err(format!(
+            "flow name {name:?}: use letters, digits and underscores, starting with a letter"
+        ));
+    }
+    let object = schema
+        .object(&def.object)
+        .ok_or_else(|| err(format!("there is no object {}", def.object)))?;
+    let before = match def.timing.as_str() {
+        "before_save" => true,
+        "after_save" => false,
+        t => {
+            return Err(err(format!(
+                "timing {t:?} is not before_save or after_save"
+            )))
+        }
+    };
+    let mut on = Vec::new();
+    for o in &def.on {
+        on.push(match o.as_str() {
+            "create" => Op::Create,
+            "update" => Op::Update,
+            "delete" if !before => Op::Delete,
+            "delete" => return Err(err("before_save flows run on create and update only".into())),
+            other => return Err(err(format!("{other:?} is not create, update or delete"))),
+        });
+    }
+    if on.is_empty() {
+        return Err(err("`on` names no change".into()));
+    }
+    let condition = def
+        .condition
+        .as_deref()
+        .map(Expr::compile)
+        .transpose()
+        .map_err(err)?;
+    let check_field = |f: &str| -> Result<(), String> {
+        object
+            .field_index(f)
+            .map(|_| ())
+            .ok_or_else(|| err(format!("{} has no field {f}", object.name)))
+    };
+    let mut actions = Vec::new();
+    for a in &def.actions {
+        actions.push(match a {
+            ActionDef::UpdateFields { fields } => {
+                if !before {
+                    return Err(err("update_fields runs in before_save flows".into()));
+                }
+                let mut v = Vec::new();
+                for (f, e) in fields {
+                    check_field(f)?;
+                    let src = e.as_str().ok_or_else(|| {
+                        err(format!(
+                            "the value of {f} must be a jq expression (a string)"
+                        ))
+                    })?;
+                    v.push((f.clone(), Expr::compile(src).map_err(err)?));
+                }
+                Action::UpdateFields(v)
+            }
+            ActionDef::OutboundMessage {
+                name: n,
+                endpoint,
+                fields,
+                api_version,
+            } => {
+                if before {
+                    return Err(err("outbound_message runs in after_save flows".into()));
+                }
+                check_url(endpoint).map_err(err)?;
+                for f in fields {
+                    check_field(f)?;
+                }
+                Action::Outbound(Arc::new(OutboundDef {
+                    name: n.clone(),
+                    id: outbound_id(marker, n),
+                    object: object.name.clone(),
+                    endpoint: endpoint.clone(),
+                    fields: fields.clone(),
+                    api_version: api_version.clone(),
+                }))
+            }
+            ActionDef::Webhook {
+                name: n,
+                url,
+                secret,
+                body,
+                headers,
+            } => {
+                if before {
+                    return Err(err("webhook runs in after_save flows".into()));
+                }
+                check_url(url).map_err(err)?;
+                let body = body
+                    .as_deref()
+                    .map(Expr::compile)
+                    .transpose()
+                    .map_err(err)?;
+                let mut headers: Vec<(String, String)> = headers.clone().into_iter().collect();
+                headers.sort();
+                Action::Webhook(
+                    Arc::new(WebhookDef {
+                        name: n.clone(),
+                        url: url.clone(),
+                        secret: secret.clone(),
+                        headers,
+                    }),
+                    body,
+                )
+            }
+        });
+    }
+    Ok(Flow {
+        before,
+        on,
+        condition,
+        actions,
+        def: FlowDef {
+            object: object.name.clone(),
+            ..def
+        },
+    })
+}
+
+fn check_url(u: &str) -> Result<(), String> {
+    if u.starts_with("http://") || u.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!("{u:?} is not an http:// or https:// URL"))
+    }
+}

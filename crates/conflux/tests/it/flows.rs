@@ -1,0 +1,629 @@
+//! Flows and the delivery queue end to end: flow files in the metadata folder, before-save field
+//! updates, Outbound Messages and signed webhooks to a real HTTP receiver that fails, hangs and
+//! recovers, the dead-letter queue and its operator API, and `kill -9` with queued notifications.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::harness::{data_dir, Org};
+
+/// How the receiver answers a path.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// 200 with a SOAP `Ack` (webhooks ignore the body).
+    Ok,
+    /// 500 with a short body.
+    Fail,
+    /// Never answers (until the mode changes).
+    Hang,
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: HashMap<String, String>,
+    body: String,
+    answered: Mode,
+}
+
+/// A real HTTP/1.1 receiver on loopback: one thread per connection, `Connection: close`.
+#[derive(Clone)]
+struct Receiver {
+    addr: String,
+    modes: Arc<Mutex<HashMap<String, Mode>>>,
+    got: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    fn start_on(listener: TcpListener) -> Receiver {
+        let r = Receiver {
+            addr: format!("http://{}", listener.local_addr().unwrap()),
+            modes: Arc::default(),
+            got: Arc::default(),
+            stop: Arc::default(),
+        };
+        let me = r.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if me.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let me = me.clone();
+                std::thread::spawn(move || me.serve(conn));
+            }
+        });
+        r
+    }
+
+    fn start() -> Receiver {
+        Receiver::start_on(TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    fn set(&self, path: &str, mode: Mode) {
+        self.modes.lock().unwrap().insert(path.to_string(), mode);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.addr)
+    }
+
+    fn received(&self, path: &str, answered: Mode) -> Vec<Received> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path && r.answered == answered)
+            .cloned()
+            .collect()
+    }
+
+    fn serve(&self, conn: TcpStream) {
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let mode = self
+            .modes
+            .lock()
+            .unwrap()
+            .get(&path)
+            .copied()
+            .unwrap_or(Mode::Ok);
+        self.got.lock().unwrap().push(Received {
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            answered: mode,
+        });
+        let mut conn = conn;
+        let reply = match mode {
+            Mode::Ok => "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body><notificationsResponse xmlns=\"http://soap.sforce.com/2005/09/outbound\"><Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>".to_string(),
+            Mode::Fail => "database unavailable".to_string(),
+            Mode::Hang => {
+                std::thread::sleep(Duration::from_secs(30));
+                return;
+            }
+        };
+        let status = if mode == Mode::Ok {
+            "200 OK"
+        } else {
+            "500 Internal Server Error"
+        };
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+            reply.len()
+        );
+    }
+}
+
+/// Waits up to 60 s for `f` to hold.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every `<Notification>`'s (notification id, record id) in an Outbound Message.
+fn notifications(xml: &str) -> Vec<(String, String)> {
+    xml.split("<Notification>")
+        .skip(1)
+        .map(|n| {
+            let id = n
+                .split("<Id>")
+                .nth(1)
+                .unwrap()
+                .split("</Id>")
+                .next()
+                .unwrap();
+            let rec = n
+                .split("<sf:Id>")
+                .nth(1)
+                .unwrap()
+                .split("</sf:Id>")
+                .next()
+                .unwrap();
+            (id.to_string(), rec.to_string())
+        })
+        .collect()
+}
+
+fn write_flow(data: &std::path::Path, name: &str, yaml: &str) {
+    let dir = data.join("metadata/flows");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.yaml")), yaml).unwrap();
+}
+
+fn deliveries(org: &Org, query: &str) -> Vec<Value> {
+    let (s, b) = org.call(
+        Method::GET,
+        &org.data(&format!("/conflux/deliveries?{query}")),
+        None,
+    );
+    assert_eq!(s, 200, "{b}");
+    b["deliveries"].as_array().unwrap().clone()
+}
+
+#[test]
+fn outbound_messages_and_webhooks_reach_a_receiver_that_recovers_with_stable_ids() {
+    let rx = Receiver::start();
+    rx.set("/om", Mode::Fail);
+    let data = data_dir("flows-om");
+    write_flow(
+        &data,
+        "account_hot",
+        &format!(
+            r#"name: Account_Hot
+object: Account
+on: [create, update]
+condition: '$new.Rating == "Hot" and $old.Rating != "Hot"'
+actions:
+  - type: outbound_message
+    name: Hot_Account_To_ERP
+    endpoint: {om}
+    fields: [Id, Name, Rating, Phone]
+  - type: webhook
+    name: Hot_Account_Hook
+    url: {hook}
+    secret: s3cret
+    body: '{{id: $new.Id, name: $new.Name, was: $old.Rating}}'
+"#,
+            om = rx.url("/om"),
+            hook = rx.url("/hook")
+        ),
+    );
+    write_flow(
+        &data,
+        "account_describe",
+        r#"name: Account_Describe
+object: Account
+timing: before_save
+condition: '.Description == null'
+actions:
+  - type: update_fields
+    fields:
+      Description: '"flow saw " + .Name'
+"#,
+    );
+    let org = Org::start_in(
+        &data,
+        &[],
+        &[
+            "--delivery-retry-base-ms",
+            "200",
+            "--delivery-retry-cap-ms",
+            "400",
+        ],
+    );
+
+    // Before-save: the record is written with the flow's value, in the same request.
+    let cold = org.create("Account", json!({"Name": "Cold One", "Rating": "Cold"}));
+    let (_, rec) = org.call(
+        Method::GET,
+        &org.data(&format!("/sobjects/Account/{cold}")),
+        None,
+    );
+    assert_eq!(rec["Description"], "flow saw Cold One");
+    let mine = org.create("Account", json!({"Name": "Kept", "Description": "mine"}));
+    let (_, rec) = org.call(
+        Method::GET,
+        &org.data(&format!("/sobjects/Account/{mine}")),
+        None,
+    );
+    assert_eq!(rec["Description"], "mine", "the condition keeps it");
+
+    // After-save: a change into "Hot" queues both actions; other changes queue nothing.
+    let (s, b) = org.call(
+        Method::PATCH,
+        &org.data(&format!("/sobjects/Account/{cold}")),
+        Some(json!({"Rating": "Hot"})),
+    );
+    assert_eq!(s, 204, "{b}");
+    let (s, _) = org.call(
+        Method::PATCH,
+        &org.data(&format!("/sobjects/Account/{cold}")),
+        Some(json!({"Phone": "555"})),
+    );
+    assert_eq!(s, 204, "already Hot: the condition does not hold again");
+    let mut hot = vec![cold.clone()];
+    for i in 0..3 {
+        hot.push(org.create(
+            "Account",
+            json!({"Name": format!("Hot {i}"), "Rating": "Hot"}),
+        ));
+    }
+    // A rolled-back transaction queues nothing.
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/composite"),
+        Some(json!({"allOrNone": true, "compositeRequest": [
+            {"method": "POST", "url": format!("/services/data/{}/sobjects/Account", crate::harness::V),
+             "referenceId": "a", "body": {"Name": "Rolled Back", "Rating": "Hot"}},
+            {"method": "POST", "url": format!("/services/data/{}/sobjects/Account", crate::harness::V),
+             "referenceId": "b", "body": {"Rating": "Hot"}}
+        ]})),
+    );
+    assert_eq!(s, 200, "{b}");
+
+    // Webhooks arrive signed, with the notification id as idempotency key.
+    eventually("4 webhooks", || rx.received("/hook", Mode::Ok).len() >= 4);
+    let hooks = rx.received("/hook", Mode::Ok);
+    let mut hook_records = HashSet::new();
+    for h in &hooks {
+        let body: Value = serde_json::from_str(&h.body).unwrap();
+        hook_records.insert(body["id"].as_str().unwrap().to_string());
+        assert_ne!(body["name"], "Rolled Back");
+        let key = &h.headers["idempotency-key"];
+        assert!(key.starts_with("04l") && key.len() == 18, "{key}");
+        let sig = &h.headers["x-conflux-signature"];
+        let (t, v1) = sig
+            .strip_prefix("t=")
+            .and_then(|s| s.split_once(",v1="))
+            .expect("signature shape");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(format!("{t}.{}", h.body).as_bytes());
+        let want: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(v1, want, "the signature covers timestamp and body");
+        assert_eq!(h.headers["content-type"], "application/json");
+    }
+    assert_eq!(hook_records, hot.iter().cloned().collect::<HashSet<_>>());
+    let first: Value =
+        serde_json::from_str(&hooks.iter().find(|h| h.body.contains(&cold)).unwrap().body).unwrap();
+    assert_eq!(first["was"], "Cold", "$old is the state before the update");
+
+    // The Outbound Messages fail: they wait in the queue with the reason, and are retried.
+    eventually("failed outbound messages", || {
+        rx.received("/om", Mode::Fail).len() >= 2
+    });
+    let failed = deliveries(&org, "state=failed");
+    assert!(!failed.is_empty());
+    for d in &failed {
+        assert_eq!(d["kind"], "outbound");
+        assert!(d["attempts"].as_u64().unwrap() >= 1);
+        assert!(
+            d["lastError"]
+                .as_str()
+                .unwrap()
+                .contains("HTTP 500: database unavailable"),
+            "{d}"
+        );
+    }
+    let queued_ids: HashSet<String> = deliveries(&org, "state=all")
+        .iter()
+        .filter(|d| d["kind"] == "outbound")
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(queued_ids.len(), 4, "one notification per record change");
+    // The record changes while its message waits: the latest state is sent.
+    let (s, _) = org.call(
+        Method::PATCH,
+        &org.data(&format!("/sobjects/Account/{}", hot[1])),
+        Some(json!({"Name": "Renamed While Queued"})),
+    );
+    assert_eq!(s, 204);
+
+    rx.set("/om", Mode::Ok);
+    eventually("every notification acknowledged", || {
+        let got: HashSet<String> = rx
+            .received("/om", Mode::Ok)
+            .iter()
+            .flat_map(|r| notifications(&r.body))
+            .map(|(id, _)| id)
+            .collect();
+        got == queued_ids
+    });
+    // Ids were the same on every attempt.
+    for failed in rx.received("/om", Mode::Fail) {
+        for (id, _) in notifications(&failed.body) {
+            assert!(
+                queued_ids.contains(&id),
+                "{id} was retried under another id"
+            );
+        }
+    }
+    let acked = rx.received("/om", Mode::Ok);
+    let all: String = acked.iter().map(|r| r.body.clone()).collect();
+    assert!(all.contains("<sf:Name>Renamed While Queued</sf:Name>"));
+    assert!(
+        all.contains(r#"<sf:Phone xsi:nil="true"/>"#) || all.contains("<sf:Phone>555</sf:Phone>")
+    );
+    // Session tokens start with the 15-character org id.
+    assert!(all.contains(&format!("<OrganizationId>{}", &org.token[..15])));
+    assert!(all.contains("<ActionId>04k"));
+    assert!(!all.contains("Rolled Back"));
+    eventually("an empty queue", || {
+        deliveries(&org, "state=all").is_empty()
+    });
+}
+
+#[test]
+fn failing_and_hanging_receivers_go_to_the_dead_letter_queue_and_requeue_delivers() {
+    let rx = Receiver::start();
+    rx.set("/e500", Mode::Fail);
+    rx.set("/hang", Mode::Hang);
+    let data = data_dir("flows-dlq");
+    write_flow(
+        &data,
+        "three",
+        &format!(
+            r#"name: Three_Ways
+object: Contact
+on: [create]
+actions:
+  - type: outbound_message
+    name: Contact_OM
+    endpoint: {e500}
+    fields: [Id, LastName]
+  - type: webhook
+    name: Contact_Hang
+    url: {hang}
+  - type: webhook
+    name: Contact_Ok
+    url: {ok}
+"#,
+            e500 = rx.url("/e500"),
+            hang = rx.url("/hang"),
+            ok = rx.url("/ok")
+        ),
+    );
+    let org = Org::start_in(
+        &data,
+        &[],
+        &[
+            "--delivery-retry-base-ms",
+            "100",
+            "--delivery-retry-cap-ms",
+            "200",
+            "--delivery-expiry-secs",
+            "3",
+            "--delivery-timeout-ms",
+            "500",
+        ],
+    );
+    let mut contacts = Vec::new();
+    for i in 0..5 {
+        contacts.push(org.create("Contact", json!({"LastName": format!("C{i}")})));
+    }
+    // The healthy endpoint is served while the others fail.
+    eventually("the healthy webhooks", || {
+        rx.received("/ok", Mode::Ok).len() >= 5
+    });
+    eventually("10 dead letters", || {
+        deliveries(&org, "state=dead").len() == 10
+    });
+    let dead = deliveries(&org, "state=dead");
+    let reasons: Vec<&str> = dead
+        .iter()
+        .map(|d| d["lastError"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.iter().all(|r| r.starts_with("expired after")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("HTTP 500: database unavailable")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("no reply from") && r.contains("within 0.5 s")),
+        "{reasons:?}"
+    );
+    let (s, summary) = org.call(Method::GET, &org.data("/conflux/deliveries/summary"), None);
+    assert_eq!(s, 200);
+    let dead_total: u64 = summary["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["dead"].as_u64().unwrap())
+        .sum();
+    assert_eq!(dead_total, 10);
+
+    // Bad operator input is refused and changes nothing.
+    for (body, status, code) in [
+        (json!({"ids": "x"}), 400, "INVALID_INPUT"),
+        (json!({"ids": ["001000000000001AAA"]}), 400, "MALFORMED_ID"),
+        (json!({"colour": "red"}), 400, "INVALID_INPUT"),
+        (json!([1]), 400, "JSON_PARSER_ERROR"),
+    ] {
+        let (s, b) = org.call(
+            Method::POST,
+            &org.data("/conflux/deliveries/requeue"),
+            Some(body.clone()),
+        );
+        assert_eq!(
+            (s, b[0]["errorCode"].as_str()),
+            (status, Some(code)),
+            "{body}: {b}"
+        );
+    }
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/conflux/deliveries/purge"),
+        Some(json!({})),
+    );
+    assert_eq!(
+        (s, b[0]["errorCode"].as_str()),
+        (400, Some("INVALID_INPUT"))
+    );
+    let (s, _) = org.call(
+        Method::GET,
+        &org.data("/conflux/deliveries?state=lost"),
+        None,
+    );
+    assert_eq!(s, 400);
+    assert_eq!(deliveries(&org, "state=dead").len(), 10);
+
+    // One is looked at and purged; the receivers are fixed; requeue delivers the rest once.
+    let one = dead[0]["id"].as_str().unwrap().to_string();
+    let (s, b) = org.call(
+        Method::GET,
+        &org.data(&format!("/conflux/deliveries/{one}")),
+        None,
+    );
+    assert_eq!((s, &b["state"]), (200, &json!("dead")));
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/conflux/deliveries/purge"),
+        Some(json!({"ids": [one]})),
+    );
+    assert_eq!((s, &b["purged"]), (200, &json!(1)));
+    rx.set("/e500", Mode::Ok);
+    rx.set("/hang", Mode::Ok);
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/conflux/deliveries/requeue"),
+        Some(json!({"state": "dead"})),
+    );
+    assert_eq!((s, &b["requeued"]), (200, &json!(9)), "{b}");
+    eventually("an empty queue", || {
+        deliveries(&org, "state=all").is_empty()
+    });
+    let om: HashSet<String> = rx
+        .received("/e500", Mode::Ok)
+        .iter()
+        .flat_map(|r| notifications(&r.body))
+        .map(|(_, rec)| rec)
+        .collect();
+    let hung: HashSet<String> = rx
+        .received("/hang", Mode::Ok)
+        .iter()
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    assert_eq!(
+        om.len() + hung.len(),
+        9,
+        "each requeued notification arrived once"
+    );
+}
+
+#[test]
+fn queued_notifications_survive_kill_9_and_are_all_delivered() {
+    // The receiver's port is reserved but nothing answers until after the crash.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/sink", listener.local_addr().unwrap());
+    drop(listener);
+    let data = data_dir("flows-kill9");
+    write_flow(
+        &data,
+        "sink",
+        &format!(
+            "name: Sink\nobject: Account\non: [create]\nactions:\n  - type: webhook\n    name: Sink_Hook\n    url: {url}\n    body: '{{id: .Id}}'\n"
+        ),
+    );
+    let args = [
+        "--delivery-retry-base-ms",
+        "100",
+        "--delivery-retry-cap-ms",
+        "300",
+    ];
+    let org = Org::start_in(&data, &[], &args);
+    let mut created = HashSet::new();
+    for batch in 0..50 {
+        let records: Vec<Value> = (0..200)
+            .map(|i| json!({"attributes": {"type": "Account"}, "Name": format!("K{batch}-{i}")}))
+            .collect();
+        let (s, b) = org.call(
+            Method::POST,
+            &org.data("/composite/sobjects"),
+            Some(json!({"allOrNone": true, "records": records})),
+        );
+        assert_eq!(s, 200, "{b}");
+        for r in b.as_array().unwrap() {
+            assert_eq!(r["success"], true, "{r}");
+            created.insert(r["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(created.len(), 10_000);
+    let Org { srv, .. } = org;
+    srv.kill9();
+
+    let rx = Receiver::start_on(
+        TcpListener::bind(url.trim_start_matches("http://").trim_end_matches("/sink")).unwrap(),
+    );
+    let org = Org::start_in(&data, &[], &args);
+    eventually("10,000 deliveries", || {
+        rx.received("/sink", Mode::Ok).len() >= 10_000 && deliveries(&org, "state=all").is_empty()
+    });
+    let got = rx.received("/sink", Mode::Ok);
+    let records: HashSet<String> = got
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        records, created,
+        "every acknowledged record change was delivered"
+    );
+    let keys: HashSet<&String> = got.iter().map(|r| &r.headers["idempotency-key"]).collect();
+    assert_eq!(keys.len(), 10_000, "one notification id per change");
+}

@@ -1,0 +1,173 @@
+//! Conflux's own REST resources under `/services/data/vNN.N/conflux/`: the delivery queue for
+//! operators (`deliveries`: list, one by id, per-endpoint summary, retry/requeue, purge).
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use model::{ApiError, ErrorCode};
+use serde_json::{json, Value as Json};
+use service::outbox::Selection;
+
+use super::{method_not_allowed, Ctx};
+use crate::error::json;
+
+/// Routes `conflux/...`.
+pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
+    let get = ctx.method == Method::GET || ctx.method == Method::HEAD;
+    let post = ctx.method == Method::POST;
+    match rest {
+        ["deliveries"] if get => list(ctx),
+        ["deliveries"] => Err(method_not_allowed(&ctx.method, "GET,HEAD")),
+        ["deliveries", "summary"] if get => summary(ctx),
+        ["deliveries", "requeue"] | ["deliveries", "retry"] if post => requeue(ctx).await,
+        ["deliveries", "purge"] if post => purge(ctx).await,
+        ["deliveries", "requeue" | "retry" | "purge"] => {
+            Err(method_not_allowed(&ctx.method, "POST"))
+        }
+        ["deliveries", id] if get => {
+            let r = ctx.state.org.delivery(&ctx.principal, id)?;
+            Ok(json(StatusCode::OK, &ctx.state.org.delivery_json(&r)))
+        }
+        ["deliveries", _] => Err(method_not_allowed(&ctx.method, "GET,HEAD")),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+fn selection_from_query(ctx: &Ctx) -> Result<Selection, ApiError> {
+    let q = &ctx.query;
+    let limit = match q.get("limit") {
+        Some(l) => l.parse::<usize>().map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidInput,
+                format!("limit {l} is not a number"),
+            )
+        })?,
+        None => 200,
+    };
+    Ok(Selection {
+        state: q.get("state").cloned(),
+        endpoint: q.get("endpoint").cloned(),
+        action: q.get("action").cloned(),
+        ids: q
+            .get("ids")
+            .map(|s| {
+                s.split(',')
+                    .map(|i| i.trim().to_string())
+                    .filter(|i| !i.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        after: q.get("after").cloned(),
+        limit,
+    })
+}
+
+fn selection_from_body(ctx: &Ctx) -> Result<Selection, ApiError> {
+    let body = if ctx.body.is_empty() {
+        json!({})
+    } else {
+        ctx.json_body()?
+    };
+    let Json::Object(m) = body else {
+        return Err(ApiError::new(
+            ErrorCode::JsonParserError,
+            "expected a JSON object: {\"ids\": [...]} or {\"state\": ..., \"endpoint\": ..., \"action\": ...}",
+        ));
+    };
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match m.get(k) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ApiError::new(
+                ErrorCode::InvalidInput,
+                format!("{k} must be a string"),
+            )),
+        }
+    };
+    for k in m.keys() {
+        if !["ids", "state", "endpoint", "action", "limit"].contains(&k.as_str()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidInput,
+                format!("unknown property {k}: use ids, state, endpoint, action or limit"),
+            ));
+        }
+    }
+    let ids = match m.get("ids") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::new(ErrorCode::InvalidInput, "ids must be strings"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidInput,
+                "ids must be an array of notification ids",
+            ))
+        }
+    };
+    let limit = match m.get("limit") {
+        None | Some(Json::Null) => service::outbox::MAX_PAGE,
+        Some(v) => v.as_u64().ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidInput, "limit must be a positive number")
+        })? as usize,
+    };
+    Ok(Selection {
+        state: text("state")?,
+        endpoint: text("endpoint")?,
+        action: text("action")?,
+        ids,
+        after: None,
+        limit,
+    })
+}
+
+fn list(ctx: &Ctx) -> Result<Response, ApiError> {
+    let sel = selection_from_query(ctx)?;
+    let org = &ctx.state.org;
+    let rows = org.deliveries(&ctx.principal, &sel)?;
+    let full = rows.len() >= sel.limit.clamp(1, service::outbox::MAX_PAGE) && sel.ids.is_empty();
+    let next = full
+        .then(|| rows.last().map(|r| org.notification_id(r.seq)))
+        .flatten();
+    let items: Vec<Json> = rows.iter().map(|r| org.delivery_json(r)).collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({"deliveries": items, "size": items.len(), "nextAfter": next}),
+    ))
+}
+
+fn summary(ctx: &Ctx) -> Result<Response, ApiError> {
+    let counts = ctx.state.org.delivery_counts(&ctx.principal)?;
+    let endpoints: Vec<Json> = counts
+        .iter()
+        .map(|c| {
+            json!({
+                "endpoint": c.endpoint,
+                "queued": c.queued,
+                "failed": c.failing,
+                "dead": c.dead,
+                "oldestQueuedDate": c.oldest_ms.map(model::value::format_datetime_z),
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &json!({ "endpoints": endpoints })))
+}
+
+async fn requeue(ctx: &Ctx) -> Result<Response, ApiError> {
+    let sel = selection_from_body(ctx)?;
+    let n = ctx
+        .state
+        .org
+        .requeue_deliveries(&ctx.principal, &sel)
+        .await?;
+    Ok(json(StatusCode::OK, &json!({ "requeued": n })))
+}
+
+async fn purge(ctx: &Ctx) -> Result<Response, ApiError> {
+    let sel = selection_from_body(ctx)?;
+    let n = ctx.state.org.purge_deliveries(&ctx.principal, &sel).await?;
+    Ok(json(StatusCode::OK, &json!({ "purged": n })))
+}
