@@ -2,6 +2,7 @@
 //! CSV data in and out of any Salesforce-compatible org.
 
 mod bulk;
+mod delivery;
 mod events;
 mod remote;
 
@@ -34,6 +35,9 @@ enum Command {
     /// Watch a Streaming API channel, publish platform events.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// The delivery queue: list, retry, requeue and purge Outbound Messages and webhooks.
+    #[command(subcommand)]
+    Delivery(delivery::DeliveryCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -236,6 +240,13 @@ fn main() -> Result<()> {
             e
         }),
         Command::Events(cmd) => match rt.block_on(events::run(cmd)) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("conflux: {e:#}");
+                std::process::exit(1);
+            }
+        },
+        Command::Delivery(cmd) => match rt.block_on(delivery::run(cmd)) {
             Ok(code) => std::process::exit(code),
             Err(e) => {
                 eprintln!("conflux: {e:#}");

@@ -257,3 +257,80 @@ fn events_publish_and_tail_with_replay() {
     assert!(!out.status.success());
     assert!(text(&out).contains("does not exist"), "{}", text(&out));
 }
+
+#[test]
+fn delivery_list_requeue_and_purge() {
+    // A webhook to a port nobody listens on: its notifications fail and expire at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/nobody", closed.local_addr().unwrap());
+    drop(closed);
+    let data = data_dir("cli-delivery");
+    let flows = data.join("metadata/flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(
+        flows.join("f.yaml"),
+        format!("name: Nobody\nobject: Account\non: [create]\nactions:\n  - type: webhook\n    name: Nobody_Hook\n    url: {url}\n"),
+    )
+    .unwrap();
+    let org = Org::start_in(
+        &data,
+        &[],
+        &[
+            "--delivery-retry-base-ms",
+            "50",
+            "--delivery-expiry-secs",
+            "1",
+        ],
+    );
+    for i in 0..3 {
+        org.create("Account", json!({"Name": format!("N{i}")}));
+    }
+    let conn = password_login(&org);
+    let start = std::time::Instant::now();
+    loop {
+        let out = conflux(&["delivery", "list", "--state", "dead", "--json"], &conn);
+        assert!(out.status.success(), "{}", text(&out));
+        if String::from_utf8_lossy(&out.stdout).lines().count() == 3 {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "no dead letters: {}",
+            text(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = conflux(&["delivery", "list", "--state", "dead"], &conn);
+    let table = text(&out);
+    assert!(
+        table.contains("Nobody_Hook") && table.contains("cannot connect to"),
+        "{table}"
+    );
+    assert!(table.starts_with("ID"), "{table}");
+
+    let out = conflux(&["delivery", "requeue"], &conn);
+    assert!(
+        text(&out).contains("3 notifications requeued"),
+        "{}",
+        text(&out)
+    );
+    let out = conflux(&["delivery", "purge", "--action", "Nobody_Hook"], &conn);
+    assert!(
+        text(&out).contains("3 notifications purged"),
+        "{}",
+        text(&out)
+    );
+    let out = conflux(&["delivery", "list", "--json"], &conn);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "");
+
+    let out = conflux(&["delivery", "purge"], &conn);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("say which notifications"),
+        "{}",
+        text(&out)
+    );
+    let out = conflux(&["delivery", "retry", "not-an-id"], &conn);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("MALFORMED_ID"), "{}", text(&out));
+}
