@@ -7,18 +7,18 @@ use std::sync::Arc;
 
 use delivery::{OutboundDef, WebhookDef};
 use model::Schema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::jq::Expr;
 
 /// A flow as written.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FlowDef {
     /// Its unique API name.
     pub name: String,
     /// A label for people.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// The object whose records trigger it.
     pub object: String,
@@ -30,7 +30,7 @@ pub struct FlowDef {
     #[serde(default = "default_timing")]
     pub timing: String,
     /// The entry condition: a jq expression over `$new` and `$old` (`.` is the record).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
     /// Whether it runs.
     #[serde(default = "yes")]
@@ -52,7 +52,7 @@ fn yes() -> bool {
 }
 
 /// One action as written.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ActionDef {
     /// Set fields of the triggering record (before-save flows): field name → jq expression.
@@ -78,14 +78,14 @@ pub enum ActionDef {
         name: String,
         /// The receiver's URL.
         url: String,
-        /// HMAC-SHA256 key for the signature header.
-        #[serde(default)]
+        /// HMAC-SHA256 key for the signature header (never shown by the API).
+        #[serde(default, skip_serializing)]
         secret: Option<String>,
         /// The body: a jq expression (default: `{flow, object, event, id, new: $new, old: $old}`).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         body: Option<String>,
         /// Extra headers.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "HashMap::is_empty")]
         headers: HashMap<String, String>,
     },
 }

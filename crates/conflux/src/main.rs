@@ -4,6 +4,7 @@
 mod bulk;
 mod delivery;
 mod events;
+mod flows;
 mod remote;
 
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ enum Command {
     /// The delivery queue: list, retry, requeue and purge Outbound Messages and webhooks.
     #[command(subcommand)]
     Delivery(delivery::DeliveryCommand),
+    /// Flows: list, show, put, delete, and the fault log.
+    #[command(subcommand)]
+    Flows(flows::FlowsCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -240,6 +244,13 @@ fn main() -> Result<()> {
             e
         }),
         Command::Events(cmd) => match rt.block_on(events::run(cmd)) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("conflux: {e:#}");
+                std::process::exit(1);
+            }
+        },
+        Command::Flows(cmd) => match rt.block_on(flows::run(cmd)) {
             Ok(code) => std::process::exit(code),
             Err(e) => {
                 eprintln!("conflux: {e:#}");

@@ -148,19 +148,19 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     // Flows (metadata/flows/*.yaml) react to record writes; what they queue is drained by the
     // delivery engine (started below, once the listeners' addresses are known).
     let automation = automation::Automation::new(org.store().marker(), cfg.delivery.expiry);
-    if let Some(dir) = metadata_dir
+    let flows_dir = metadata_dir
         .as_ref()
         .map(|d| d.join("flows"))
-        .filter(|d| d.is_dir())
-    {
-        let n = automation
-            .load_dir(&dir, &org.schema())
-            .map_err(|e| anyhow::anyhow!("flows folder {}: {e}", dir.display()))?;
+        .filter(|d| d.is_dir());
+    let (from_files, from_api) = automation
+        .load(&org, flows_dir.as_deref())
+        .map_err(|e| anyhow::anyhow!("flows: {e}"))?;
+    if from_files + from_api > 0 {
         say(&format!(
-            "conflux: flows {}: {n} flows installed",
-            dir.display()
+            "conflux: flows: {from_files} from files, {from_api} from the API"
         ));
     }
+    org.set_automation(automation.clone());
     org.set_triggers(automation.clone());
 
     // Bulk API jobs: files under <data>/bulk, processed in the background (below); installed
@@ -294,9 +294,11 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     )
     .map_err(|e| anyhow::anyhow!(e))?;
     let deliveries = tokio::spawn(engine.run(shutdown.clone()));
+    let faults = tokio::spawn(automation.run_faults(org.clone(), shutdown.clone()));
     say("conflux: ready");
     while tasks.join_next().await.is_some() {}
     let _ = deliveries.await;
+    let _ = faults.await;
     let _ = janitor.await;
     let _ = bus_closer.await;
     let _ = bulk_runner.await;

@@ -3,6 +3,7 @@
 //! [`Org`], so a permission or limit checked here holds everywhere.
 
 pub mod auth;
+pub mod automation;
 pub mod avro;
 pub mod bootstrap;
 pub mod bulk;
@@ -58,6 +59,8 @@ pub struct Org {
     org_id: Id,
     /// What write jobs reach through the store's context.
     pub(crate) job_context: Arc<changes::JobContext>,
+    /// The flows, for the admin API.
+    pub(crate) automation: automation::Slot,
 }
 
 impl std::fmt::Debug for Org {
@@ -101,6 +104,7 @@ impl Org {
             config,
             org_id,
             job_context,
+            automation: automation::Slot::default(),
         })
     }
 

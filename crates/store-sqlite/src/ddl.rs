@@ -205,6 +205,16 @@ CREATE TABLE IF NOT EXISTS delivery_queue (
 );
 CREATE INDEX IF NOT EXISTS ix_delivery_due ON delivery_queue(state, endpoint, next_ms);
 CREATE INDEX IF NOT EXISTS ix_delivery_expiry ON delivery_queue(state, expires_ms);
+CREATE TABLE IF NOT EXISTS flow_faults (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  created_ms INTEGER NOT NULL,
+  flow TEXT NOT NULL,
+  object TEXT NOT NULL,
+  record TEXT NOT NULL,
+  event TEXT NOT NULL,
+  user TEXT NOT NULL,
+  message TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS delivery_endpoints (
   endpoint TEXT PRIMARY KEY
 ) WITHOUT ROWID;

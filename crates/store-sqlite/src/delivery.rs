@@ -5,7 +5,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use store::{
-    DeliveryCounts, DeliveryFilter, DeliveryRow, DeliveryState, NewDelivery, Settle, StoreResult,
+    DeliveryCounts, DeliveryFilter, DeliveryRow, DeliveryState, FaultRow, NewDelivery, Settle,
+    StoreResult,
 };
 
 use crate::tx::backend;
@@ -246,4 +247,57 @@ pub(crate) fn purge(conn: &Connection, seqs: &[u64]) -> StoreResult<u64> {
         n += stmt.execute([seq_param(*s)]).map_err(backend)? as u64;
     }
     Ok(n)
+}
+
+pub(crate) fn add_fault(conn: &Connection, f: &FaultRow, keep: u64) -> StoreResult<u64> {
+    conn.prepare_cached(
+        "INSERT INTO flow_faults (created_ms, flow, object, record, event, user, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .map_err(backend)?
+    .execute(params![
+        f.created_ms,
+        f.flow,
+        f.object,
+        f.record,
+        f.event,
+        f.user,
+        f.message
+    ])
+    .map_err(backend)?;
+    let seq = conn.last_insert_rowid();
+    conn.prepare_cached("DELETE FROM flow_faults WHERE seq <= ?1")
+        .map_err(backend)?
+        .execute([seq - keep.min(i64::MAX as u64) as i64])
+        .map_err(backend)?;
+    Ok(seq as u64)
+}
+
+pub(crate) fn faults(conn: &Connection, before: u64, limit: usize) -> StoreResult<Vec<FaultRow>> {
+    let before = if before == 0 {
+        i64::MAX
+    } else {
+        seq_param(before)
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, created_ms, flow, object, record, event, user, message
+             FROM flow_faults WHERE seq < ?1 ORDER BY seq DESC",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([before], |r| {
+            Ok(FaultRow {
+                seq: r.get::<_, i64>(0)? as u64,
+                created_ms: r.get(1)?,
+                flow: r.get(2)?,
+                object: r.get(3)?,
+                record: r.get(4)?,
+                event: r.get(5)?,
+                user: r.get(6)?,
+                message: r.get(7)?,
+            })
+        })
+        .map_err(backend)?;
+    rows.take(limit).map(|r| r.map_err(backend)).collect()
 }

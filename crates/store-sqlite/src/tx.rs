@@ -351,6 +351,9 @@ impl ReadTx for Conn<'_> {
     ) -> StoreResult<Vec<store::DeliveryRow>> {
         crate::delivery::expired(self.conn, now_ms, limit)
     }
+    fn flow_faults(&self, before: u64, limit: usize) -> StoreResult<Vec<store::FaultRow>> {
+        crate::delivery::faults(self.conn, before, limit)
+    }
 }
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
@@ -549,6 +552,9 @@ impl ReadTx for WConn<'_> {
         limit: usize,
     ) -> StoreResult<Vec<store::DeliveryRow>> {
         self.read.expired_deliveries(now_ms, limit)
+    }
+    fn flow_faults(&self, before: u64, limit: usize) -> StoreResult<Vec<store::FaultRow>> {
+        self.read.flow_faults(before, limit)
     }
 }
 
@@ -1078,6 +1084,10 @@ impl<'a> WriteTx for WConn<'a> {
         let n = crate::delivery::requeue(self.conn(), seqs, now_ms, expires_ms)?;
         self.deliveries_changed |= n > 0;
         Ok(n)
+    }
+
+    fn add_flow_fault(&mut self, fault: &store::FaultRow, keep: u64) -> StoreResult<u64> {
+        crate::delivery::add_fault(self.conn(), fault, keep)
     }
 
     fn purge_deliveries(&mut self, seqs: &[u64]) -> StoreResult<u64> {

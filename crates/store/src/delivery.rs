@@ -131,3 +131,24 @@ pub struct DeliveryCounts {
     /// The oldest queued notification's creation time (ms).
     pub oldest_ms: Option<i64>,
 }
+
+/// A flow fault: a flow that failed on a record change (the change was refused).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FaultRow {
+    /// Its sequence (0 when new).
+    pub seq: u64,
+    /// When it happened (ms).
+    pub created_ms: i64,
+    /// The flow.
+    pub flow: String,
+    /// The object.
+    pub object: String,
+    /// The record id, when it had one.
+    pub record: String,
+    /// `create`, `update`, `delete` or `invoke`.
+    pub event: String,
+    /// The user whose change triggered it (username).
+    pub user: String,
+    /// What went wrong.
+    pub message: String,
+}

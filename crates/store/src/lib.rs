@@ -19,7 +19,7 @@ mod query;
 mod types;
 pub use bulk::{BulkChunkRow, BulkJobFilter, BulkJobRow};
 pub use delivery::{
-    DeliveryCounts, DeliveryFilter, DeliveryRow, DeliveryState, NewDelivery, Settle,
+    DeliveryCounts, DeliveryFilter, DeliveryRow, DeliveryState, FaultRow, NewDelivery, Settle,
 };
 pub use events::{EventBounds, EventKind, EventRow, EventSelect, NewEvent, TxChanges};
 pub use query::{Cell, QueryRow};
@@ -189,6 +189,8 @@ pub trait ReadTx {
     ) -> StoreResult<Vec<DeliveryRow>>;
     /// Up to `limit` queued notifications whose expiry passed at `now_ms`, earliest first.
     fn expired_deliveries(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<DeliveryRow>>;
+    /// Flow faults older than sequence `before` (0: the newest), newest first, at most `limit`.
+    fn flow_faults(&self, before: u64, limit: usize) -> StoreResult<Vec<FaultRow>>;
     /// Counts of the queue per endpoint (reads every row: for operators, not hot paths).
     fn delivery_counts(&self) -> StoreResult<Vec<DeliveryCounts>>;
 }
@@ -330,6 +332,8 @@ pub trait WriteTx: ReadTx {
         now_ms: i64,
         expires_ms: i64,
     ) -> StoreResult<u64>;
+    /// Records a flow fault, keeping the newest `keep`; returns its sequence.
+    fn add_flow_fault(&mut self, fault: &FaultRow, keep: u64) -> StoreResult<u64>;
     /// Removes notifications for good; returns how many existed.
     fn purge_deliveries(&mut self, seqs: &[u64]) -> StoreResult<u64>;
     /// Selects (or deselects) `object` for change events. Returns the selection's number (its

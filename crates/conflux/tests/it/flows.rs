@@ -627,3 +627,206 @@ fn queued_notifications_survive_kill_9_and_are_all_delivered() {
     let keys: HashSet<&String> = got.iter().map(|r| &r.headers["idempotency-key"]).collect();
     assert_eq!(keys.len(), 10_000, "one notification id per change");
 }
+
+#[test]
+fn flows_are_managed_through_the_api_and_their_faults_are_logged() {
+    let data = data_dir("flows-admin");
+    write_flow(
+        &data,
+        "from_file",
+        "name: From_File\nobject: Contact\non: [create]\nactions:\n  - type: outbound_message\n    name: Contact_Out\n    endpoint: http://127.0.0.1:9/om\n    fields: [Id, LastName, Email, Birthdate]\n",
+    );
+    let org = Org::start_in(&data, &[], &[]);
+    let (s, b) = org.call(Method::GET, &org.data("/conflux/flows"), None);
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["flows"][0]["name"], "From_File");
+    assert_eq!(b["flows"][0]["source"], "file");
+
+    // The WSDL receivers build from.
+    let r = org.send(
+        Method::GET,
+        &org.data("/conflux/outbound-messages/Contact_Out/wsdl"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/xml"));
+    for part in [
+        r#"<element name="LastName" nillable="true" minOccurs="0" type="xsd:string"/>"#,
+        r#"<element name="Birthdate" nillable="true" minOccurs="0" type="xsd:date"/>"#,
+        r#"<complexType name="ContactNotification">"#,
+        r#"<soap:address location="http://127.0.0.1:9/om"/>"#,
+        r#"<element name="Ack" type="xsd:boolean"/>"#,
+    ] {
+        assert!(r.text.contains(part), "{part} missing from {}", r.text);
+    }
+    let r = org.send(
+        Method::GET,
+        &org.data("/conflux/outbound-messages/Nope/wsdl"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 404);
+
+    // Create (YAML), use, replace (JSON).
+    let yaml = "object: Contact\ntiming: before_save\nactions:\n  - type: update_fields\n    fields:\n      Description: '.LastName | ascii_upcase'\n";
+    let r = org.send(
+        Method::PUT,
+        &org.data("/conflux/flows/Shout"),
+        &[("Content-Type", "application/yaml")],
+        Some(yaml.as_bytes().to_vec()),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["source"], "api");
+    let id = org.create("Contact", json!({"LastName": "quiet"}));
+    let (_, c) = org.call(
+        Method::GET,
+        &org.data(&format!("/sobjects/Contact/{id}")),
+        None,
+    );
+    assert_eq!(c["Description"], "QUIET");
+    let replaced = json!({"object": "Contact", "timing": "before_save", "actions": [
+        {"type": "update_fields", "fields": {"Description": "\"len \" + (.LastName | length | tostring)"}}]});
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/flows/Shout"),
+        Some(replaced),
+    );
+    assert_eq!(s, 200, "{b}");
+    let id = org.create("Contact", json!({"LastName": "four"}));
+    let (_, c) = org.call(
+        Method::GET,
+        &org.data(&format!("/sobjects/Contact/{id}")),
+        None,
+    );
+    assert_eq!(c["Description"], "len 4");
+
+    // Bad definitions are refused and change nothing.
+    for (name, body, says) in [
+        (
+            "Bad",
+            json!({"object": "Nope", "actions": []}),
+            "no object Nope",
+        ),
+        (
+            "Bad",
+            json!({"object": "Contact", "condition": ".x ==", "actions": []}),
+            "cannot parse",
+        ),
+        (
+            "Bad",
+            json!({"object": "Contact", "actions": [{"type": "update_fields", "fields": {"LastName": "1"}}]}),
+            "before_save",
+        ),
+        (
+            "Bad",
+            json!({"object": "Contact", "actions": [{"type": "webhook", "name": "W", "url": "ftp://x"}]}),
+            "not an http",
+        ),
+        (
+            "Bad",
+            json!({"object": "Contact", "colour": "red", "actions": []}),
+            "unknown field",
+        ),
+        (
+            "Bad",
+            json!({"name": "Other", "object": "Contact", "actions": []}),
+            "names the flow",
+        ),
+        (
+            "From_File",
+            json!({"object": "Contact", "actions": []}),
+            "metadata folder",
+        ),
+        (
+            "Bad",
+            json!({"object": "Contact", "actions": [{"type": "outbound_message", "name": "Contact_Out", "endpoint": "http://x", "fields": ["Id"]}]}),
+            "already named",
+        ),
+    ] {
+        let (s, b) = org.call(
+            Method::PUT,
+            &org.data(&format!("/conflux/flows/{name}")),
+            Some(body),
+        );
+        assert_eq!(s, 400, "{b}");
+        assert_eq!(b[0]["errorCode"], "INVALID_INPUT");
+        assert!(
+            b[0]["message"].as_str().unwrap().contains(says),
+            "{says}: {b}"
+        );
+    }
+    let (_, b) = org.call(Method::GET, &org.data("/conflux/flows"), None);
+    assert_eq!(b["flows"].as_array().unwrap().len(), 2);
+
+    // A flow that fails refuses the change and leaves a fault.
+    let failing = json!({"object": "Account", "on": ["create"], "timing": "before_save",
+        "condition": ".Name | tonumber > 0",
+        "actions": [{"type": "update_fields", "fields": {"Description": "\"numeric\""}}]});
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/flows/Numeric_Names"),
+        Some(failing),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/sobjects/Account"),
+        Some(json!({"Name": "not a number"})),
+    );
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b[0]["errorCode"], "CANNOT_EXECUTE_FLOW_TRIGGER");
+    assert_eq!(
+        org.count("SELECT COUNT() FROM Account WHERE Name = 'not a number'"),
+        0
+    );
+    eventually("the fault", || {
+        let (_, f) = org.call(Method::GET, &org.data("/conflux/flow-faults"), None);
+        f["faults"].as_array().is_some_and(|a| !a.is_empty())
+    });
+    let (_, f) = org.call(Method::GET, &org.data("/conflux/flow-faults"), None);
+    let fault = &f["faults"][0];
+    assert_eq!(fault["flow"], "Numeric_Names");
+    assert_eq!(fault["object"], "Account");
+    assert_eq!(fault["event"], "create");
+    assert!(fault["id"].as_str().unwrap().starts_with("0Fl"));
+    assert!(
+        fault["message"].as_str().unwrap().contains("tonumber")
+            || fault["message"].as_str().unwrap().contains("number"),
+        "{fault}"
+    );
+    let id = org.create("Account", json!({"Name": "42"}));
+    let (_, a) = org.call(
+        Method::GET,
+        &org.data(&format!("/sobjects/Account/{id}")),
+        None,
+    );
+    assert_eq!(a["Description"], "numeric");
+
+    // API flows survive a restart; deleting one removes it; file flows cannot be deleted.
+    let Org { srv, .. } = org;
+    srv.stop().unwrap();
+    let org = Org::start_in(&data, &[], &[]);
+    let (_, b) = org.call(Method::GET, &org.data("/conflux/flows/Shout"), None);
+    assert_eq!(b["source"], "api", "{b}");
+    let id = org.create("Contact", json!({"LastName": "again"}));
+    let (_, c) = org.call(
+        Method::GET,
+        &org.data(&format!("/sobjects/Contact/{id}")),
+        None,
+    );
+    assert_eq!(c["Description"], "len 5");
+    let (s, _) = org.call(Method::DELETE, &org.data("/conflux/flows/Shout"), None);
+    assert_eq!(s, 204);
+    let (s, _) = org.call(Method::GET, &org.data("/conflux/flows/Shout"), None);
+    assert_eq!(s, 404);
+    let (s, b) = org.call(Method::DELETE, &org.data("/conflux/flows/From_File"), None);
+    assert_eq!(s, 400, "{b}");
+    let id = org.create("Contact", json!({"LastName": "plain"}));
+    let (_, c) = org.call(
+        Method::GET,
+        &org.data(&format!("/sobjects/Contact/{id}")),
+        None,
+    );
+    assert!(c["Description"].is_null());
+}

@@ -1,5 +1,7 @@
 //! Conflux's own REST resources under `/services/data/vNN.N/conflux/`: the delivery queue for
-//! operators (`deliveries`: list, one by id, per-endpoint summary, retry/requeue, purge).
+//! operators (`deliveries`: list, one by id, per-endpoint summary, retry/requeue, purge), flows
+//! (`flows`: list, read, create or replace, delete), the flow fault log (`flow-faults`) and the
+//! WSDL of an Outbound Message (`outbound-messages/{name}/wsdl`).
 
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -28,6 +30,68 @@ pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
             Ok(json(StatusCode::OK, &ctx.state.org.delivery_json(&r)))
         }
         ["deliveries", _] => Err(method_not_allowed(&ctx.method, "GET,HEAD")),
+        ["flows"] if get => {
+            let flows = ctx.state.org.automation(&ctx.principal)?.flows();
+            Ok(json(StatusCode::OK, &json!({ "flows": flows })))
+        }
+        ["flows"] => Err(method_not_allowed(&ctx.method, "GET,HEAD")),
+        ["flows", name] if get => {
+            let flow = ctx
+                .state
+                .org
+                .automation(&ctx.principal)?
+                .flow(name)
+                .ok_or_else(ApiError::not_found)?;
+            Ok(json(StatusCode::OK, &flow))
+        }
+        ["flows", name] if ctx.method == Method::PUT => {
+            let a = ctx.state.org.automation(&ctx.principal)?;
+            let doc = flow_document(ctx)?;
+            let (flow, created) = a.put_flow(&ctx.state.org, name, doc).await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json(status, &flow))
+        }
+        ["flows", name] if ctx.method == Method::DELETE => {
+            let a = ctx.state.org.automation(&ctx.principal)?;
+            a.delete_flow(&ctx.state.org, name).await?;
+            Ok(super::no_content())
+        }
+        ["flows", _] => Err(method_not_allowed(&ctx.method, "GET,HEAD,PUT,DELETE")),
+        ["flow-faults"] if get => {
+            let limit = match ctx.query.get("limit") {
+                Some(l) => l.parse::<usize>().map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::InvalidInput,
+                        format!("limit {l} is not a number"),
+                    )
+                })?,
+                None => 200,
+            };
+            let org = &ctx.state.org;
+            let rows = org.flow_faults(
+                &ctx.principal,
+                ctx.query.get("before").map(String::as_str),
+                limit,
+            )?;
+            let faults: Vec<Json> = rows.iter().map(|f| org.fault_json(f)).collect();
+            Ok(json(StatusCode::OK, &json!({ "faults": faults })))
+        }
+        ["flow-faults"] => Err(method_not_allowed(&ctx.method, "GET,HEAD")),
+        ["outbound-messages", name, "wsdl"] if get => {
+            let a = ctx.state.org.automation(&ctx.principal)?;
+            let wsdl = a
+                .outbound_wsdl(&ctx.state.org, name)
+                .ok_or_else(ApiError::not_found)?;
+            Ok(axum::response::IntoResponse::into_response((
+                StatusCode::OK,
+                [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+                wsdl,
+            )))
+        }
         _ => Err(ApiError::not_found()),
     }
 }
@@ -170,4 +234,22 @@ async fn purge(ctx: &Ctx) -> Result<Response, ApiError> {
     let sel = selection_from_body(ctx)?;
     let n = ctx.state.org.purge_deliveries(&ctx.principal, &sel).await?;
     Ok(json(StatusCode::OK, &json!({ "purged": n })))
+}
+
+/// A flow document from the body: JSON, or YAML when the content type says so.
+fn flow_document(ctx: &Ctx) -> Result<Json, ApiError> {
+    let yaml = ctx
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("yaml"));
+    if yaml {
+        let text = std::str::from_utf8(&ctx.body).map_err(|_| {
+            ApiError::new(ErrorCode::JsonParserError, "the YAML document is not UTF-8")
+        })?;
+        serde_yaml::from_str::<Json>(text)
+            .map_err(|e| ApiError::new(ErrorCode::JsonParserError, format!("invalid YAML: {e}")))
+    } else {
+        ctx.json_body()
+    }
 }

@@ -1,0 +1,165 @@
+//! `conflux flows list|show|put|delete|faults`: manage an org's flows from the terminal (put a
+//! YAML or JSON file, see where each flow comes from) and read the flow fault log.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::remote::{Conn, ConnArgs};
+
+/// Flow commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum FlowsCommand {
+    /// List the flows (name, object, trigger, where it is defined).
+    List(Conn1),
+    /// Print one flow as JSON.
+    Show(Named),
+    /// Create or replace a flow from a YAML or JSON file (its `name`, or the file's name).
+    Put(PutArgs),
+    /// Delete a flow created through the API.
+    Delete(Named),
+    /// The newest flow faults (one JSON object per line).
+    Faults(FaultArgs),
+}
+
+/// Just the org.
+#[derive(Debug, clap::Args)]
+pub struct Conn1 {
+    /// The org.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// A flow name and the org.
+#[derive(Debug, clap::Args)]
+pub struct Named {
+    /// The flow's name.
+    pub name: String,
+    /// The org.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// `flows put`.
+#[derive(Debug, clap::Args)]
+pub struct PutArgs {
+    /// The flow file (YAML or JSON).
+    pub file: PathBuf,
+    /// The org.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// `flows faults`.
+#[derive(Debug, clap::Args)]
+pub struct FaultArgs {
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// The org.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// Runs a flows command.
+pub async fn run(cmd: FlowsCommand) -> Result<i32> {
+    match cmd {
+        FlowsCommand::List(a) => {
+            let conn = Conn::connect(&a.conn).await?;
+            let body = conn
+                .json(Method::GET, "/conflux/flows", None, "listing flows")
+                .await?;
+            let flows = body["flows"].as_array().cloned().unwrap_or_default();
+            if flows.is_empty() {
+                eprintln!("no flows");
+            }
+            for f in flows {
+                let on: Vec<&str> = f["on"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                println!(
+                    "{:<32} {:<20} {:<12} {:<22} {}{}",
+                    f["name"].as_str().unwrap_or(""),
+                    f["object"].as_str().unwrap_or(""),
+                    f["timing"].as_str().unwrap_or(""),
+                    on.join(","),
+                    f["source"].as_str().unwrap_or(""),
+                    if f["active"] == false {
+                        " (inactive)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(0)
+        }
+        FlowsCommand::Show(a) => {
+            let conn = Conn::connect(&a.conn).await?;
+            let body = conn
+                .json(
+                    Method::GET,
+                    &format!("/conflux/flows/{}", a.name),
+                    None,
+                    &format!("reading flow {}", a.name),
+                )
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            Ok(0)
+        }
+        FlowsCommand::Put(a) => {
+            let text = std::fs::read_to_string(&a.file)
+                .with_context(|| format!("cannot read {}", a.file.display()))?;
+            let doc: Value = serde_yaml::from_str(&text)
+                .with_context(|| format!("{} is not YAML or JSON", a.file.display()))?;
+            let name = match doc["name"].as_str() {
+                Some(n) => n.to_string(),
+                None => a
+                    .file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("")
+                    .to_string(),
+            };
+            let conn = Conn::connect(&a.conn).await?;
+            conn.json(
+                Method::PUT,
+                &format!("/conflux/flows/{name}"),
+                Some(&doc),
+                &format!("saving flow {name}"),
+            )
+            .await?;
+            println!("flow {name} saved");
+            Ok(0)
+        }
+        FlowsCommand::Delete(a) => {
+            let conn = Conn::connect(&a.conn).await?;
+            conn.json(
+                Method::DELETE,
+                &format!("/conflux/flows/{}", a.name),
+                None,
+                &format!("deleting flow {}", a.name),
+            )
+            .await?;
+            println!("flow {} deleted", a.name);
+            Ok(0)
+        }
+        FlowsCommand::Faults(a) => {
+            let conn = Conn::connect(&a.conn).await?;
+            let body = conn
+                .json(
+                    Method::GET,
+                    &format!("/conflux/flow-faults?limit={}", a.limit),
+                    None,
+                    "reading flow faults",
+                )
+                .await?;
+            for f in body["faults"].as_array().cloned().unwrap_or_default() {
+                println!("{f}");
+            }
+            Ok(0)
+        }
+    }
+}
