@@ -115,13 +115,21 @@ fn conformance() -> Result<()> {
     run(Command::new("cargo").args(["build", "--package", "conflux"]))?;
     let work = server::scratch_dir("conformance")?;
     let (key, cert) = server::jwt_key_pair(&work)?;
-    let srv = server::Server::start(
+    // A shortened delivery retry schedule, so the Outbound Message suites see a receiver that
+    // comes up late served within seconds (configuration, not sleeps in product code).
+    let srv = server::Server::start_with(
         &bin,
         &work.join("data"),
         &[(
             "CONFLUX_CLIENT_CERT_FILE",
             cert.to_str().unwrap_or_default(),
         )],
+        &[
+            "--delivery-retry-base-ms",
+            "300",
+            "--delivery-retry-cap-ms",
+            "1000",
+        ],
     )?;
     let mut cmd = Command::new("bash");
     cmd.arg(root.join("conformance/run.sh"));
