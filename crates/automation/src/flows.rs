@@ -37,6 +37,9 @@ pub struct FlowDef {
     pub active: bool,
     /// What it does, in order.
     pub actions: Vec<ActionDef>,
+    /// Invocable flows: output name → jq expression (over `$input`, `$new`, `$reply`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub outputs: serde_json::Map<String, serde_json::Value>,
 }
 
 fn default_on() -> Vec<String> {
@@ -72,6 +75,32 @@ pub enum ActionDef {
         #[serde(default = "default_version")]
         api_version: String,
     },
+    /// Call a remote service through a named credential and wait for its reply (before-save and
+    /// invocable flows); `reply_fields` set record fields from the reply.
+    Callout {
+        /// The action's name (for errors).
+        name: String,
+        /// The named credential.
+        credential: String,
+        /// HTTP method (default POST).
+        #[serde(default = "default_method")]
+        method: String,
+        /// Appended to the credential's URL; a jq expression when it starts with `(`.
+        #[serde(default)]
+        path: String,
+        /// The JSON body (jq); default none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        /// Extra headers.
+        #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+        headers: HashMap<String, String>,
+        /// Milliseconds to wait for the reply (default 10,000; at most 120,000).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+        /// Record field → jq expression over `$reply`.
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        reply_fields: serde_json::Map<String, serde_json::Value>,
+    },
     /// Send a signed JSON webhook.
     Webhook {
         /// Unique name of the webhook definition.
@@ -90,6 +119,10 @@ pub enum ActionDef {
     },
 }
 
+fn default_method() -> String {
+    "POST".into()
+}
+
 fn default_version() -> String {
     "60.0".into()
 }
@@ -103,6 +136,8 @@ pub enum Action {
     Outbound(Arc<OutboundDef>),
     /// Queue a webhook with the body the expression builds.
     Webhook(Arc<WebhookDef>, Option<Expr>),
+    /// Call out and map the reply.
+    Callout(Arc<crate::callout::Callout>),
 }
 
 /// A compiled flow.
@@ -114,6 +149,10 @@ pub struct Flow {
     pub before: bool,
     /// Triggering changes.
     pub on: Vec<service::triggers::Op>,
+    /// Run through `actions/custom/flow/{name}` (not by record changes).
+    pub invocable: bool,
+    /// Invocable flows' outputs.
+    pub outputs: Vec<(String, Expr)>,
     /// The entry condition.
     pub condition: Option<Expr>,
     /// The actions.
@@ -191,16 +230,26 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
         }
     };
     let mut on = Vec::new();
-    for o in &def.on {
+    let invocable = def.on.iter().any(|o| o == "invoke");
+    if invocable && def.on.len() > 1 {
+        return Err(err(
+            "an invocable flow (on: [invoke]) is not also triggered by record changes".into(),
+        ));
+    }
+    for o in def.on.iter().filter(|o| *o != "invoke") {
         on.push(match o.as_str() {
             "create" => Op::Create,
             "update" => Op::Update,
             "delete" if !before => Op::Delete,
             "delete" => return Err(err("before_save flows run on create and update only".into())),
-            other => return Err(err(format!("{other:?} is not create, update or delete"))),
+            other => {
+                return Err(err(format!(
+                    "{other:?} is not create, update, delete or invoke"
+                )))
+            }
         });
     }
-    if on.is_empty() {
+    if on.is_empty() && !invocable {
         return Err(err("`on` names no change".into()));
     }
     let condition = def
@@ -219,8 +268,10 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
     for a in &def.actions {
         actions.push(match a {
             ActionDef::UpdateFields { fields } => {
-                if !before {
-                    return Err(err("update_fields runs in before_save flows".into()));
+                if !before && !invocable {
+                    return Err(err(
+                        "update_fields runs in before_save and invocable flows".into()
+                    ));
                 }
                 let mut v = Vec::new();
                 for (f, e) in fields {
@@ -240,7 +291,7 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
                 fields,
                 api_version,
             } => {
-                if before {
+                if before || invocable {
                     return Err(err("outbound_message runs in after_save flows".into()));
                 }
                 check_url(endpoint).map_err(err)?;
@@ -256,6 +307,71 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
                     api_version: api_version.clone(),
                 }))
             }
+            ActionDef::Callout {
+                name: n,
+                credential,
+                method,
+                path,
+                body,
+                headers,
+                timeout_ms,
+                reply_fields,
+            } => {
+                if !before && !invocable {
+                    return Err(err(
+                        "callout runs in before_save and invocable flows (use a webhook after save)"
+                            .into(),
+                    ));
+                }
+                let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                    .ok()
+                    .filter(|m| ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m.as_str()))
+                    .ok_or_else(|| {
+                        err(format!(
+                            "callout {n}: method {method} is not GET, POST, PUT, PATCH or DELETE"
+                        ))
+                    })?;
+                let timeout = match timeout_ms {
+                    None => crate::callout::DEFAULT_TIMEOUT,
+                    Some(ms) if *ms >= 1 && *ms <= 120_000 => std::time::Duration::from_millis(*ms),
+                    Some(ms) => {
+                        return Err(err(format!(
+                            "callout {n}: timeout_ms {ms} is outside 1..=120000"
+                        )))
+                    }
+                };
+                let path = if path.starts_with('(') {
+                    crate::callout::PathSpec::Expr(Expr::compile(path).map_err(err)?)
+                } else {
+                    crate::callout::PathSpec::Fixed(path.clone())
+                };
+                let mut mapped = Vec::new();
+                for (f, e) in reply_fields {
+                    check_field(f)?;
+                    let src = e.as_str().ok_or_else(|| {
+                        err(format!(
+                            "reply field {f} must be a jq expression (a string)"
+                        ))
+                    })?;
+                    mapped.push((f.clone(), Expr::compile(src).map_err(err)?));
+                }
+                let mut headers: Vec<(String, String)> = headers.clone().into_iter().collect();
+                headers.sort();
+                Action::Callout(Arc::new(crate::callout::Callout {
+                    name: n.clone(),
+                    credential: credential.clone(),
+                    method,
+                    path,
+                    body: body
+                        .as_deref()
+                        .map(Expr::compile)
+                        .transpose()
+                        .map_err(err)?,
+                    headers,
+                    timeout,
+                    reply_fields: mapped,
+                }))
+            }
             ActionDef::Webhook {
                 name: n,
                 url,
@@ -263,7 +379,7 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
                 body,
                 headers,
             } => {
-                if before {
+                if before || invocable {
                     return Err(err("webhook runs in after_save flows".into()));
                 }
                 check_url(url).map_err(err)?;
@@ -286,9 +402,23 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
             }
         });
     }
+    let mut outputs = Vec::new();
+    if !def.outputs.is_empty() && !invocable {
+        return Err(err(
+            "outputs belong to invocable flows (on: [invoke])".into()
+        ));
+    }
+    for (k, e) in &def.outputs {
+        let src = e
+            .as_str()
+            .ok_or_else(|| err(format!("output {k} must be a jq expression (a string)")))?;
+        outputs.push((k.clone(), Expr::compile(src).map_err(err)?));
+    }
     Ok(Flow {
         before,
         on,
+        invocable,
+        outputs,
         condition,
         actions,
         def: FlowDef {

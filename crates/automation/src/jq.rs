@@ -1,7 +1,8 @@
-//! jq expressions (through the `jaq` crates) for flow conditions, field values and webhook
-//! bodies. An expression sees the record as `.` and as `$new`, and the record before the
-//! change as `$old` (null for creates). Filters that reach outside the expression (`input`,
-//! `env`, `$ENV`, `halt`, `debug`, `stderr`, `input_filename`) are not available.
+//! jq expressions (through the `jaq` crates) for flow conditions, field values, webhook and
+//! callout bodies. An expression sees the record as `.` and as `$new`, the record before the
+//! change as `$old` (null for creates), a callout's reply as `$reply` and an invocation's inputs
+//! as `$input` (null where they do not apply). Filters that reach outside the expression
+//! (`input`, `env`, `$ENV`, `halt`, `debug`, `stderr`, `input_filename`) are not available.
 
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{data, Compiler, Ctx, Vars};
@@ -27,6 +28,19 @@ const DENIED: &[&str] = &[
 
 /// Outputs read from one run at most (a condition or value uses the first).
 const MAX_OUTPUTS: usize = 1;
+
+/// The values an expression's variables stand for.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// `$new`: the record after the change.
+    pub new: &'a Json,
+    /// `$old`: the record before the change.
+    pub old: &'a Json,
+    /// `$reply`: the last callout's reply.
+    pub reply: &'a Json,
+    /// `$input`: an invocation's input.
+    pub input: &'a Json,
+}
 
 /// A compiled expression.
 pub struct Expr {
@@ -69,7 +83,7 @@ impl Expr {
             })?;
         let filter = Compiler::default()
             .with_funs(funs)
-            .with_global_vars(["$new", "$old"])
+            .with_global_vars(["$new", "$old", "$reply", "$input"])
             .compile(modules)
             .map_err(|errs| {
                 let names: Vec<String> = errs
@@ -95,13 +109,31 @@ impl Expr {
     /// The first output for a record (`new`, or `old` when there is no new state), or null
     /// when there is none; an error names the expression and what failed.
     pub fn first(&self, new: &Json, old: &Json) -> Result<Json, String> {
-        let input = if new.is_null() { old } else { new };
+        self.eval(&Scope {
+            new,
+            old,
+            reply: &Json::Null,
+            input: &Json::Null,
+        })
+    }
+
+    /// The first output with every variable given; `.` is `$new`, else `$old`, else `$input`.
+    pub fn eval(&self, scope: &Scope<'_>) -> Result<Json, String> {
+        let input = [scope.new, scope.old, scope.input]
+            .into_iter()
+            .find(|v| !v.is_null())
+            .unwrap_or(&Json::Null);
         let to_val = |j: &Json| -> Result<Val, String> {
             serde_json::from_value::<Val>(j.clone()).map_err(|e| e.to_string())
         };
-        let (input, vnew, vold) = (to_val(input)?, to_val(new)?, to_val(old)?);
-        let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new([vnew, vold]));
-        let mut out = self.filter.id.run((ctx, input));
+        let vars = [
+            to_val(scope.new)?,
+            to_val(scope.old)?,
+            to_val(scope.reply)?,
+            to_val(scope.input)?,
+        ];
+        let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new(vars));
+        let mut out = self.filter.id.run((ctx, to_val(input)?));
         let mut first = Json::Null;
         for (n, r) in out.by_ref().enumerate() {
             if n >= MAX_OUTPUTS {

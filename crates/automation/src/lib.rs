@@ -4,6 +4,8 @@
 //! their work (Outbound Messages, webhooks) in the delivery queue in the same transaction, so it
 //! is never lost and never sent for a change that rolled back.
 
+pub mod callout;
+pub mod credentials;
 pub mod flows;
 pub mod jq;
 
@@ -64,13 +66,29 @@ pub struct Automation {
     admin: tokio::sync::Mutex<()>,
     faults: mpsc::Sender<FaultRow>,
     fault_rx: Mutex<Option<mpsc::Receiver<FaultRow>>>,
+    /// Encrypts stored secrets.
+    vault: credentials::Vault,
+    /// Named credentials, usable.
+    creds: RwLock<Arc<credentials::Credentials>>,
+    /// Named credentials as stored (secrets sealed).
+    cred_docs: Mutex<BTreeMap<String, Json>>,
+}
+
+/// Callout replies made before a save, by flow, in action order.
+struct PreparedReplies {
+    by_flow: HashMap<String, Vec<Json>>,
 }
 
 impl Automation {
     /// No flows yet; queued notifications expire after `expiry`.
-    pub fn new(marker: OrgMarker, expiry: Duration) -> Arc<Automation> {
+    /// No flows yet; queued notifications expire after `expiry`; secrets are sealed with
+    /// `secret_key`.
+    pub fn new(marker: OrgMarker, expiry: Duration, secret_key: &[u8; 32]) -> Arc<Automation> {
         let (faults, fault_rx) = mpsc::channel(FAULT_QUEUE);
         Arc::new(Automation {
+            vault: credentials::Vault::new(secret_key),
+            creds: RwLock::default(),
+            cred_docs: Mutex::default(),
             set: RwLock::new(Arc::default()),
             expiry,
             marker,
@@ -99,6 +117,25 @@ impl Automation {
             None => BTreeMap::new(),
         };
         let n = (files.len(), api.len());
+        let sealed: BTreeMap<String, Json> = match org
+            .store()
+            .read(|tx| tx.setting(credentials::SETTING))
+            .map_err(|e| format!("cannot read the named credentials: {e}"))?
+        {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("the stored named credentials are damaged: {e}"))?,
+            None => BTreeMap::new(),
+        };
+        let mut creds = credentials::Credentials::new();
+        for (name, doc) in &sealed {
+            let plain = self
+                .vault
+                .open_doc(doc)
+                .map_err(|e| format!("named credential {name}: {e}"))?;
+            creds.insert(name.clone(), Arc::new(credentials::build(name, &plain)?));
+        }
+        *self.creds.write() = Arc::new(creds);
+        *self.cred_docs.lock() = sealed;
         *self.files.lock() = files;
         *self.api.lock() = api;
         self.reinstall(&org.schema())?;
@@ -156,15 +193,34 @@ impl Automation {
 
     /// Records a fault (in the background) and returns the error the write fails with.
     fn fault(&self, flow: &Flow, change: &Change<'_>, msg: String) -> ApiError {
-        tracing::warn!(flow = %flow.def.name, record = %change.id.to_18(), "flow fault: {msg}");
+        self.log_fault(
+            flow,
+            &change.object.name,
+            &change.id.to_18(),
+            change.op.as_str(),
+            &change.principal.username,
+            msg,
+        )
+    }
+
+    fn log_fault(
+        &self,
+        flow: &Flow,
+        object: &str,
+        record: &str,
+        event: &str,
+        user: &str,
+        msg: String,
+    ) -> ApiError {
+        tracing::warn!(flow = %flow.def.name, record = %record, "flow fault: {msg}");
         let row = FaultRow {
             seq: 0,
             created_ms: now_millis(),
             flow: flow.def.name.clone(),
-            object: change.object.name.clone(),
-            record: change.id.to_18(),
-            event: change.op.as_str().into(),
-            user: change.principal.username.clone(),
+            object: object.to_string(),
+            record: record.to_string(),
+            event: event.to_string(),
+            user: user.to_string(),
             message: msg.clone(),
         };
         if self.faults.try_send(row).is_err() {
@@ -202,7 +258,7 @@ impl Automation {
                         d.name.clone(),
                         set.webhooks.insert(d.name.clone(), d.clone()).is_some(),
                     ),
-                    flows::Action::UpdateFields(_) => continue,
+                    flows::Action::UpdateFields(_) | flows::Action::Callout(_) => continue,
                 };
                 if dup {
                     return Err(format!(
@@ -278,20 +334,66 @@ impl Triggers for Automation {
         change: &Change<'_>,
     ) -> ApiResult<Vec<(String, Json)>> {
         let mut sets = Vec::new();
-        let (new, old) = (as_json(change.new), as_json(change.old));
+        let (mut new, old) = (as_json(change.new), as_json(change.old));
+        let prepared = change
+            .principal
+            .prepared
+            .as_ref()
+            .and_then(|p| p.0.downcast_ref::<PreparedReplies>());
         for flow in self.matching(&change.object.name, change.op, true) {
             if !enters(&flow, &new, &old).map_err(|m| self.fault(&flow, change, m))? {
                 continue;
             }
+            let mut replies = prepared
+                .and_then(|p| p.by_flow.get(&flow.def.name))
+                .map(|r| r.iter());
+            let mut reply = Json::Null;
             for a in &flow.actions {
-                if let flows::Action::UpdateFields(fields) = a {
-                    for (f, e) in fields {
-                        let v = e
-                            .first(&new, &old)
-                            .map_err(|m| self.fault(&flow, change, m))?;
-                        sets.push((f.clone(), v));
+                let mut flow_sets = Vec::new();
+                match a {
+                    flows::Action::UpdateFields(fields) => {
+                        let scope = jq::Scope {
+                            new: &new,
+                            old: &old,
+                            reply: &reply,
+                            input: &Json::Null,
+                        };
+                        for (f, e) in fields {
+                            let v = e.eval(&scope).map_err(|m| self.fault(&flow, change, m))?;
+                            flow_sets.push((f.clone(), v));
+                        }
+                    }
+                    flows::Action::Callout(c) => {
+                        let Some(r) = replies.as_mut().and_then(|r| r.next()) else {
+                            return Err(self.fault(
+                                &flow,
+                                change,
+                                format!(
+                                    "The flow calls out ({}), which happens only for single-record REST saves and invocable actions; this change came another way.",
+                                    c.name
+                                ),
+                            ));
+                        };
+                        reply = r.clone();
+                        let scope = jq::Scope {
+                            new: &new,
+                            old: &old,
+                            reply: &reply,
+                            input: &Json::Null,
+                        };
+                        for (f, e) in &c.reply_fields {
+                            let v = e.eval(&scope).map_err(|m| self.fault(&flow, change, m))?;
+                            flow_sets.push((f.clone(), v));
+                        }
+                    }
+                    _ => {}
+                }
+                if let Json::Object(m) = &mut new {
+                    for (f, v) in &flow_sets {
+                        m.insert(f.clone(), v.clone());
                     }
                 }
+                sets.extend(flow_sets);
             }
         }
         Ok(sets)
@@ -335,7 +437,7 @@ impl Triggers for Automation {
                             body.to_string(),
                         )
                     }
-                    flows::Action::UpdateFields(_) => continue,
+                    flows::Action::UpdateFields(_) | flows::Action::Callout(_) => continue,
                 };
                 tx.enqueue_delivery(&NewDelivery {
                     kind: kind.into(),
@@ -350,6 +452,180 @@ impl Triggers for Automation {
             }
         }
         Ok(())
+    }
+}
+
+impl Automation {
+    fn credential(&self, name: &str) -> Result<Arc<credentials::Credential>, String> {
+        self.creds
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("the named credential {name} does not exist"))
+    }
+
+    /// The flows (before-save, watching `object`/`op`) that call out.
+    fn callout_flows(&self, object: &str, op: Op) -> Vec<Arc<Flow>> {
+        self.matching(object, op, true)
+            .into_iter()
+            .filter(|f| {
+                f.actions
+                    .iter()
+                    .any(|a| matches!(a, flows::Action::Callout(_)))
+            })
+            .collect()
+    }
+
+    /// A record's fields as JSON (`None` when it does not exist or is deleted).
+    fn read_record(
+        org: &Org,
+        object: &model::ObjectDef,
+        id: &str,
+    ) -> ApiResult<Option<(u64, Json)>> {
+        let Some(seq) = model::Id::parse(id)
+            .ok()
+            .filter(|i| i.prefix() == object.key_prefix)
+            .and_then(|i| i.seq_in(org.store().marker()))
+        else {
+            return Ok(None);
+        };
+        let all: Vec<usize> = (0..object.fields.len()).collect();
+        let row = org.store().read(|tx| tx.get(object, seq, &all))?;
+        Ok(row.filter(|r| !r.deleted).map(|r| {
+            let m =
+                service::triggers::record_json(object, all.iter().copied().zip(r.values.iter()));
+            (seq, Json::Object(m))
+        }))
+    }
+
+    async fn invoke_one(
+        &self,
+        org: &Org,
+        p: &service::Principal,
+        flow: &Flow,
+        input: &Json,
+    ) -> ApiResult<Json> {
+        let schema = org.schema();
+        let object = schema
+            .object(&flow.def.object)
+            .cloned()
+            .ok_or_else(ApiError::not_found)?;
+        let record_id = input
+            .get("recordId")
+            .and_then(Json::as_str)
+            .map(str::to_string);
+        let mut record = None;
+        if let Some(id) = &record_id {
+            if !p.perms.object(&object).read {
+                return Err(ApiError::new(
+                    ErrorCode::InsufficientAccess,
+                    format!("You cannot read {} records.", object.name),
+                ));
+            }
+            record = Some(Self::read_record(org, &object, id)?.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidCrossReferenceKey,
+                    format!("recordId {id} is not a {} record", object.name),
+                )
+            })?);
+        }
+        let mut new = record.as_ref().map_or(Json::Null, |(_, j)| j.clone());
+        let rid = record_id.clone().unwrap_or_default();
+        let fail = |m: String| self.log_fault(flow, &object.name, &rid, "invoke", &p.username, m);
+        let holds = match &flow.condition {
+            None => true,
+            Some(c) => c
+                .eval(&jq::Scope {
+                    new: &new,
+                    old: &Json::Null,
+                    reply: &Json::Null,
+                    input,
+                })
+                .map(|v| !matches!(v, Json::Null | Json::Bool(false)))
+                .map_err(fail)?,
+        };
+        let mut outputs = serde_json::Map::new();
+        if !holds {
+            outputs.insert("Flow__InterviewStatus".into(), Json::from("Finished"));
+            return Ok(Json::Object(outputs));
+        }
+        let mut budget = callout::Budget::default();
+        let mut reply = Json::Null;
+        let mut sets: Vec<(String, Json)> = Vec::new();
+        for a in &flow.actions {
+            let scope_sets: Vec<(String, Json)> = match a {
+                flows::Action::Callout(c) => {
+                    let cred = self.credential(&c.credential).map_err(fail)?;
+                    let scope = jq::Scope {
+                        new: &new,
+                        old: &Json::Null,
+                        reply: &reply,
+                        input,
+                    };
+                    reply = c
+                        .call(&cred, &scope, record_id.as_deref(), &mut budget)
+                        .await
+                        .map_err(fail)?;
+                    let scope = jq::Scope {
+                        new: &new,
+                        old: &Json::Null,
+                        reply: &reply,
+                        input,
+                    };
+                    c.reply_fields
+                        .iter()
+                        .map(|(f, e)| e.eval(&scope).map(|v| (f.clone(), v)))
+                        .collect::<Result<_, _>>()
+                        .map_err(fail)?
+                }
+                flows::Action::UpdateFields(fields) => {
+                    let scope = jq::Scope {
+                        new: &new,
+                        old: &Json::Null,
+                        reply: &reply,
+                        input,
+                    };
+                    fields
+                        .iter()
+                        .map(|(f, e)| e.eval(&scope).map(|v| (f.clone(), v)))
+                        .collect::<Result<_, _>>()
+                        .map_err(fail)?
+                }
+                _ => Vec::new(),
+            };
+            if let Json::Object(m) = &mut new {
+                for (f, v) in &scope_sets {
+                    m.insert(f.clone(), v.clone());
+                }
+            }
+            sets.extend(scope_sets);
+        }
+        if !sets.is_empty() {
+            let Some((seq, _)) = record else {
+                return Err(fail(
+                    "the flow sets record fields but the input names no recordId".into(),
+                ));
+            };
+            let body = Json::Object(sets.into_iter().collect());
+            let (o, p2) = (object.clone(), p.clone());
+            org.store()
+                .write(move |tx| service::ops::update(tx, &p2, &o, seq, &body, None))
+                .await?;
+            org.note_write(&object.name);
+        }
+        for (k, e) in &flow.outputs {
+            let v = e
+                .eval(&jq::Scope {
+                    new: &new,
+                    old: &Json::Null,
+                    reply: &reply,
+                    input,
+                })
+                .map_err(fail)?;
+            outputs.insert(k.clone(), v);
+        }
+        outputs.insert("Flow__InterviewStatus".into(), Json::from("Finished"));
+        Ok(Json::Object(outputs))
     }
 }
 
@@ -491,6 +767,230 @@ impl service::automation::Automation for Automation {
             &fields,
             &def.endpoint,
         ))
+    }
+
+    fn calls_out(&self, object: &str, op: Op) -> bool {
+        !self.callout_flows(object, op).is_empty()
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        org: &'a Org,
+        p: &'a service::Principal,
+        object: &'a str,
+        op: Op,
+        id: Option<&'a str>,
+        body: &'a Json,
+    ) -> BoxFuture<'a, ApiResult<Option<service::auth::Prepared>>> {
+        Box::pin(async move {
+            let schema = org.schema();
+            let Some(o) = schema.object(object).cloned() else {
+                return Ok(None);
+            };
+            let old = match id {
+                Some(id) => match Self::read_record(org, &o, id)? {
+                    Some((_, j)) => j,
+                    // The save itself reports the missing record.
+                    None => return Ok(None),
+                },
+                None => Json::Null,
+            };
+            // The record as the save would leave it, by the request's values.
+            let mut new = match &old {
+                Json::Object(m) => m.clone(),
+                _ => o
+                    .fields
+                    .iter()
+                    .map(|f| (f.name.clone(), Json::Null))
+                    .collect(),
+            };
+            if let Json::Object(b) = body {
+                for (k, v) in b {
+                    if let Some(i) = o.field_index(k) {
+                        new.insert(o.fields[i].name.clone(), v.clone());
+                    }
+                }
+            }
+            let new = Json::Object(new);
+            let record_id = id.map(str::to_string);
+            let rid = record_id.clone().unwrap_or_default();
+            let mut budget = callout::Budget::default();
+            let mut by_flow = HashMap::new();
+            for flow in self.callout_flows(&o.name, op) {
+                let fail =
+                    |m: String| self.log_fault(&flow, &o.name, &rid, op.as_str(), &p.username, m);
+                if !enters(&flow, &new, &old).map_err(fail)? {
+                    continue;
+                }
+                let mut replies = Vec::new();
+                let mut reply = Json::Null;
+                for a in &flow.actions {
+                    if let flows::Action::Callout(c) = a {
+                        let cred = self.credential(&c.credential).map_err(fail)?;
+                        let scope = jq::Scope {
+                            new: &new,
+                            old: &old,
+                            reply: &reply,
+                            input: &Json::Null,
+                        };
+                        reply = c
+                            .call(&cred, &scope, record_id.as_deref(), &mut budget)
+                            .await
+                            .map_err(fail)?;
+                        replies.push(reply.clone());
+                    }
+                }
+                by_flow.insert(flow.def.name.clone(), replies);
+            }
+            if by_flow.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(service::auth::Prepared(Arc::new(PreparedReplies {
+                by_flow,
+            }))))
+        })
+    }
+
+    fn invocable(&self) -> Vec<(String, String)> {
+        self.set
+            .read()
+            .flows
+            .iter()
+            .filter(|(f, _)| f.invocable && f.def.active)
+            .map(|(f, _)| {
+                (
+                    f.def.name.clone(),
+                    f.def.label.clone().unwrap_or_else(|| f.def.name.clone()),
+                )
+            })
+            .collect()
+    }
+
+    fn invoke<'a>(
+        &'a self,
+        org: &'a Org,
+        p: &'a service::Principal,
+        name: &'a str,
+        inputs: Vec<Json>,
+    ) -> BoxFuture<'a, ApiResult<Vec<Json>>> {
+        Box::pin(async move {
+            let flow = self
+                .set
+                .read()
+                .flows
+                .iter()
+                .map(|(f, _)| f)
+                .find(|f| f.invocable && f.def.active && f.def.name.eq_ignore_ascii_case(name))
+                .cloned()
+                .ok_or_else(ApiError::not_found)?;
+            if inputs.len() > 200 {
+                return Err(ApiError::new(
+                    ErrorCode::LimitExceeded,
+                    "At most 200 inputs per invocation.",
+                ));
+            }
+            let mut out = Vec::with_capacity(inputs.len());
+            for input in &inputs {
+                let r = match input {
+                    Json::Object(_) => self.invoke_one(org, p, &flow, input).await,
+                    _ => Err(ApiError::new(
+                        ErrorCode::InvalidInput,
+                        "each input is a JSON object of the flow's input values",
+                    )),
+                };
+                out.push(match r {
+                    Ok(outputs) => json!({
+                        "actionName": flow.def.name,
+                        "errors": null,
+                        "isSuccess": true,
+                        "outputValues": outputs,
+                    }),
+                    Err(e) => json!({
+                        "actionName": flow.def.name,
+                        "errors": [{"statusCode": e.code.as_str(), "message": e.message, "fields": e.fields}],
+                        "isSuccess": false,
+                        "outputValues": null,
+                    }),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn credentials(&self) -> Vec<Json> {
+        let vault = &self.vault;
+        self.cred_docs
+            .lock()
+            .iter()
+            .map(|(name, sealed)| {
+                let plain = vault.open_doc(sealed).unwrap_or(Json::Null);
+                let mut doc = credentials::redact(&plain);
+                if let Json::Object(m) = &mut doc {
+                    m.insert("name".into(), Json::from(name.clone()));
+                }
+                doc
+            })
+            .collect()
+    }
+
+    fn put_credential<'a>(
+        &'a self,
+        org: &'a Org,
+        name: &'a str,
+        doc: Json,
+    ) -> BoxFuture<'a, ApiResult<(Json, bool)>> {
+        Box::pin(async move {
+            let _one_at_a_time = self.admin.lock().await;
+            if name.is_empty()
+                || name.len() > 80
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(invalid(format!(
+                    "named credential {name:?}: use letters, digits and underscores"
+                )));
+            }
+            let cred = credentials::build(name, &doc).map_err(invalid)?;
+            let mut docs = self.cred_docs.lock().clone();
+            let created = docs
+                .insert(name.to_string(), self.vault.seal_doc(&doc))
+                .is_none();
+            let text = serde_json::to_string(&docs).expect("JSON values serialize");
+            org.store()
+                .write(move |tx| Ok(tx.set_setting(credentials::SETTING, &text)?))
+                .await?;
+            *self.cred_docs.lock() = docs;
+            let mut creds = (**self.creds.read()).clone();
+            creds.insert(name.to_string(), Arc::new(cred));
+            *self.creds.write() = Arc::new(creds);
+            let mut shown = credentials::redact(&doc);
+            if let Json::Object(m) = &mut shown {
+                m.insert("name".into(), Json::from(name));
+            }
+            Ok((shown, created))
+        })
+    }
+
+    fn delete_credential<'a>(
+        &'a self,
+        org: &'a Org,
+        name: &'a str,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            let _one_at_a_time = self.admin.lock().await;
+            let mut docs = self.cred_docs.lock().clone();
+            if docs.remove(name).is_none() {
+                return Err(ApiError::not_found());
+            }
+            let text = serde_json::to_string(&docs).expect("JSON values serialize");
+            org.store()
+                .write(move |tx| Ok(tx.set_setting(credentials::SETTING, &text)?))
+                .await?;
+            *self.cred_docs.lock() = docs;
+            let mut creds = (**self.creds.read()).clone();
+            creds.remove(name);
+            *self.creds.write() = Arc::new(creds);
+            Ok(())
+        })
     }
 }
 

@@ -147,7 +147,9 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
 
     // Flows (metadata/flows/*.yaml) react to record writes; what they queue is drained by the
     // delivery engine (started below, once the listeners' addresses are known).
-    let automation = automation::Automation::new(org.store().marker(), cfg.delivery.expiry);
+    let secret_key = secret_key(&cfg.data_dir)?;
+    let automation =
+        automation::Automation::new(org.store().marker(), cfg.delivery.expiry, &secret_key);
     let flows_dir = metadata_dir
         .as_ref()
         .map(|d| d.join("flows"))
@@ -306,6 +308,74 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     tokio::task::spawn_blocking(move || s.close()).await.ok();
     say("conflux: stopped");
     Ok(())
+}
+
+/// The key that encrypts stored secrets (named credentials): `CONFLUX_SECRET_KEY` (32 bytes in
+/// base64 or hex) when set, otherwise `<data>/secret.key`, generated on first start.
+fn secret_key(data_dir: &std::path::Path) -> Result<[u8; 32]> {
+    use base64::Engine as _;
+    let decode = |text: &str, what: &str| -> Result<[u8; 32]> {
+        let t = text.trim();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .ok()
+            .filter(|b| b.len() == 32)
+            .or_else(|| hex_bytes(t).filter(|b| b.len() == 32))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{what} must hold 32 bytes in base64 or hex (e.g. the output of `openssl rand -base64 32`)"
+                )
+            })?;
+        Ok(bytes.try_into().expect("checked length"))
+    };
+    if let Ok(v) = std::env::var("CONFLUX_SECRET_KEY") {
+        if !v.is_empty() {
+            return decode(&v, "CONFLUX_SECRET_KEY");
+        }
+    }
+    let path = data_dir.join("secret.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => decode(&text, &path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            let text = base64::engine::general_purpose::STANDARD.encode(key);
+            write_private(&path, text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            say(&format!(
+                "conflux: secret key {} (generated; it encrypts stored credentials: back it up, or set CONFLUX_SECRET_KEY)",
+                path.display()
+            ));
+            Ok(key)
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn hex_bytes(t: &str) -> Option<Vec<u8>> {
+    if t.len() & 1 == 1 {
+        return None;
+    }
+    (0..t.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(t.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
 }
 
 fn display_addr(a: SocketAddr) -> String {

@@ -11,7 +11,8 @@ use model::{ApiError, ApiResult, ErrorCode, Id, KeyPrefix};
 use serde_json::{json, Value as Json};
 use store::FaultRow;
 
-use crate::auth::Principal;
+use crate::auth::{Prepared, Principal};
+use crate::triggers::Op;
 use crate::Org;
 
 /// A boxed future borrowing its arguments.
@@ -34,6 +35,42 @@ pub trait Automation: Send + Sync + 'static {
     fn delete_flow<'a>(&'a self, org: &'a Org, name: &'a str) -> BoxFuture<'a, ApiResult<()>>;
     /// The WSDL of the Outbound Message `name`, for receiver developers.
     fn outbound_wsdl(&self, org: &Org, name: &str) -> Option<String>;
+    /// Whether a save of `object` may need [`Automation::prepare`] (a before-save flow calls out).
+    fn calls_out(&self, object: &str, op: Op) -> bool;
+    /// Before a single-record save: makes the callouts of the before-save flows that will enter,
+    /// so the write job can apply their replies. `id` is the record's for updates; `body` the
+    /// request's field values.
+    fn prepare<'a>(
+        &'a self,
+        org: &'a Org,
+        p: &'a Principal,
+        object: &'a str,
+        op: Op,
+        id: Option<&'a str>,
+        body: &'a Json,
+    ) -> BoxFuture<'a, ApiResult<Option<Prepared>>>;
+    /// The invocable flows (`on: [invoke]`): name and label.
+    fn invocable(&self) -> Vec<(String, String)>;
+    /// Runs an invocable flow once per input; the Salesforce-shaped result of each.
+    fn invoke<'a>(
+        &'a self,
+        org: &'a Org,
+        p: &'a Principal,
+        name: &'a str,
+        inputs: Vec<Json>,
+    ) -> BoxFuture<'a, ApiResult<Vec<Json>>>;
+    /// Named credentials (secrets redacted).
+    fn credentials(&self) -> Vec<Json>;
+    /// Creates or replaces a named credential (`true` when created).
+    fn put_credential<'a>(
+        &'a self,
+        org: &'a Org,
+        name: &'a str,
+        doc: Json,
+    ) -> BoxFuture<'a, ApiResult<(Json, bool)>>;
+    /// Deletes a named credential.
+    fn delete_credential<'a>(&'a self, org: &'a Org, name: &'a str)
+        -> BoxFuture<'a, ApiResult<()>>;
 }
 
 /// The installed automation.
@@ -57,6 +94,34 @@ impl Org {
         self.automation.0.read().clone().ok_or_else(|| {
             ApiError::new(ErrorCode::NotFound, "Flows are not enabled on this server.")
         })
+    }
+
+    /// The automation, for the request path itself (no permission check: saves and invocations
+    /// check their own).
+    pub fn automation_for_requests(&self) -> Option<Arc<dyn Automation>> {
+        self.automation.0.read().clone()
+    }
+
+    /// Before a single-record REST save: the callouts its before-save flows make, if any.
+    pub async fn prepare_save(
+        &self,
+        p: &Principal,
+        object: &str,
+        id: Option<&str>,
+        body: &Json,
+    ) -> ApiResult<Option<Prepared>> {
+        let Some(a) = self.automation_for_requests() else {
+            return Ok(None);
+        };
+        let op = if id.is_some() { Op::Update } else { Op::Create };
+        let schema = self.schema();
+        let Some(o) = schema.object(object) else {
+            return Ok(None);
+        };
+        if !a.calls_out(&o.name, op) {
+            return Ok(None);
+        }
+        a.prepare(self, p, &o.name, op, id, body).await
     }
 
     /// The newest flow faults (before fault `before`, an `0Fl…` id, when given).

@@ -223,6 +223,7 @@ impl Org {
             session: Some(h),
             client_id: cached.row.client_id.clone(),
             origin: auth::Origin::default(),
+            prepared: None,
         })
     }
 
@@ -243,6 +244,7 @@ impl Org {
             session: None,
             client_id: None,
             origin: auth::Origin::default(),
+            prepared: None,
         })
     }
 }

@@ -30,6 +30,7 @@ enum Mode {
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 struct Received {
+    method: String,
     path: String,
     headers: HashMap<String, String>,
     body: String,
@@ -41,6 +42,7 @@ struct Received {
 struct Receiver {
     addr: String,
     modes: Arc<Mutex<HashMap<String, Mode>>>,
+    bodies: Arc<Mutex<HashMap<String, String>>>,
     got: Arc<Mutex<Vec<Received>>>,
     stop: Arc<AtomicBool>,
 }
@@ -50,6 +52,7 @@ impl Receiver {
         let r = Receiver {
             addr: format!("http://{}", listener.local_addr().unwrap()),
             modes: Arc::default(),
+            bodies: Arc::default(),
             got: Arc::default(),
             stop: Arc::default(),
         };
@@ -75,6 +78,14 @@ impl Receiver {
         self.modes.lock().unwrap().insert(path.to_string(), mode);
     }
 
+    /// Answers `path` with `body` (when its mode is Ok) instead of a SOAP Ack.
+    fn reply(&self, path: &str, body: &str) {
+        self.bodies
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), body.to_string());
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.addr)
     }
@@ -95,6 +106,7 @@ impl Receiver {
         if reader.read_line(&mut line).is_err() {
             return;
         }
+        let method = line.split_whitespace().next().unwrap_or("").to_string();
         let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
         let mut headers = HashMap::new();
         loop {
@@ -121,7 +133,9 @@ impl Receiver {
             .get(&path)
             .copied()
             .unwrap_or(Mode::Ok);
+        let custom = self.bodies.lock().unwrap().get(&path).cloned();
         self.got.lock().unwrap().push(Received {
+            method,
             path,
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
@@ -129,6 +143,7 @@ impl Receiver {
         });
         let mut conn = conn;
         let reply = match mode {
+            Mode::Ok if custom.is_some() => custom.unwrap(),
             Mode::Ok => "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body><notificationsResponse xmlns=\"http://soap.sforce.com/2005/09/outbound\"><Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>".to_string(),
             Mode::Fail => "database unavailable".to_string(),
             Mode::Hang => {
@@ -829,4 +844,270 @@ fn flows_are_managed_through_the_api_and_their_faults_are_logged() {
         None,
     );
     assert!(c["Description"].is_null());
+}
+
+#[test]
+fn an_activated_order_gets_its_billing_account_from_a_callout_in_the_same_request() {
+    let rx = Receiver::start();
+    rx.reply(
+        "/oauth/token",
+        r#"{"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600}"#,
+    );
+    rx.reply("/billing/accounts", r#"{"accountNumber": "BA-1"}"#);
+    rx.reply("/billing/accounts/BA-1", r#"{"status": "active"}"#);
+    let data = data_dir("flows-callout");
+    let objects = data.join("metadata/objects");
+    std::fs::create_dir_all(&objects).unwrap();
+    std::fs::write(
+        objects.join("Order.yaml"),
+        "fields:\n  - fullName: Billing_Account__c\n    type: Text\n    length: 40\n",
+    )
+    .unwrap();
+    write_flow(
+        &data,
+        "order_billing",
+        r#"name: Order_Billing
+object: Order
+on: [update]
+timing: before_save
+condition: '$new.Status == "Activated" and $old.Status != "Activated"'
+actions:
+  - type: callout
+    name: Create_Billing_Account
+    credential: Billing
+    path: /accounts
+    timeout_ms: 1000
+    body: '{orderId: $new.Id, account: $new.AccountId}'
+    reply_fields:
+      Billing_Account__c: '$reply.accountNumber'
+"#,
+    );
+    write_flow(
+        &data,
+        "refresh_billing",
+        r#"name: Refresh_Billing
+label: Refresh billing status
+object: Order
+on: [invoke]
+actions:
+  - type: callout
+    name: Billing_Status
+    credential: Billing
+    method: GET
+    path: '("/accounts/" + $new.Billing_Account__c)'
+    reply_fields:
+      Description: '"billing " + $reply.status'
+outputs:
+  status: '$reply.status'
+  asked: '$input.note'
+"#,
+    );
+    let org = Org::start_in(&data, &[], &[]);
+
+    // The named credential: OAuth 2.0 client credentials; its secret is never shown or stored
+    // in clear.
+    let secret = "sup3r-s3cret-value";
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/named-credentials/Billing"),
+        Some(
+            json!({"url": rx.url("/billing"), "auth": {"type": "oauth_client_credentials",
+            "tokenUrl": rx.url("/oauth/token"), "clientId": "conflux", "clientSecret": secret}}),
+        ),
+    );
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["auth"]["clientSecret"], "********");
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/named-credentials/Broken"),
+        Some(json!({"url": "ftp://nowhere"})),
+    );
+    assert_eq!(
+        (s, b[0]["errorCode"].as_str()),
+        (400, Some("INVALID_INPUT")),
+        "{b}"
+    );
+
+    let account = org.create("Account", json!({"Name": "Billing Customer"}));
+    let new_order = |n: &str| {
+        org.create(
+            "Order",
+            json!({"AccountId": account, "Status": "Draft", "EffectiveDate": "2026-12-01", "Name": n}),
+        )
+    };
+    let order = new_order("first");
+    let (s, b) = org.call(
+        Method::PATCH,
+        &org.data(&format!("/sobjects/Order/{order}")),
+        Some(json!({"Status": "Activated"})),
+    );
+    assert_eq!(s, 204, "{b}");
+    let (_, o) = org.call(
+        Method::GET,
+        &org.data(&format!("/sobjects/Order/{order}")),
+        None,
+    );
+    assert_eq!(
+        o["Billing_Account__c"], "BA-1",
+        "the reply is on the record when the call returns"
+    );
+    assert_eq!(o["Status"], "Activated");
+    let calls = rx.received("/billing/accounts", Mode::Ok);
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.method, "POST");
+    assert_eq!(call.headers["authorization"], "Bearer tok-1");
+    assert_eq!(call.headers["x-conflux-record-id"], order);
+    assert!(!call.headers["idempotency-key"].is_empty());
+    assert_eq!(
+        call.headers["x-conflux-message-id"],
+        call.headers["idempotency-key"]
+    );
+    let sent: Value = serde_json::from_str(&call.body).unwrap();
+    assert_eq!(sent["orderId"], order);
+    let token = rx.received("/oauth/token", Mode::Ok);
+    assert_eq!(token.len(), 1);
+    assert!(
+        token[0].body.contains("grant_type=client_credentials"),
+        "{}",
+        token[0].body
+    );
+
+    // A failing or silent billing service: the save fails with the reason, nothing is written.
+    for (mode, says) in [
+        (Mode::Fail, "answered HTTP 500: database unavailable"),
+        (Mode::Hang, "timed out after 1 s"),
+    ] {
+        rx.set("/billing/accounts", mode);
+        let order = new_order("failing");
+        let (s, b) = org.call(
+            Method::PATCH,
+            &org.data(&format!("/sobjects/Order/{order}")),
+            Some(json!({"Status": "Activated"})),
+        );
+        assert_eq!(s, 400, "{b}");
+        assert_eq!(b[0]["errorCode"], "CANNOT_EXECUTE_FLOW_TRIGGER");
+        assert!(b[0]["message"].as_str().unwrap().contains(says), "{b}");
+        let (_, o) = org.call(
+            Method::GET,
+            &org.data(&format!("/sobjects/Order/{order}")),
+            None,
+        );
+        assert_eq!(
+            (&o["Status"], &o["Billing_Account__c"]),
+            (&json!("Draft"), &Value::Null)
+        );
+    }
+    rx.set("/billing/accounts", Mode::Ok);
+    eventually("the callout faults", || {
+        let (_, f) = org.call(Method::GET, &org.data("/conflux/flow-faults"), None);
+        f["faults"].as_array().is_some_and(|a| a.len() >= 2)
+    });
+
+    // Another way in than a single-record save: refused rather than saved without the reply.
+    let order2 = new_order("composite");
+    let (s, b) = org.call(
+        Method::PATCH,
+        &org.data("/composite/sobjects"),
+        Some(json!({"allOrNone": false, "records": [
+            {"attributes": {"type": "Order"}, "id": order2, "Status": "Activated"}]})),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b[0]["success"], false, "{b}");
+    assert_eq!(
+        b[0]["errors"][0]["statusCode"],
+        "CANNOT_EXECUTE_FLOW_TRIGGER"
+    );
+
+    // The invocable action.
+    let (s, b) = org.call(Method::GET, &org.data("/actions/custom/flow"), None);
+    assert_eq!(s, 200);
+    assert_eq!(b["actions"][0]["name"], "Refresh_Billing");
+    assert_eq!(b["actions"][0]["type"], "FLOW");
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/actions/custom/flow/Refresh_Billing"),
+        Some(json!({"inputs": [{"recordId": order, "note": "nightly"}]})),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b[0]["actionName"], "Refresh_Billing");
+    assert_eq!(b[0]["isSuccess"], true);
+    assert_eq!(b[0]["outputValues"]["status"], "active");
+    assert_eq!(b[0]["outputValues"]["asked"], "nightly");
+    assert_eq!(b[0]["outputValues"]["Flow__InterviewStatus"], "Finished");
+    let (_, o) = org.call(
+        Method::GET,
+        &org.data(&format!("/sobjects/Order/{order}")),
+        None,
+    );
+    assert_eq!(o["Description"], "billing active");
+    let get = rx.received("/billing/accounts/BA-1", Mode::Ok);
+    assert_eq!((get.len(), get[0].method.as_str()), (1, "GET"));
+    assert_eq!(
+        rx.received("/oauth/token", Mode::Ok).len(),
+        1,
+        "the token is cached"
+    );
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/actions/custom/flow/Refresh_Billing"),
+        Some(json!({"inputs": [{"recordId": account}]})),
+    );
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b[0]["isSuccess"], false);
+    assert_eq!(
+        b[0]["errors"][0]["statusCode"],
+        "INVALID_CROSS_REFERENCE_KEY"
+    );
+    let (s, _) = org.call(
+        Method::POST,
+        &org.data("/actions/custom/flow/Nope"),
+        Some(json!({"inputs": []})),
+    );
+    assert_eq!(s, 404);
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/actions/custom/flow/Refresh_Billing"),
+        Some(json!({"x": 1})),
+    );
+    assert_eq!(
+        (s, b[0]["errorCode"].as_str()),
+        (400, Some("JSON_PARSER_ERROR"))
+    );
+
+    // The secret is sealed at rest and survives a restart (the key is in the data directory).
+    let Org { srv, .. } = org;
+    srv.stop().unwrap();
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the secret in clear",
+                path.display()
+            );
+        }
+    }
+    let org = Org::start_in(&data, &[], &[]);
+    let order3 = new_order_on(&org, &account);
+    let (s, b) = org.call(
+        Method::PATCH,
+        &org.data(&format!("/sobjects/Order/{order3}")),
+        Some(json!({"Status": "Activated"})),
+    );
+    assert_eq!(s, 204, "{b}");
+    let (_, o) = org.call(
+        Method::GET,
+        &org.data(&format!("/sobjects/Order/{order3}")),
+        None,
+    );
+    assert_eq!(o["Billing_Account__c"], "BA-1");
+}
+
+fn new_order_on(org: &Org, account: &str) -> String {
+    org.create(
+        "Order",
+        json!({"AccountId": account, "Status": "Draft", "EffectiveDate": "2026-12-01"}),
+    )
 }

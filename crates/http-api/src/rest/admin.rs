@@ -81,6 +81,38 @@ pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
             Ok(json(StatusCode::OK, &json!({ "faults": faults })))
         }
         ["flow-faults"] => Err(method_not_allowed(&ctx.method, "GET,HEAD")),
+        ["named-credentials"] if get => {
+            let list = ctx.state.org.automation(&ctx.principal)?.credentials();
+            Ok(json(StatusCode::OK, &json!({ "namedCredentials": list })))
+        }
+        ["named-credentials", name] if get => {
+            let c = ctx
+                .state
+                .org
+                .automation(&ctx.principal)?
+                .credentials()
+                .into_iter()
+                .find(|c| c["name"] == *name)
+                .ok_or_else(ApiError::not_found)?;
+            Ok(json(StatusCode::OK, &c))
+        }
+        ["named-credentials", name] if ctx.method == Method::PUT => {
+            let a = ctx.state.org.automation(&ctx.principal)?;
+            let doc = flow_document(ctx)?;
+            let (c, created) = a.put_credential(&ctx.state.org, name, doc).await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json(status, &c))
+        }
+        ["named-credentials", name] if ctx.method == Method::DELETE => {
+            let a = ctx.state.org.automation(&ctx.principal)?;
+            a.delete_credential(&ctx.state.org, name).await?;
+            Ok(super::no_content())
+        }
+        ["named-credentials", ..] => Err(method_not_allowed(&ctx.method, "GET,HEAD,PUT,DELETE")),
         ["outbound-messages", name, "wsdl"] if get => {
             let a = ctx.state.org.automation(&ctx.principal)?;
             let wsdl = a
@@ -252,4 +284,55 @@ fn flow_document(ctx: &Ctx) -> Result<Json, ApiError> {
     } else {
         ctx.json_body()
     }
+}
+
+/// `GET actions/custom/flow`: the invocable flows.
+pub fn flow_actions(ctx: &Ctx) -> Result<Response, ApiError> {
+    let actions: Vec<Json> = ctx
+        .state
+        .org
+        .automation_for_requests()
+        .map(|a| a.invocable())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, label)| {
+            json!({
+                "label": label,
+                "name": name,
+                "type": "FLOW",
+                "url": format!("{}/actions/custom/flow/{name}", ctx.prefix()),
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &json!({ "actions": actions })))
+}
+
+/// `POST actions/custom/flow/{name}` with `{"inputs": [...]}`: runs an invocable flow once per
+/// input; 200 when every run succeeded, otherwise 400, with a result per input either way.
+pub async fn invoke_flow(ctx: &Ctx, name: &str) -> Result<Response, ApiError> {
+    let body = ctx.json_body()?;
+    let inputs = match body.get("inputs") {
+        Some(Json::Array(a)) => a.clone(),
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::JsonParserError,
+                "expected {\"inputs\": [ {...}, ... ]}",
+            ))
+        }
+    };
+    let a = ctx
+        .state
+        .org
+        .automation_for_requests()
+        .ok_or_else(ApiError::not_found)?;
+    let results = a
+        .invoke(&ctx.state.org, &ctx.principal, name, inputs)
+        .await?;
+    let ok = results.iter().all(|r| r["isSuccess"] == true);
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok(json(status, &Json::Array(results)))
 }

@@ -332,8 +332,24 @@ fn run_read(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
 
 /// Serves a writing resource in its own write transaction.
 async fn run_write(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
-    let (c, owned): (Ctx, Vec<String>) =
+    let (mut c, owned): (Ctx, Vec<String>) =
         (ctx.clone(), rest.iter().map(|s| s.to_string()).collect());
+    // A single-record save whose before-save flows call out makes the callouts first: nothing is
+    // written while waiting for a remote service, and a failed callout writes nothing.
+    let single = match rest {
+        ["sobjects", object] if ctx.method == Method::POST => Some((*object, None)),
+        ["sobjects", object, id] if ctx.method == Method::PATCH => Some((*object, Some(*id))),
+        _ => None,
+    };
+    if let Some((object, id)) = single {
+        if let Ok(body) = ctx.json_body() {
+            c.principal.prepared = ctx
+                .state
+                .org
+                .prepare_save(&ctx.principal, object, id, &body)
+                .await?;
+        }
+    }
     let reply = ctx
         .state
         .org
@@ -389,6 +405,11 @@ async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
         }
         ["composite", more @ ..] => composite::route(ctx, more).await,
         ["conflux", more @ ..] => admin::route(ctx, more).await,
+        ["actions", "custom", "flow"] if get => admin::flow_actions(ctx),
+        ["actions", "custom", "flow", name] if *m == Method::POST => {
+            admin::invoke_flow(ctx, name).await
+        }
+        ["actions", "custom", "flow", _] => Err(method_not_allowed(m, "POST")),
         ["query"] | ["queryAll"] | ["query", _] | ["queryAll", _] => {
             Err(method_not_allowed(m, "GET,HEAD"))
         }

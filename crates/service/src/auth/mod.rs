@@ -101,6 +101,18 @@ pub struct Principal {
     pub client_id: Option<String>,
     /// The API the request came through (change events report it).
     pub origin: Origin,
+    /// What automation prepared for this request before its write (callout replies).
+    pub prepared: Option<Prepared>,
+}
+
+/// Something automation computed before a write job, for the job's triggers to use.
+#[derive(Clone)]
+pub struct Prepared(pub Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared")
+    }
 }
 
 /// The API a change came through, as change events' `changeOrigin` reports it:
