@@ -101,6 +101,29 @@ pub enum ActionDef {
         #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
         reply_fields: serde_json::Map<String, serde_json::Value>,
     },
+    /// Create a record (after-save and platform-event flows): field → jq expression.
+    CreateRecord {
+        /// The object of the new record.
+        object: String,
+        /// Field → expression, evaluated when the triggering change commits.
+        fields: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Update a record (after-save and platform-event flows) named by a jq expression.
+    UpdateRecord {
+        /// The object of the record.
+        object: String,
+        /// Its id: a jq expression (`$new.AccountId`).
+        id: String,
+        /// Field → expression.
+        fields: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Publish a platform event (after-save and platform-event flows).
+    PublishEvent {
+        /// The event type (`Order_Activated__e`).
+        event: String,
+        /// Field → expression.
+        fields: serde_json::Map<String, serde_json::Value>,
+    },
     /// Send a signed JSON webhook.
     Webhook {
         /// Unique name of the webhook definition.
@@ -138,6 +161,43 @@ pub enum Action {
     Webhook(Arc<WebhookDef>, Option<Expr>),
     /// Call out and map the reply.
     Callout(Arc<crate::callout::Callout>),
+    /// Create, update or publish inside the org, queued after save.
+    Local(Local),
+}
+
+/// What a queued in-org action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalOp {
+    /// Create a record.
+    Create,
+    /// Update a record.
+    Update,
+    /// Publish a platform event.
+    Publish,
+}
+
+impl LocalOp {
+    /// Its name in queued payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalOp::Create => "create",
+            LocalOp::Update => "update",
+            LocalOp::Publish => "publish",
+        }
+    }
+}
+
+/// A compiled in-org action.
+#[derive(Debug)]
+pub struct Local {
+    /// What it does.
+    pub op: LocalOp,
+    /// The object (or event type).
+    pub object: String,
+    /// The record id (updates).
+    pub id: Option<Expr>,
+    /// Field → expression.
+    pub fields: Vec<(String, Expr)>,
 }
 
 /// A compiled flow.
@@ -151,6 +211,8 @@ pub struct Flow {
     pub on: Vec<service::triggers::Op>,
     /// Run through `actions/custom/flow/{name}` (not by record changes).
     pub invocable: bool,
+    /// Triggered by platform events of its object (an event type).
+    pub event: bool,
     /// Invocable flows' outputs.
     pub outputs: Vec<(String, Expr)>,
     /// The entry condition.
@@ -204,9 +266,13 @@ fn outbound_id(schema_marker: model::OrgMarker, name: &str) -> String {
 }
 
 /// Checks a flow against the schema and compiles it.
-pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Result<Flow, String> {
+pub fn compile(
+    mut def: FlowDef,
+    schema: &Schema,
+    marker: model::OrgMarker,
+) -> Result<Flow, String> {
     use service::triggers::Op;
-    let name = &def.name;
+    let name = &def.name.clone();
     let err = |m: String| format!("flow {name}: {m}");
     if name.is_empty()
         || name.len() > 80
@@ -229,6 +295,16 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
             )))
         }
     };
+    let event = object.kind == model::ObjectKind::PlatformEvent;
+    if event && def.on == default_on() {
+        def.on = vec!["publish".into()];
+    }
+    if event && (before || def.on.iter().any(|o| o != "create" && o != "publish")) {
+        return Err(err(format!(
+            "{} is a platform event: its flows run after it is published (timing: after_save, on: [publish])",
+            object.name
+        )));
+    }
     let mut on = Vec::new();
     let invocable = def.on.iter().any(|o| o == "invoke");
     if invocable && def.on.len() > 1 {
@@ -238,13 +314,14 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
     }
     for o in def.on.iter().filter(|o| *o != "invoke") {
         on.push(match o.as_str() {
+            "create" | "publish" if event => Op::Create,
             "create" => Op::Create,
             "update" => Op::Update,
             "delete" if !before => Op::Delete,
             "delete" => return Err(err("before_save flows run on create and update only".into())),
             other => {
                 return Err(err(format!(
-                    "{other:?} is not create, update, delete or invoke"
+                    "{other:?} is not create, update, delete, invoke or publish (platform events)"
                 )))
             }
         });
@@ -263,6 +340,54 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
             .field_index(f)
             .map(|_| ())
             .ok_or_else(|| err(format!("{} has no field {f}", object.name)))
+    };
+    // Create, update and publish actions: queued after save, run inside the org.
+    let local = |op: LocalOp,
+                 target: &str,
+                 id: Option<&String>,
+                 fields: &serde_json::Map<String, serde_json::Value>|
+     -> Result<Action, String> {
+        if before || invocable {
+            return Err(err(format!(
+                "{}_record and publish_event run in after_save flows",
+                op.as_str()
+            )));
+        }
+        let o = schema
+            .object(target)
+            .ok_or_else(|| err(format!("there is no object {target}")))?;
+        let is_event = o.kind == model::ObjectKind::PlatformEvent;
+        if is_event != (op == LocalOp::Publish) {
+            return Err(err(if is_event {
+                format!(
+                    "{} is a platform event: publish it with publish_event",
+                    o.name
+                )
+            } else {
+                format!(
+                    "publish_event names {}, which is not a platform event",
+                    o.name
+                )
+            }));
+        }
+        let mut v = Vec::new();
+        for (f, e) in fields {
+            if o.field_index(f).is_none() {
+                return Err(err(format!("{} has no field {f}", o.name)));
+            }
+            let src = e.as_str().ok_or_else(|| {
+                err(format!(
+                    "the value of {f} must be a jq expression (a string)"
+                ))
+            })?;
+            v.push((f.clone(), Expr::compile(src).map_err(err)?));
+        }
+        Ok(Action::Local(Local {
+            op,
+            object: o.name.clone(),
+            id: id.map(|e| Expr::compile(e)).transpose().map_err(err)?,
+            fields: v,
+        }))
     };
     let mut actions = Vec::new();
     for a in &def.actions {
@@ -291,8 +416,10 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
                 fields,
                 api_version,
             } => {
-                if before || invocable {
-                    return Err(err("outbound_message runs in after_save flows".into()));
+                if before || invocable || event {
+                    return Err(err(
+                        "outbound_message runs in after_save flows of records".into()
+                    ));
                 }
                 check_url(endpoint).map_err(err)?;
                 for f in fields {
@@ -372,6 +499,19 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
                     reply_fields: mapped,
                 }))
             }
+            ActionDef::CreateRecord {
+                object: target,
+                fields,
+            } => local(LocalOp::Create, target, None, fields)?,
+            ActionDef::UpdateRecord {
+                object: target,
+                id,
+                fields,
+            } => local(LocalOp::Update, target, Some(id), fields)?,
+            ActionDef::PublishEvent {
+                event: target,
+                fields,
+            } => local(LocalOp::Publish, target, None, fields)?,
             ActionDef::Webhook {
                 name: n,
                 url,
@@ -418,6 +558,7 @@ pub fn compile(def: FlowDef, schema: &Schema, marker: model::OrgMarker) -> Resul
         before,
         on,
         invocable,
+        event,
         outputs,
         condition,
         actions,

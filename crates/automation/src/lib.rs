@@ -14,7 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use delivery::{Catalog, OutboundDef, WebhookDef, KIND_OUTBOUND, KIND_WEBHOOK};
+use delivery::{
+    Catalog, LocalFailure, OutboundDef, WebhookDef, KIND_FLOW, KIND_OUTBOUND, KIND_WEBHOOK,
+};
 use model::value::now_millis;
 use model::{ApiError, ApiResult, ErrorCode, OrgMarker, Schema};
 use parking_lot::{Mutex, RwLock};
@@ -22,7 +24,7 @@ use serde_json::{json, Value as Json};
 use service::automation::BoxFuture;
 use service::triggers::{Change, Op, Triggers};
 use service::Org;
-use store::{FaultRow, NewDelivery, WriteTx};
+use store::{DeliveryRow, DeliveryState, FaultRow, NewDelivery, Settle, WriteTx};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +34,48 @@ const API_FLOWS: &str = "flows.api";
 const KEEP_FAULTS: u64 = 10_000;
 /// Faults waiting to be written at most (beyond, they are only logged).
 const FAULT_QUEUE: usize = 4_096;
+/// The setting holding the replay id platform-event flows have handled events through.
+const EVENT_CURSOR: &str = "flows.events.cursor";
+/// Platform events read per batch by the platform-event flow runner.
+const EVENT_BATCH: usize = 500;
+/// How deep flows may trigger one another through queued actions (a flow's action changes a
+/// record or publishes an event that triggers a flow whose action …).
+pub const MAX_DEPTH: u32 = 5;
+/// What the error of a flow chain that went deeper than [`MAX_DEPTH`] says.
+const TOO_DEEP: &str = "Flows triggered one another more than";
+
+thread_local! {
+    /// The depth of the queued flow action the current write job runs (0 outside them).
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Sets [`DEPTH`] for the life of a queued action's write, whatever way it ends.
+struct DepthGuard(u32);
+
+impl DepthGuard {
+    fn enter(depth: u32) -> DepthGuard {
+        DepthGuard(DEPTH.with(|d| d.replace(depth)))
+    }
+}
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(self.0));
+    }
+}
+
+/// An in-org action as queued (payload of a [`KIND_FLOW`] delivery).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LocalJob {
+    op: String,
+    object: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    fields: serde_json::Map<String, Json>,
+    /// The user whose change queued it (the action runs as them, in system context).
+    user: u64,
+    depth: u32,
+}
 
 /// Where a flow comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +116,9 @@ pub struct Automation {
     creds: RwLock<Arc<credentials::Credentials>>,
     /// Named credentials as stored (secrets sealed).
     cred_docs: Mutex<BTreeMap<String, Json>>,
+    /// The flow depth of platform events queued actions published (by `EventUuid`), so a flow
+    /// chain through events is bounded too.
+    event_depth: Mutex<HashMap<String, u32>>,
 }
 
 /// Callout replies made before a save, by flow, in action order.
@@ -89,6 +136,7 @@ impl Automation {
             vault: credentials::Vault::new(secret_key),
             creds: RwLock::default(),
             cred_docs: Mutex::default(),
+            event_depth: Mutex::default(),
             set: RwLock::new(Arc::default()),
             expiry,
             marker,
@@ -258,7 +306,9 @@ impl Automation {
                         d.name.clone(),
                         set.webhooks.insert(d.name.clone(), d.clone()).is_some(),
                     ),
-                    flows::Action::UpdateFields(_) | flows::Action::Callout(_) => continue,
+                    flows::Action::UpdateFields(_)
+                    | flows::Action::Callout(_)
+                    | flows::Action::Local(_) => continue,
                 };
                 if dup {
                     return Err(format!(
@@ -401,57 +451,345 @@ impl Triggers for Automation {
 
     fn after_save(&self, tx: &mut dyn WriteTx, change: &Change<'_>) -> ApiResult<()> {
         let (new, old) = (as_json(change.new), as_json(change.old));
-        let now = now_millis();
-        let expires = now + self.expiry.as_millis() as i64;
         let record = change.id.to_18();
+        let depth = DEPTH.with(std::cell::Cell::get);
         for flow in self.matching(&change.object.name, change.op, false) {
             if !enters(&flow, &new, &old).map_err(|m| self.fault(&flow, change, m))? {
                 continue;
             }
-            for a in &flow.actions {
-                let (kind, endpoint, action, payload) = match a {
-                    flows::Action::Outbound(d) => (
-                        KIND_OUTBOUND,
-                        d.endpoint.clone(),
-                        d.name.clone(),
-                        "{}".into(),
-                    ),
-                    flows::Action::Webhook(d, body) => {
-                        let body = match body {
-                            Some(e) => e
-                                .first(&new, &old)
-                                .map_err(|m| self.fault(&flow, change, m))?,
-                            None => json!({
-                                "flow": flow.def.name,
-                                "object": change.object.name,
-                                "event": change.op.as_str(),
-                                "id": record,
-                                "new": new,
-                                "old": old,
-                            }),
-                        };
-                        (
-                            KIND_WEBHOOK,
-                            d.url.clone(),
-                            d.name.clone(),
-                            body.to_string(),
-                        )
-                    }
-                    flows::Action::UpdateFields(_) | flows::Action::Callout(_) => continue,
-                };
-                tx.enqueue_delivery(&NewDelivery {
-                    kind: kind.into(),
-                    endpoint,
-                    action,
-                    record: record.clone(),
-                    payload,
-                    created_ms: now,
-                    next_ms: now,
-                    expires_ms: expires,
-                })?;
+            let work = Planned {
+                flow: &flow,
+                new: &new,
+                old: &old,
+                record: &record,
+                event: change.op.as_str(),
+                user: change.principal.user_seq,
+                depth,
+            };
+            for d in self.plan(&work).map_err(|m| self.fault(&flow, change, m))? {
+                tx.enqueue_delivery(&d)?;
             }
         }
         Ok(())
+    }
+}
+
+/// One flow run to queue the work of: what triggered it.
+struct Planned<'a> {
+    flow: &'a Flow,
+    new: &'a Json,
+    old: &'a Json,
+    /// The triggering record's id (the `EventUuid` of a platform event).
+    record: &'a str,
+    /// `create`, `update`, `delete` or `publish`.
+    event: &'a str,
+    user: u64,
+    /// How deep in a chain of flows the trigger is.
+    depth: u32,
+}
+
+impl Automation {
+    /// The deliveries an after-save or platform-event flow queues, every expression evaluated
+    /// first (an error queues nothing).
+    fn plan(&self, w: &Planned<'_>) -> Result<Vec<NewDelivery>, String> {
+        let now = now_millis();
+        let expires = now + self.expiry.as_millis() as i64;
+        let flow = w.flow;
+        let mut out = Vec::new();
+        for a in &flow.actions {
+            let (kind, endpoint, action, payload) = match a {
+                flows::Action::Outbound(d) => (
+                    KIND_OUTBOUND,
+                    d.endpoint.clone(),
+                    d.name.clone(),
+                    "{}".into(),
+                ),
+                flows::Action::Webhook(d, body) => {
+                    let body = match body {
+                        Some(e) => e.first(w.new, w.old)?,
+                        None => json!({
+                            "flow": flow.def.name,
+                            "object": flow.def.object,
+                            "event": w.event,
+                            "id": w.record,
+                            "new": w.new,
+                            "old": w.old,
+                        }),
+                    };
+                    (
+                        KIND_WEBHOOK,
+                        d.url.clone(),
+                        d.name.clone(),
+                        body.to_string(),
+                    )
+                }
+                flows::Action::Local(l) => {
+                    if w.depth >= MAX_DEPTH {
+                        return Err(format!(
+                            "{TOO_DEEP} {MAX_DEPTH} levels deep; the chain stops here."
+                        ));
+                    }
+                    let scope = jq::Scope {
+                        new: w.new,
+                        old: w.old,
+                        reply: &Json::Null,
+                        input: &Json::Null,
+                    };
+                    let mut fields = serde_json::Map::new();
+                    for (f, e) in &l.fields {
+                        fields.insert(f.clone(), e.eval(&scope)?);
+                    }
+                    let id = match &l.id {
+                        None => None,
+                        Some(e) => match e.eval(&scope)? {
+                            Json::String(s) if !s.is_empty() => Some(s),
+                            other => {
+                                return Err(format!(
+                                    "the id of the {} record to update is {other}, not a record id",
+                                    l.object
+                                ))
+                            }
+                        },
+                    };
+                    let job = LocalJob {
+                        op: l.op.as_str().into(),
+                        object: l.object.clone(),
+                        id,
+                        fields,
+                        user: w.user,
+                        depth: w.depth + 1,
+                    };
+                    (
+                        KIND_FLOW,
+                        format!("flow:{}", flow.def.name),
+                        flow.def.name.clone(),
+                        serde_json::to_string(&job).expect("JSON values serialize"),
+                    )
+                }
+                flows::Action::UpdateFields(_) | flows::Action::Callout(_) => continue,
+            };
+            out.push(NewDelivery {
+                kind: kind.into(),
+                endpoint,
+                action,
+                record: w.record.to_string(),
+                payload,
+                created_ms: now,
+                next_ms: now,
+                expires_ms: expires,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs the flows triggered by platform events until `shutdown` (once, in the background):
+    /// reads committed events from the bus after a durable cursor and queues each flow's actions
+    /// in the same transaction that advances the cursor, so every event runs its flows once.
+    pub async fn run_event_flows(self: Arc<Self>, org: Arc<Org>, shutdown: CancellationToken) {
+        use service::events::Selection;
+        let bus = org.events();
+        // On a first start, begin at the tip: events published before are not replayed.
+        let mut cursor = match org.store().read(|tx| tx.setting(EVENT_CURSOR)) {
+            Ok(Some(t)) => t.parse().unwrap_or_else(|_| bus.tip()),
+            Ok(None) => bus.tip(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the platform-event flow cursor");
+                return;
+            }
+        };
+        let mut saved = (cursor, std::time::Instant::now());
+        while !shutdown.is_cancelled() {
+            let batch = match bus.read(
+                &Selection::Kind(store::EventKind::Platform),
+                cursor,
+                EVENT_BATCH,
+            ) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e.message, "platform-event flows cannot read the bus");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut queued = Vec::new();
+            for e in &batch.events {
+                let flows = self.matching(&e.event.stream, Op::Create, false);
+                if flows.is_empty() {
+                    continue;
+                }
+                let mut new: Json = serde_json::from_str(&e.event.payload).unwrap_or(Json::Null);
+                if let Json::Object(m) = &mut new {
+                    m.insert("ReplayId".into(), Json::from(e.replay_id.to_string()));
+                    m.insert("EventUuid".into(), Json::from(e.event.uuid.clone()));
+                }
+                let user = new
+                    .get("CreatedById")
+                    .and_then(Json::as_str)
+                    .and_then(|id| model::Id::parse(id).ok())
+                    .and_then(|id| id.seq_in(self.marker))
+                    .unwrap_or(0);
+                let depth = self.event_depth.lock().remove(&e.event.uuid).unwrap_or(0);
+                for flow in flows {
+                    let fail = |m: String| {
+                        self.log_fault(&flow, &flow.def.object, &e.event.uuid, "publish", "", m);
+                    };
+                    match enters(&flow, &new, &Json::Null) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(m) => {
+                            fail(m);
+                            continue;
+                        }
+                    }
+                    let w = Planned {
+                        flow: &flow,
+                        new: &new,
+                        old: &Json::Null,
+                        record: &e.event.uuid,
+                        event: "publish",
+                        user,
+                        depth,
+                    };
+                    match self.plan(&w) {
+                        Ok(d) => queued.extend(d),
+                        Err(m) => fail(m),
+                    }
+                }
+            }
+            let through = batch.through;
+            let due = through > saved.0 && saved.1.elapsed() > Duration::from_secs(5);
+            if !queued.is_empty() || due {
+                let r = org
+                    .store()
+                    .write(move |tx| {
+                        for d in &queued {
+                            tx.enqueue_delivery(d)?;
+                        }
+                        tx.set_setting(EVENT_CURSOR, &through.to_string())?;
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e.message, "platform-event flows cannot queue their work");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                saved = (through, std::time::Instant::now());
+            }
+            cursor = through;
+            if batch.events.len() < EVENT_BATCH {
+                let wait = bus.wait(cursor, Duration::from_secs(5));
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    open = wait => if !open { break },
+                }
+            }
+        }
+    }
+
+    /// Runs one queued in-org action.
+    async fn run_job(&self, org: &Arc<Org>, row: &DeliveryRow) -> Result<(), LocalFailure> {
+        let permanent = |reason: String| LocalFailure {
+            reason,
+            permanent: true,
+        };
+        let job: LocalJob = serde_json::from_str(&row.new.payload)
+            .map_err(|e| permanent(format!("the queued action is damaged: {e}")))?;
+        let schema = org.schema();
+        let o = schema
+            .object(&job.object)
+            .cloned()
+            .ok_or_else(|| permanent(format!("the object {} no longer exists", job.object)))?;
+        // Flows run in system context: as the user whose change queued the action (so they are
+        // its creator), with every permission.
+        let mut p = org.principal_for(job.user).map_err(|e| LocalFailure {
+            reason: format!("cannot act as user {}: {}", job.user, e.message),
+            permanent: false,
+        })?;
+        p.perms = Arc::new(service::Perms::all());
+        let username = p.username.clone();
+        let seq = row.seq;
+        let depth = job.depth;
+        let body = Json::Object(job.fields);
+        let id = job.id.clone();
+        let op = job.op.clone();
+        let o2 = o.clone();
+        let r = org
+            .store()
+            .write(move |tx| {
+                // Done already (a requeue raced an attempt): nothing to do twice.
+                match tx.delivery(seq)? {
+                    Some(d) if d.state == DeliveryState::Queued => {}
+                    _ => return Ok(None),
+                }
+                let _depth = DepthGuard::enter(depth);
+                let uuid = match op.as_str() {
+                    "create" | "publish" => service::ops::create(tx, &p, &o2, &body)?.enqueued,
+                    "update" => {
+                        let id = id.as_deref().unwrap_or_default();
+                        let rseq = service::ops::row_of(&*tx, &o2, id)?;
+                        service::ops::update(tx, &p, &o2, rseq, &body, None)?;
+                        None
+                    }
+                    other => {
+                        return Err(ApiError::new(
+                            ErrorCode::InvalidInput,
+                            format!("unknown queued action {other}"),
+                        ))
+                    }
+                };
+                tx.settle_deliveries(&[(seq, Settle::Delivered)], now_millis())?;
+                Ok(Some(uuid))
+            })
+            .await;
+        match r {
+            Ok(uuid) => {
+                if let Some(Some(uuid)) = uuid {
+                    let mut m = self.event_depth.lock();
+                    if m.len() > 100_000 {
+                        m.clear();
+                    }
+                    m.insert(uuid, depth);
+                }
+                org.note_write(&o.name);
+                Ok(())
+            }
+            Err(e) => {
+                let what = format!(
+                    "{} {}{}: {}",
+                    job.op,
+                    o.name,
+                    job.id.map(|i| format!(" {i}")).unwrap_or_default(),
+                    e.message
+                );
+                let flow = self
+                    .set
+                    .read()
+                    .flows
+                    .iter()
+                    .find(|(f, _)| f.def.name == row.new.action)
+                    .map(|(f, _)| f.clone());
+                match flow {
+                    Some(flow) => {
+                        self.log_fault(
+                            &flow,
+                            &o.name,
+                            &row.new.record,
+                            "after_save",
+                            &username,
+                            what.clone(),
+                        );
+                    }
+                    None => {
+                        tracing::warn!(flow = %row.new.action, "queued flow action failed: {what}")
+                    }
+                }
+                Err(LocalFailure {
+                    permanent: e.message.contains(TOO_DEEP),
+                    reason: format!("{}: {what}", e.code.as_str()),
+                })
+            }
+        }
     }
 }
 
@@ -636,6 +974,14 @@ impl Catalog for Automation {
 
     fn webhook(&self, name: &str) -> Option<Arc<WebhookDef>> {
         self.set.read().webhooks.get(name).cloned()
+    }
+
+    fn run_local<'a>(
+        &'a self,
+        org: &'a Arc<Org>,
+        row: &'a DeliveryRow,
+    ) -> BoxFuture<'a, Result<(), LocalFailure>> {
+        Box::pin(self.run_job(org, row))
     }
 }
 

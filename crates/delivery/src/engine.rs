@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outbound::{self, Envelope, Notification};
 use crate::policy::{Breaker, Policy};
-use crate::{webhook, Catalog, KIND_OUTBOUND, KIND_WEBHOOK};
+use crate::{webhook, Catalog, KIND_FLOW, KIND_OUTBOUND, KIND_WEBHOOK};
 
 /// Notifications of one action sent in one Outbound Message at most (Salesforce: 100).
 const MAX_PER_MESSAGE: usize = 100;
@@ -344,6 +344,14 @@ impl Engine {
         let result = match rows[0].new.kind.as_str() {
             KIND_OUTBOUND => self.send_outbound(rows).await,
             KIND_WEBHOOK => self.send_webhook(&rows[0]).await,
+            KIND_FLOW => self
+                .catalog
+                .run_local(&self.org, &rows[0])
+                .await
+                .map_err(|f| Failure {
+                    reason: f.reason,
+                    permanent: f.permanent,
+                }),
             other => Err(Failure {
                 reason: format!("no sender handles notifications of kind {other}"),
                 permanent: true,

@@ -20,6 +20,18 @@ pub use policy::{Breaker, Policy, MAX_EXPIRY};
 pub const KIND_OUTBOUND: &str = "outbound";
 /// Queue kind of webhooks.
 pub const KIND_WEBHOOK: &str = "webhook";
+/// Queue kind of after-save flow actions run inside the org (create or update records, publish
+/// platform events): the catalog runs them, and marks them delivered in the same transaction.
+pub const KIND_FLOW: &str = "flow";
+
+/// Why running a local action failed.
+#[derive(Debug, Clone)]
+pub struct LocalFailure {
+    /// What went wrong.
+    pub reason: String,
+    /// Retrying cannot help: straight to the dead-letter queue.
+    pub permanent: bool,
+}
 
 /// An Outbound Message definition: which record fields go to which endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +69,21 @@ pub trait Catalog: Send + Sync + 'static {
     fn outbound(&self, name: &str) -> Option<Arc<OutboundDef>>;
     /// The webhook named `name`.
     fn webhook(&self, name: &str) -> Option<Arc<WebhookDef>>;
+    /// Runs a queued action of kind [`KIND_FLOW`] against `org`, settling `row` as delivered in
+    /// the transaction that applies it (so it takes effect exactly once).
+    fn run_local<'a>(
+        &'a self,
+        org: &'a Arc<service::Org>,
+        row: &'a store::DeliveryRow,
+    ) -> service::automation::BoxFuture<'a, Result<(), LocalFailure>> {
+        let _ = (org, row);
+        Box::pin(async {
+            Err(LocalFailure {
+                reason: "this server runs no flow actions".into(),
+                permanent: true,
+            })
+        })
+    }
 }
 
 /// The notification id of sequence `seq` (`04l…`, 18 characters).

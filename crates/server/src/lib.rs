@@ -296,11 +296,13 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     )
     .map_err(|e| anyhow::anyhow!(e))?;
     let deliveries = tokio::spawn(engine.run(shutdown.clone()));
-    let faults = tokio::spawn(automation.run_faults(org.clone(), shutdown.clone()));
+    let faults = tokio::spawn(automation.clone().run_faults(org.clone(), shutdown.clone()));
+    let event_flows = tokio::spawn(automation.run_event_flows(org.clone(), shutdown.clone()));
     say("conflux: ready");
     while tasks.join_next().await.is_some() {}
     let _ = deliveries.await;
     let _ = faults.await;
+    let _ = event_flows.await;
     let _ = janitor.await;
     let _ = bus_closer.await;
     let _ = bulk_runner.await;

@@ -1111,3 +1111,327 @@ fn new_order_on(org: &Org, account: &str) -> String {
         json!({"AccountId": account, "Status": "Draft", "EffectiveDate": "2026-12-01"}),
     )
 }
+
+/// Defines a platform event type through the Tooling API.
+fn define_deal_won(org: &Org) {
+    let (s, b) = org.tooling(
+        "CustomObject",
+        "Deal_Won__e",
+        json!({"label": "Deal Won", "pluralLabel": "Deals Won", "publishBehavior": "PublishAfterCommit"}),
+    );
+    assert_eq!(s, 201, "{b}");
+    for (field, meta) in [
+        (
+            "Amount__c",
+            json!({"type": "Number", "precision": 16, "scale": 2, "label": "Amount"}),
+        ),
+        (
+            "Account_Id__c",
+            json!({"type": "Text", "length": 18, "label": "Account"}),
+        ),
+    ] {
+        let (s, b) = org.tooling("CustomField", &format!("Deal_Won__e.{field}"), meta);
+        assert_eq!(s, 201, "{b}");
+    }
+}
+
+fn put_flow(org: &Org, name: &str, flow: Value) {
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data(&format!("/conflux/flows/{name}")),
+        Some(flow),
+    );
+    assert!(s == 201 || s == 200, "{name}: {s} {b}");
+}
+
+#[test]
+fn after_save_flows_create_and_update_records_and_publish_events_that_trigger_flows() {
+    let rx = Receiver::start();
+    let data = data_dir("flows-local");
+    let args = [
+        "--delivery-retry-base-ms",
+        "100",
+        "--delivery-retry-cap-ms",
+        "300",
+    ];
+    let org = Org::start_in(&data, &[], &args);
+    define_deal_won(&org);
+    put_flow(
+        &org,
+        "Opportunity_Won",
+        json!({
+            "object": "Opportunity",
+            "on": ["update"],
+            "condition": "$new.StageName == \"Closed Won\" and $old.StageName != \"Closed Won\"",
+            "actions": [
+                {"type": "create_record", "object": "Case",
+                 "fields": {"Subject": "\"Onboard \" + $new.Name", "AccountId": "$new.AccountId", "Origin": "\"Web\""}},
+                {"type": "update_record", "object": "Account", "id": "$new.AccountId",
+                 "fields": {"Rating": "\"Hot\"", "Description": "\"won \" + $new.Name"}},
+                {"type": "publish_event", "event": "Deal_Won__e",
+                 "fields": {"Amount__c": "$new.Amount", "Account_Id__c": "$new.AccountId"}}
+            ]
+        }),
+    );
+    put_flow(
+        &org,
+        "Big_Deal_Won",
+        json!({
+            "object": "Deal_Won__e",
+            "condition": ".Amount__c > 1000",
+            "actions": [
+                {"type": "webhook", "name": "Big_Deal_Hook", "url": rx.url("/won"),
+                 "body": "{account: .Account_Id__c, amount: .Amount__c, uuid: .EventUuid, replay: .ReplayId}"},
+                {"type": "create_record", "object": "Contact",
+                 "fields": {"LastName": "\"Sponsor \" + (.Amount__c | tostring)", "AccountId": ".Account_Id__c"}}
+            ]
+        }),
+    );
+    // Bad definitions are refused with the reason.
+    for (name, flow, says) in [
+        (
+            "Bad_Before",
+            json!({"object": "Account", "timing": "before_save",
+                   "actions": [{"type": "create_record", "object": "Case", "fields": {}}]}),
+            "after_save",
+        ),
+        (
+            "Bad_Event",
+            json!({"object": "Account",
+                   "actions": [{"type": "publish_event", "event": "Account", "fields": {}}]}),
+            "not a platform event",
+        ),
+        (
+            "Bad_Field",
+            json!({"object": "Account",
+                   "actions": [{"type": "create_record", "object": "Case", "fields": {"Nope__c": "1"}}]}),
+            "no field Nope__c",
+        ),
+        (
+            "Bad_Timing",
+            json!({"object": "Deal_Won__e", "on": ["update"], "actions": []}),
+            "platform event",
+        ),
+    ] {
+        let (s, b) = org.call(
+            Method::PUT,
+            &org.data(&format!("/conflux/flows/{name}")),
+            Some(flow),
+        );
+        assert_eq!(s, 400, "{name}: {b}");
+        assert!(
+            b[0]["message"].as_str().unwrap().contains(says),
+            "{name}: {b}"
+        );
+    }
+
+    let mut accounts = Vec::new();
+    let mut opps = Vec::new();
+    for (i, amount) in [500.0, 2500.0, 9000.0].into_iter().enumerate() {
+        let acct = org.create("Account", json!({"Name": format!("Buyer {i}")}));
+        let opp = org.create(
+            "Opportunity",
+            json!({"Name": format!("Deal {i}"), "StageName": "Prospecting",
+                   "CloseDate": "2026-12-31", "Amount": amount, "AccountId": acct}),
+        );
+        accounts.push(acct);
+        opps.push(opp);
+    }
+    // A change that does not enter the flow queues nothing; a rolled-back one neither.
+    let (s, _) = org.call(
+        Method::PATCH,
+        &org.data(&format!("/sobjects/Opportunity/{}", opps[0])),
+        Some(json!({"StageName": "Qualification"})),
+    );
+    assert_eq!(s, 204);
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/composite"),
+        Some(json!({"allOrNone": true, "compositeRequest": [
+            {"method": "PATCH", "url": format!("/services/data/{}/sobjects/Opportunity/{}", crate::harness::V, opps[1]),
+             "referenceId": "won", "body": {"StageName": "Closed Won"}},
+            {"method": "PATCH", "url": format!("/services/data/{}/sobjects/Opportunity/{}", crate::harness::V, opps[1]),
+             "referenceId": "bad", "body": {"Amount": "not a number"}}
+        ]})),
+    );
+    assert_eq!(s, 200, "{b}");
+    for opp in &opps {
+        let (s, b) = org.call(
+            Method::PATCH,
+            &org.data(&format!("/sobjects/Opportunity/{opp}")),
+            Some(json!({"StageName": "Closed Won"})),
+        );
+        assert_eq!(s, 204, "{b}");
+    }
+
+    // Every won deal: a Case, the Account marked, an event; big ones a webhook and a Contact.
+    eventually("the queued flow actions ran", || {
+        deliveries(&org, "state=all").is_empty()
+            && org.count("SELECT COUNT() FROM Contact WHERE LastName LIKE 'Sponsor%'") == 2
+    });
+    for (i, acct) in accounts.iter().enumerate() {
+        let a = org.get("Account", acct);
+        assert_eq!(a["Rating"], "Hot");
+        assert_eq!(a["Description"], format!("won Deal {i}"));
+        let cases = org.query(&format!(
+            "SELECT Subject, Origin, CreatedById FROM Case WHERE AccountId = '{acct}'"
+        ));
+        assert_eq!(
+            cases["totalSize"], 1,
+            "exactly one Case per won deal: {cases}"
+        );
+        assert_eq!(cases["records"][0]["Subject"], format!("Onboard Deal {i}"));
+        assert_eq!(cases["records"][0]["Origin"], "Web");
+        let sponsors = org.count(&format!(
+            "SELECT COUNT() FROM Contact WHERE AccountId = '{acct}'"
+        ));
+        assert_eq!(sponsors, if i == 0 { 0 } else { 1 }, "Buyer {i}");
+    }
+    let hooks = rx.received("/won", Mode::Ok);
+    assert_eq!(hooks.len(), 2, "only events over 1000 enter the flow");
+    let mut amounts: Vec<f64> = hooks
+        .iter()
+        .map(|h| {
+            let b: Value = serde_json::from_str(&h.body).unwrap();
+            assert_eq!(b["uuid"].as_str().unwrap().len(), 36, "{b}");
+            assert!(b["replay"].as_str().unwrap().parse::<u64>().is_ok(), "{b}");
+            assert_eq!(h.headers["idempotency-key"].len(), 18);
+            b["amount"].as_f64().unwrap()
+        })
+        .collect();
+    amounts.sort_by(f64::total_cmp);
+    assert_eq!(amounts, vec![2500.0, 9000.0]);
+
+    // A chain of flows that would never end stops at the depth limit, with the reason.
+    put_flow(
+        &org,
+        "Echo",
+        json!({
+            "object": "Lead", "on": ["create"], "condition": ".Company == \"Echo\"",
+            "actions": [{"type": "create_record", "object": "Lead",
+                         "fields": {"LastName": ".LastName + \"+\"", "Company": "\"Echo\""}}]
+        }),
+    );
+    org.create("Lead", json!({"LastName": "E", "Company": "Echo"}));
+    eventually("the chain ends in the dead-letter queue", || {
+        deliveries(&org, "state=dead").len() == 1
+    });
+    let dead = &deliveries(&org, "state=dead")[0];
+    assert!(
+        dead["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("more than 5 levels"),
+        "{dead}"
+    );
+    assert_eq!(
+        org.count("SELECT COUNT() FROM Lead WHERE Company = 'Echo'"),
+        5,
+        "the first Lead and four made by the chain"
+    );
+
+    // An action the org refuses is retried with the reason and logged as a fault; it is never
+    // lost: once the data is fixed, it runs.
+    put_flow(
+        &org,
+        "Touch_Parent",
+        json!({
+            "object": "Contact", "on": ["create"], "condition": ".Department != null",
+            "actions": [{"type": "update_record", "object": "Account", "id": ".Department",
+                         "fields": {"NumberOfEmployees": "42"}}]
+        }),
+    );
+    let victim = org.create("Account", json!({"Name": "Later"}));
+    let (s, _) = org.call(
+        Method::DELETE,
+        &org.data(&format!("/sobjects/Account/{victim}")),
+        None,
+    );
+    assert_eq!(s, 204);
+    org.create(
+        "Contact",
+        json!({"LastName": "Pointer", "Department": victim}),
+    );
+    eventually("a failed attempt with its reason", || {
+        deliveries(&org, "state=queued")
+            .iter()
+            .any(|d| d["attempts"].as_u64().unwrap_or(0) >= 2)
+    });
+    let (s, faults) = org.call(Method::GET, &org.data("/conflux/flow-faults"), None);
+    assert_eq!(s, 200);
+    assert!(
+        faults.to_string().contains("Touch_Parent"),
+        "the failure is in the fault log: {faults}"
+    );
+    let xml = crate::records::soap_undelete(&org, &[&victim]);
+    assert!(xml.contains("<success>true</success>"), "{xml}");
+    eventually("the fixed action runs", || {
+        deliveries(&org, "state=queued").is_empty()
+    });
+    assert_eq!(org.get("Account", &victim)["NumberOfEmployees"], 42);
+
+    // Platform-event flows resume where they were after kill -9: every event runs its flow once.
+    let mut published = Vec::new();
+    for k in 0..20 {
+        let (s, b) = org.call(
+            Method::POST,
+            &org.data("/sobjects/Deal_Won__e"),
+            Some(json!({"Amount__c": 5000 + k, "Account_Id__c": accounts[1]})),
+        );
+        assert_eq!(s, 201, "{b}");
+        published.push(b["errors"][0]["message"].as_str().unwrap().to_string());
+    }
+    let Org { srv, .. } = org;
+    srv.kill9();
+    let org = Org::start_in(&data, &[], &args);
+    eventually("22 webhooks", || {
+        let uuids: HashSet<String> = rx
+            .received("/won", Mode::Ok)
+            .iter()
+            .map(|h| {
+                serde_json::from_str::<Value>(&h.body).unwrap()["uuid"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        uuids.len() == 22 && deliveries(&org, "state=queued").is_empty()
+    });
+    let hooks = rx.received("/won", Mode::Ok);
+    // A webhook sent just before the kill may arrive again, with the same idempotency key; no
+    // event queued its flow's work twice.
+    let mut key_of: HashMap<String, String> = HashMap::new();
+    for h in &hooks {
+        let uuid = serde_json::from_str::<Value>(&h.body).unwrap()["uuid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let key = h.headers["idempotency-key"].clone();
+        assert_eq!(
+            key_of.entry(uuid.clone()).or_insert(key.clone()),
+            &key,
+            "event {uuid}"
+        );
+    }
+    let keys: HashSet<&String> = key_of.values().collect();
+    assert_eq!(keys.len(), 22, "one notification per event");
+    let uuids: HashSet<String> = hooks
+        .iter()
+        .map(|h| {
+            serde_json::from_str::<Value>(&h.body).unwrap()["uuid"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for u in &published {
+        assert!(uuids.contains(u), "event {u} ran its flow");
+    }
+    assert_eq!(
+        org.count(&format!(
+            "SELECT COUNT() FROM Contact WHERE AccountId = '{}'",
+            accounts[1]
+        )),
+        21
+    );
+}
