@@ -50,6 +50,17 @@ pub enum PathSpec {
     Fixed(String),
     /// Computed.
     Expr(Expr),
+    /// An External Service operation, its parameters computed.
+    Operation {
+        /// `Service.operationId`, for errors.
+        name: String,
+        /// The server's base path.
+        base_path: String,
+        /// The operation.
+        op: std::sync::Arc<crate::external::Operation>,
+        /// Parameter → expression (only those the flow gives).
+        params: Vec<(crate::external::Param, Expr)>,
+    },
 }
 
 /// The counters of one transaction's callouts.
@@ -90,7 +101,46 @@ impl Callout {
             return Err("the callouts of this transaction took longer than 120 s in total".into());
         }
         let timeout = self.timeout.min(left);
+        let mut query: Vec<(String, String)> = Vec::new();
+        let mut param_headers: Vec<(String, String)> = Vec::new();
         let path = match &self.path {
+            PathSpec::Operation {
+                name,
+                base_path,
+                op,
+                params,
+            } => {
+                use crate::external::{encode_segment, param_text, In};
+                let mut path = op.path.clone();
+                for p in &op.params {
+                    let value = match params
+                        .iter()
+                        .find(|(q, _)| q.name == p.name && q.location == p.location)
+                    {
+                        Some((_, e)) => e.eval(scope)?,
+                        None => Json::Null,
+                    };
+                    if value.is_null() {
+                        if p.required {
+                            return Err(format!(
+                                "The callout {} ({name}) needs its parameter {}, which is missing",
+                                self.name, p.name
+                            ));
+                        }
+                        continue;
+                    }
+                    let text = param_text(p, &value)
+                        .map_err(|m| format!("The callout {} ({name}): {m}", self.name))?;
+                    match p.location {
+                        In::Path => {
+                            path = path.replace(&format!("{{{}}}", p.name), &encode_segment(&text));
+                        }
+                        In::Query => query.push((p.name.clone(), text)),
+                        In::Header => param_headers.push((p.name.clone(), text)),
+                    }
+                }
+                format!("{base_path}{path}")
+            }
             PathSpec::Fixed(p) => p.clone(),
             PathSpec::Expr(e) => match e.eval(scope)? {
                 Json::String(s) => s,
@@ -146,8 +196,16 @@ impl Callout {
             {
                 req = req.bearer_auth(t);
             }
-            for (k, v) in cred.headers.iter().chain(&self.headers) {
+            for (k, v) in cred
+                .headers
+                .iter()
+                .chain(&self.headers)
+                .chain(&param_headers)
+            {
                 req = req.header(k, v);
+            }
+            if !query.is_empty() {
+                req = req.query(&query);
             }
             if let Some(b) = &body {
                 req = req

@@ -80,8 +80,18 @@ pub enum ActionDef {
     Callout {
         /// The action's name (for errors).
         name: String,
-        /// The named credential.
+        /// The named credential (default: the External Service's).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         credential: String,
+        /// An External Service to call an operation of, instead of a method and path.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+        /// The service's `operationId`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operation: Option<String>,
+        /// The operation's parameters: name → jq expression.
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        params: serde_json::Map<String, serde_json::Value>,
         /// HTTP method (default POST).
         #[serde(default = "default_method")]
         method: String,
@@ -270,6 +280,7 @@ pub fn compile(
     mut def: FlowDef,
     schema: &Schema,
     marker: model::OrgMarker,
+    services: &crate::Services,
 ) -> Result<Flow, String> {
     use service::triggers::Op;
     let name = &def.name.clone();
@@ -437,6 +448,9 @@ pub fn compile(
             ActionDef::Callout {
                 name: n,
                 credential,
+                service,
+                operation,
+                params,
                 method,
                 path,
                 body,
@@ -450,14 +464,6 @@ pub fn compile(
                             .into(),
                     ));
                 }
-                let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                    .ok()
-                    .filter(|m| ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m.as_str()))
-                    .ok_or_else(|| {
-                        err(format!(
-                            "callout {n}: method {method} is not GET, POST, PUT, PATCH or DELETE"
-                        ))
-                    })?;
                 let timeout = match timeout_ms {
                     None => crate::callout::DEFAULT_TIMEOUT,
                     Some(ms) if *ms >= 1 && *ms <= 120_000 => std::time::Duration::from_millis(*ms),
@@ -467,10 +473,103 @@ pub fn compile(
                         )))
                     }
                 };
-                let path = if path.starts_with('(') {
-                    crate::callout::PathSpec::Expr(Expr::compile(path).map_err(err)?)
-                } else {
-                    crate::callout::PathSpec::Fixed(path.clone())
+                let (method, path, credential) = match (service, operation) {
+                    (Some(svc), Some(op_id)) => {
+                        let sv = services.get(svc).ok_or_else(|| {
+                            err(format!("callout {n}: there is no External Service {svc}"))
+                        })?;
+                        let op = sv.operations.get(op_id).cloned().ok_or_else(|| {
+                            err(format!(
+                                "callout {n}: External Service {svc} has no operation {op_id} (it has {})",
+                                sv.operations.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ))
+                        })?;
+                        if !path.is_empty() {
+                            return Err(err(format!(
+                                "callout {n}: an operation's path comes from the service; drop `path`"
+                            )));
+                        }
+                        match (op.body, body.is_some()) {
+                            (Some(true), false) => {
+                                return Err(err(format!(
+                                    "callout {n}: {svc}.{op_id} requires a request body"
+                                )))
+                            }
+                            (None, true) => {
+                                return Err(err(format!(
+                                    "callout {n}: {svc}.{op_id} takes no request body"
+                                )))
+                            }
+                            _ => {}
+                        }
+                        let mut compiled = Vec::new();
+                        for (k, e) in params {
+                            let p = op.params.iter().find(|p| p.name == *k).ok_or_else(|| {
+                                err(format!("callout {n}: {svc}.{op_id} has no parameter {k}"))
+                            })?;
+                            let src = e.as_str().ok_or_else(|| {
+                                err(format!("callout {n}: parameter {k} must be a jq expression (a string)"))
+                            })?;
+                            compiled.push((p.clone(), Expr::compile(src).map_err(err)?));
+                        }
+                        for p in op.params.iter().filter(|p| p.required) {
+                            if !params.contains_key(&p.name) {
+                                return Err(err(format!(
+                                    "callout {n}: {svc}.{op_id} requires the parameter {}",
+                                    p.name
+                                )));
+                            }
+                        }
+                        let credential = if credential.is_empty() {
+                            sv.credential.clone()
+                        } else {
+                            credential.clone()
+                        };
+                        (
+                            op.method.clone(),
+                            crate::callout::PathSpec::Operation {
+                                name: format!("{svc}.{op_id}"),
+                                base_path: sv.base_path.clone(),
+                                op,
+                                params: compiled,
+                            },
+                            credential,
+                        )
+                    }
+                    (None, None) => {
+                        if !params.is_empty() {
+                            return Err(err(format!(
+                                "callout {n}: params belong to External Service operations"
+                            )));
+                        }
+                        if credential.is_empty() {
+                            return Err(err(format!(
+                                "callout {n}: name a credential, or a service and operation"
+                            )));
+                        }
+                        let method =
+                            reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                                .ok()
+                                .filter(|m| {
+                                    ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m.as_str())
+                                })
+                                .ok_or_else(|| {
+                                    err(format!(
+                                        "callout {n}: method {method} is not GET, POST, PUT, PATCH or DELETE"
+                                    ))
+                                })?;
+                        let path = if path.starts_with('(') {
+                            crate::callout::PathSpec::Expr(Expr::compile(path).map_err(err)?)
+                        } else {
+                            crate::callout::PathSpec::Fixed(path.clone())
+                        };
+                        (method, path, credential.clone())
+                    }
+                    _ => {
+                        return Err(err(format!(
+                            "callout {n}: name both `service` and `operation`"
+                        )))
+                    }
                 };
                 let mut mapped = Vec::new();
                 for (f, e) in reply_fields {
@@ -486,7 +585,7 @@ pub fn compile(
                 headers.sort();
                 Action::Callout(Arc::new(crate::callout::Callout {
                     name: n.clone(),
-                    credential: credential.clone(),
+                    credential,
                     method,
                     path,
                     body: body

@@ -6,6 +6,7 @@
 
 pub mod callout;
 pub mod credentials;
+pub mod external;
 pub mod flows;
 pub mod jq;
 
@@ -88,6 +89,9 @@ pub enum Source {
 
 pub use flows::{Flow, FlowDef};
 
+/// Registered External Services by name.
+pub type Services = HashMap<String, Arc<external::Service>>;
+
 /// The flows of an org, compiled, and the action definitions they declare.
 #[derive(Default)]
 struct FlowSet {
@@ -119,6 +123,10 @@ pub struct Automation {
     /// The flow depth of platform events queued actions published (by `EventUuid`), so a flow
     /// chain through events is bounded too.
     event_depth: Mutex<HashMap<String, u32>>,
+    /// External Services, usable.
+    services: RwLock<Arc<Services>>,
+    /// External Services as stored (`{credential, openapi}` by name).
+    service_docs: Mutex<BTreeMap<String, Json>>,
 }
 
 /// Callout replies made before a save, by flow, in action order.
@@ -137,6 +145,8 @@ impl Automation {
             creds: RwLock::default(),
             cred_docs: Mutex::default(),
             event_depth: Mutex::default(),
+            services: RwLock::default(),
+            service_docs: Mutex::default(),
             set: RwLock::new(Arc::default()),
             expiry,
             marker,
@@ -184,6 +194,17 @@ impl Automation {
         }
         *self.creds.write() = Arc::new(creds);
         *self.cred_docs.lock() = sealed;
+        let stored: BTreeMap<String, Json> = match org
+            .store()
+            .read(|tx| tx.setting(external::SETTING))
+            .map_err(|e| format!("cannot read the External Services: {e}"))?
+        {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("the stored External Services are damaged: {e}"))?,
+            None => BTreeMap::new(),
+        };
+        *self.services.write() = Arc::new(build_services(&stored)?);
+        *self.service_docs.lock() = stored;
         *self.files.lock() = files;
         *self.api.lock() = api;
         self.reinstall(&org.schema())?;
@@ -193,6 +214,10 @@ impl Automation {
     fn reinstall(&self, schema: &Schema) -> Result<(), String> {
         let defs = self.all_defs(&self.api.lock())?;
         self.install(defs, schema)
+    }
+
+    fn current_services(&self) -> Arc<Services> {
+        self.services.read().clone()
     }
 
     fn all_defs(&self, api: &BTreeMap<String, Json>) -> Result<Vec<(FlowDef, Source)>, String> {
@@ -279,7 +304,7 @@ impl Automation {
 
     /// Replaces every flow with `defs`, all checked first: on any error nothing changes.
     pub fn install(&self, defs: Vec<(FlowDef, Source)>, schema: &Schema) -> Result<(), String> {
-        let set = self.compile_all(defs, schema)?;
+        let set = self.compile_all(defs, schema, &self.current_services())?;
         *self.set.write() = Arc::new(set);
         Ok(())
     }
@@ -288,6 +313,7 @@ impl Automation {
         &self,
         defs: Vec<(FlowDef, Source)>,
         schema: &Schema,
+        services: &Services,
     ) -> Result<FlowSet, String> {
         let mut set = FlowSet::default();
         let mut names: HashMap<String, ()> = HashMap::new();
@@ -295,7 +321,7 @@ impl Automation {
             if names.insert(def.name.to_ascii_lowercase(), ()).is_some() {
                 return Err(format!("two flows are named {}", def.name));
             }
-            let flow = flows::compile(def, schema, self.marker)?;
+            let flow = flows::compile(def, schema, self.marker, services)?;
             for a in &flow.actions {
                 let (name, dup) = match a {
                     flows::Action::Outbound(d) => (
@@ -985,6 +1011,18 @@ impl Catalog for Automation {
     }
 }
 
+/// Builds the usable services from their stored documents.
+fn build_services(stored: &BTreeMap<String, Json>) -> Result<Services, String> {
+    let mut out = Services::new();
+    for (name, doc) in stored {
+        let credential = doc["credential"].as_str().unwrap_or_default();
+        let svc = external::parse(name, credential, doc["openapi"].clone())
+            .map_err(|e| format!("External Service {name}: {e}"))?;
+        out.insert(name.clone(), Arc::new(svc));
+    }
+    Ok(out)
+}
+
 fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidInput, msg)
 }
@@ -1055,7 +1093,9 @@ impl service::automation::Automation for Automation {
             let mut api = self.api.lock().clone();
             let created = api.insert(name.to_string(), doc).is_none();
             let defs = self.all_defs(&api).map_err(invalid)?;
-            let set = self.compile_all(defs, &org.schema()).map_err(invalid)?;
+            let set = self
+                .compile_all(defs, &org.schema(), &self.current_services())
+                .map_err(invalid)?;
             let text = serde_json::to_string(&api).expect("JSON values serialize");
             org.store()
                 .write(move |tx| Ok(tx.set_setting(API_FLOWS, &text)?))
@@ -1084,7 +1124,9 @@ impl service::automation::Automation for Automation {
                 return Err(ApiError::not_found());
             }
             let defs = self.all_defs(&api).map_err(invalid)?;
-            let set = self.compile_all(defs, &org.schema()).map_err(invalid)?;
+            let set = self
+                .compile_all(defs, &org.schema(), &self.current_services())
+                .map_err(invalid)?;
             let text = serde_json::to_string(&api).expect("JSON values serialize");
             org.store()
                 .write(move |tx| Ok(tx.set_setting(API_FLOWS, &text)?))
@@ -1260,6 +1302,101 @@ impl service::automation::Automation for Automation {
                 });
             }
             Ok(out)
+        })
+    }
+
+    fn external_services(&self) -> Vec<Json> {
+        let mut v: Vec<Json> = self
+            .current_services()
+            .values()
+            .map(|s| s.to_json())
+            .collect();
+        v.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        v
+    }
+
+    fn external_service_doc(&self, name: &str) -> Option<Json> {
+        self.service_docs
+            .lock()
+            .get(name)
+            .map(|d| d["openapi"].clone())
+    }
+
+    fn put_external_service<'a>(
+        &'a self,
+        org: &'a Org,
+        name: &'a str,
+        credential: &'a str,
+        doc: Json,
+    ) -> BoxFuture<'a, ApiResult<(Json, bool)>> {
+        Box::pin(async move {
+            let _one_at_a_time = self.admin.lock().await;
+            if name.is_empty()
+                || name.len() > 80
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(invalid(format!(
+                    "External Service {name:?}: use letters, digits and underscores"
+                )));
+            }
+            if !self.creds.read().contains_key(credential) {
+                return Err(invalid(format!(
+                    "there is no named credential {credential:?}: create it first (conflux/named-credentials/{credential})"
+                )));
+            }
+            let svc = external::parse(name, credential, doc.clone())
+                .map_err(|e| invalid(format!("External Service {name}: {e}")))?;
+            let shown = svc.to_json();
+            let mut docs = self.service_docs.lock().clone();
+            let created = docs
+                .insert(
+                    name.to_string(),
+                    json!({"credential": credential, "openapi": doc}),
+                )
+                .is_none();
+            let mut services = (*self.current_services()).clone();
+            services.insert(name.to_string(), Arc::new(svc));
+            // Flows calling the service must still compile against the new document.
+            let defs = self.all_defs(&self.api.lock()).map_err(invalid)?;
+            let set = self
+                .compile_all(defs, &org.schema(), &services)
+                .map_err(|e| invalid(format!("the new document breaks a flow: {e}")))?;
+            let text = serde_json::to_string(&docs).expect("JSON values serialize");
+            org.store()
+                .write(move |tx| Ok(tx.set_setting(external::SETTING, &text)?))
+                .await?;
+            *self.service_docs.lock() = docs;
+            *self.services.write() = Arc::new(services);
+            *self.set.write() = Arc::new(set);
+            Ok((shown, created))
+        })
+    }
+
+    fn delete_external_service<'a>(
+        &'a self,
+        org: &'a Org,
+        name: &'a str,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            let _one_at_a_time = self.admin.lock().await;
+            let mut docs = self.service_docs.lock().clone();
+            if docs.remove(name).is_none() {
+                return Err(ApiError::not_found());
+            }
+            let mut services = (*self.current_services()).clone();
+            services.remove(name);
+            let defs = self.all_defs(&self.api.lock()).map_err(invalid)?;
+            let set = self
+                .compile_all(defs, &org.schema(), &services)
+                .map_err(|e| invalid(format!("a flow still calls it: {e}")))?;
+            let text = serde_json::to_string(&docs).expect("JSON values serialize");
+            org.store()
+                .write(move |tx| Ok(tx.set_setting(external::SETTING, &text)?))
+                .await?;
+            *self.service_docs.lock() = docs;
+            *self.services.write() = Arc::new(services);
+            *self.set.write() = Arc::new(set);
+            Ok(())
         })
     }
 

@@ -59,6 +59,25 @@ pub trait Automation: Send + Sync + 'static {
         name: &'a str,
         inputs: Vec<Json>,
     ) -> BoxFuture<'a, ApiResult<Vec<Json>>>;
+    /// External Services: name, credential and operations.
+    fn external_services(&self) -> Vec<Json>;
+    /// The OpenAPI document of an External Service, as registered.
+    fn external_service_doc(&self, name: &str) -> Option<Json>;
+    /// Registers (or replaces) an External Service from an OpenAPI 3 document, reached through
+    /// the named credential `credential` (`true` when created).
+    fn put_external_service<'a>(
+        &'a self,
+        org: &'a Org,
+        name: &'a str,
+        credential: &'a str,
+        doc: Json,
+    ) -> BoxFuture<'a, ApiResult<(Json, bool)>>;
+    /// Removes an External Service no flow calls.
+    fn delete_external_service<'a>(
+        &'a self,
+        org: &'a Org,
+        name: &'a str,
+    ) -> BoxFuture<'a, ApiResult<()>>;
     /// Named credentials (secrets redacted).
     fn credentials(&self) -> Vec<Json>;
     /// Creates or replaces a named credential (`true` when created).

@@ -1435,3 +1435,395 @@ fn after_save_flows_create_and_update_records_and_publish_events_that_trigger_fl
         21
     );
 }
+
+const ERP_OPENAPI: &str = r#"openapi: 3.0.3
+info: {title: ERP, version: "2.1"}
+servers:
+  - url: https://erp.example.com/v2
+components:
+  parameters:
+    Region:
+      name: region
+      in: path
+      required: true
+      schema: {type: string}
+paths:
+  /regions/{region}/customers:
+    post:
+      operationId: createCustomer
+      summary: Create a customer
+      parameters:
+        - $ref: '#/components/parameters/Region'
+        - {name: dryRun, in: query, schema: {type: boolean}}
+        - {name: X-Tenant, in: header, required: true, schema: {type: string}}
+      requestBody:
+        required: true
+        content: {application/json: {schema: {type: object}}}
+      responses: {"201": {description: created}}
+  /customers/{id}:
+    get:
+      parameters:
+        - {name: id, in: path, required: true, schema: {type: integer}}
+      responses: {"200": {description: ok}}
+"#;
+
+fn put_service(org: &Org, name: &str, credential: &str, yaml: &str) -> (u16, Value) {
+    let resp = org
+        .http
+        .put(org.data(&format!(
+            "/conflux/external-services/{name}?credential={credential}"
+        )))
+        .bearer_auth(&org.token)
+        .header("Content-Type", "application/yaml")
+        .body(yaml.to_string())
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn external_services_are_registered_from_openapi_and_called_by_operation() {
+    let rx = Receiver::start();
+    rx.reply(
+        "/erp/v2/regions/emea%20west/customers?dryRun=false",
+        r#"{"number": "C-77"}"#,
+    );
+    let data = data_dir("flows-external");
+    let org = Org::start_in(&data, &[], &[]);
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/named-credentials/Erp"),
+        Some(json!({"url": rx.url("/erp"), "auth": {"type": "bearer", "token": "erp-token"}})),
+    );
+    assert_eq!(s, 201, "{b}");
+
+    // Documents that are not usable OpenAPI 3 are refused with the reason.
+    for (doc, credential, says) in [
+        ("swagger: '2.0'\npaths: {}\n", "Erp", "OpenAPI 3"),
+        ("openapi: 3.0.0\npaths: {}\n", "Erp", "no operations"),
+        (
+            "openapi: 3.0.0\npaths:\n  /a/{x}:\n    get: {operationId: a}\n",
+            "Erp",
+            "no path parameter declares it",
+        ),
+        (ERP_OPENAPI, "Nope", "no named credential"),
+        ("openapi: [", "Erp", "invalid YAML"),
+    ] {
+        let (s, b) = put_service(&org, "Erp", credential, doc);
+        assert_eq!(s, 400, "{b}");
+        assert!(
+            b[0]["message"].as_str().unwrap().contains(says),
+            "{says}: {b}"
+        );
+    }
+    let (s, b) = put_service(&org, "Erp", "Erp", ERP_OPENAPI);
+    assert_eq!(s, 201, "{b}");
+    let ops: Vec<&str> = b["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["operationId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["createCustomer", "getCustomersId"], "{b}");
+    assert_eq!(b["operations"][0]["path"], "/v2/regions/{region}/customers");
+    assert_eq!(b["operations"][0]["method"], "POST");
+
+    // Flows must call operations as the document declares them.
+    let flow = |params: Value, body: Option<&str>, op: &str| {
+        let mut callout = json!({"type": "callout", "name": "New_Customer", "service": "Erp",
+            "operation": op, "params": params,
+            "reply_fields": {"AccountNumber": "$reply.number"}});
+        if let Some(b) = body {
+            callout["body"] = json!(b);
+        }
+        json!({"object": "Account", "on": ["invoke"], "actions": [callout],
+               "outputs": {"number": "$reply.number"}})
+    };
+    let good_params = json!({"region": "$input.region", "dryRun": "false", "X-Tenant": "\"acme\""});
+    for (f, says) in [
+        (
+            flow(
+                good_params.clone(),
+                Some("{name: $new.Name}"),
+                "deleteEverything",
+            ),
+            "has no operation deleteEverything",
+        ),
+        (
+            flow(json!({"region": "\"x\""}), Some("{}"), "createCustomer"),
+            "requires the parameter X-Tenant",
+        ),
+        (
+            flow(good_params.clone(), None, "createCustomer"),
+            "requires a request body",
+        ),
+        (
+            flow(
+                json!({"id": "1", "colour": "\"red\""}),
+                None,
+                "getCustomersId",
+            ),
+            "no parameter colour",
+        ),
+    ] {
+        let (s, b) = org.call(
+            Method::PUT,
+            &org.data("/conflux/flows/Erp_Customer"),
+            Some(f),
+        );
+        assert_eq!(s, 400, "{b}");
+        assert!(
+            b[0]["message"].as_str().unwrap().contains(says),
+            "{says}: {b}"
+        );
+    }
+    put_flow(
+        &org,
+        "Erp_Customer",
+        flow(good_params, Some("{name: $new.Name}"), "createCustomer"),
+    );
+
+    // Invoked: the operation's method, path, query and headers, the reply on the record.
+    let account = org.create("Account", json!({"Name": "Acme EMEA"}));
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/actions/custom/flow/Erp_Customer"),
+        Some(json!({"inputs": [{"recordId": account, "region": "emea west"}]})),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b[0]["outputValues"]["number"], "C-77", "{b}");
+    assert_eq!(org.get("Account", &account)["AccountNumber"], "C-77");
+    let got = rx.received(
+        "/erp/v2/regions/emea%20west/customers?dryRun=false",
+        Mode::Ok,
+    );
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].method, "POST");
+    assert_eq!(got[0].headers["x-tenant"], "acme");
+    assert_eq!(got[0].headers["authorization"], "Bearer erp-token");
+    assert_eq!(got[0].headers["x-conflux-record-id"], account);
+    let sent: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(sent, json!({"name": "Acme EMEA"}));
+
+    // A required parameter without a value fails the call with the reason; nothing is written.
+    let other = org.create("Account", json!({"Name": "No Region"}));
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/actions/custom/flow/Erp_Customer"),
+        Some(json!({"inputs": [{"recordId": other}]})),
+    );
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b[0]["isSuccess"], false);
+    assert!(
+        b[0]["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs its parameter region"),
+        "{b}"
+    );
+    assert_eq!(org.get("Account", &other)["AccountNumber"], Value::Null);
+
+    // A service a flow calls cannot be removed; the registration survives a restart.
+    let (s, b) = org.call(
+        Method::DELETE,
+        &org.data("/conflux/external-services/Erp"),
+        None,
+    );
+    assert_eq!(s, 400, "{b}");
+    let Org { srv, .. } = org;
+    srv.stop().unwrap();
+    let org = Org::start_in(&data, &[], &[]);
+    let (s, b) = org.call(
+        Method::GET,
+        &org.data("/conflux/external-services/Erp"),
+        None,
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["credential"], "Erp");
+    let (s, b) = org.call(
+        Method::GET,
+        &org.data("/conflux/external-services/Erp/openapi"),
+        None,
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["info"]["title"], "ERP");
+    let (s, _) = org.call(
+        Method::DELETE,
+        &org.data("/conflux/flows/Erp_Customer"),
+        None,
+    );
+    assert_eq!(s, 204);
+    let (s, _) = org.call(
+        Method::DELETE,
+        &org.data("/conflux/external-services/Erp"),
+        None,
+    );
+    assert_eq!(s, 204);
+    let (s, b) = org.call(Method::GET, &org.data("/conflux/external-services"), None);
+    assert_eq!(
+        (s, b["externalServices"].as_array().unwrap().len()),
+        (200, 0)
+    );
+}
+
+/// A certificate authority made for one test.
+struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: String,
+    der: rustls::pki_types::CertificateDer<'static>,
+}
+
+fn test_ca(name: &str) -> TestCa {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    TestCa {
+        pem: cert.pem(),
+        der: cert.der().clone(),
+        issuer: rcgen::Issuer::new(p, key),
+    }
+}
+
+/// A certificate (and its PKCS#8 key, in PEM) issued by `ca`.
+fn issue(ca: &TestCa, cn: &str, names: &[&str], client: bool) -> (String, String) {
+    let mut p =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    p.extended_key_usages = vec![if client {
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth
+    }];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// An HTTPS receiver that only accepts clients with a certificate issued by `client_ca`;
+/// answers every request with `{"mtls": true}`. Returns its base URL.
+fn mtls_receiver(server_ca: &TestCa, client_ca: &TestCa) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let (cert, key) = issue(server_ca, "localhost", &["127.0.0.1", "localhost"], false);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client_ca.der.clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let Ok(tls) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut s = rustls::StreamOwned::new(tls, conn);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let client = s.conn.peer_certificates().map(|c| c.len()).unwrap_or(0);
+                let body = format!("{{\"mtls\": true, \"chain\": {client}}}");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.flush();
+                s.conn.send_close_notify();
+                let _ = s.flush();
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn callouts_present_a_client_certificate_for_mutual_tls() {
+    let server_ca = test_ca("Receiver CA");
+    let client_ca = test_ca("Client CA");
+    let stranger_ca = test_ca("Stranger CA");
+    let url = mtls_receiver(&server_ca, &client_ca);
+    let org = Org::start("flows-mtls");
+    let (cert, key) = issue(&client_ca, "conflux", &[], true);
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/named-credentials/Vault"),
+        Some(json!({"url": url, "clientCertificate":
+            {"certificate": cert, "key": key, "trust": server_ca.pem}})),
+    );
+    assert_eq!(s, 201, "{b}");
+    assert!(
+        !b.to_string().contains("PRIVATE KEY"),
+        "the key is never shown: {b}"
+    );
+    let (cert, key) = issue(&stranger_ca, "stranger", &[], true);
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/named-credentials/Stranger"),
+        Some(json!({"url": url, "clientCertificate":
+            {"certificate": cert, "key": key, "trust": server_ca.pem}})),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/named-credentials/Garbage"),
+        Some(json!({"url": url, "clientCertificate": {"certificate": "nope", "key": "nope"}})),
+    );
+    assert_eq!(s, 400, "{b}");
+    for cred in ["Vault", "Stranger"] {
+        put_flow(
+            &org,
+            &format!("Ping_{cred}"),
+            json!({"object": "Account", "on": ["invoke"],
+                   "actions": [{"type": "callout", "name": "Ping", "credential": cred,
+                                "method": "GET", "path": "/ping"}],
+                   "outputs": {"mtls": "$reply.mtls", "chain": "$reply.chain"}}),
+        );
+    }
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/actions/custom/flow/Ping_Vault"),
+        Some(json!({"inputs": [{}]})),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b[0]["outputValues"]["mtls"], true, "{b}");
+    assert!(b[0]["outputValues"]["chain"].as_u64().unwrap() >= 1, "{b}");
+    // A certificate the receiver does not trust: the handshake fails, the call reports it.
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/actions/custom/flow/Ping_Stranger"),
+        Some(json!({"inputs": [{}]})),
+    );
+    assert_eq!(s, 400, "{b}");
+    let msg = b[0]["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("The callout Ping"), "{msg}");
+}

@@ -113,6 +113,60 @@ pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
             Ok(super::no_content())
         }
         ["named-credentials", ..] => Err(method_not_allowed(&ctx.method, "GET,HEAD,PUT,DELETE")),
+        ["external-services"] if get => {
+            let list = ctx
+                .state
+                .org
+                .automation(&ctx.principal)?
+                .external_services();
+            Ok(json(StatusCode::OK, &json!({ "externalServices": list })))
+        }
+        ["external-services"] => Err(method_not_allowed(&ctx.method, "GET,HEAD")),
+        ["external-services", name] if get => {
+            let s = ctx
+                .state
+                .org
+                .automation(&ctx.principal)?
+                .external_services()
+                .into_iter()
+                .find(|s| s["name"] == *name)
+                .ok_or_else(ApiError::not_found)?;
+            Ok(json(StatusCode::OK, &s))
+        }
+        ["external-services", name, "openapi"] if get => {
+            let doc = ctx
+                .state
+                .org
+                .automation(&ctx.principal)?
+                .external_service_doc(name)
+                .ok_or_else(ApiError::not_found)?;
+            Ok(json(StatusCode::OK, &doc))
+        }
+        ["external-services", name] if ctx.method == Method::PUT => {
+            let a = ctx.state.org.automation(&ctx.principal)?;
+            let credential = ctx.query.get("credential").cloned().ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidInput,
+                    "name the named credential that reaches the service: ?credential=Name",
+                )
+            })?;
+            let doc = flow_document(ctx)?;
+            let (s, created) = a
+                .put_external_service(&ctx.state.org, name, &credential, doc)
+                .await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json(status, &s))
+        }
+        ["external-services", name] if ctx.method == Method::DELETE => {
+            let a = ctx.state.org.automation(&ctx.principal)?;
+            a.delete_external_service(&ctx.state.org, name).await?;
+            Ok(super::no_content())
+        }
+        ["external-services", ..] => Err(method_not_allowed(&ctx.method, "GET,HEAD,PUT,DELETE")),
         ["outbound-messages", name, "wsdl"] if get => {
             let a = ctx.state.org.automation(&ctx.principal)?;
             let wsdl = a
