@@ -1827,3 +1827,73 @@ fn callouts_present_a_client_certificate_for_mutual_tls() {
     let msg = b[0]["errors"][0]["message"].as_str().unwrap();
     assert!(msg.contains("The callout Ping"), "{msg}");
 }
+
+#[test]
+fn bulk_api_loads_run_record_triggered_flows() {
+    let rx = Receiver::start();
+    let data = data_dir("flows-bulk");
+    write_flow(
+        &data,
+        "stamp",
+        r#"name: Stamp
+object: Contact
+timing: before_save
+on: [create, update]
+actions:
+  - type: update_fields
+    fields:
+      Department: '"seen " + .LastName'
+"#,
+    );
+    write_flow(
+        &data,
+        "vip",
+        &format!(
+            r#"name: Vip
+object: Contact
+on: [create, update]
+condition: '.Title == "VIP" and $old.Title != "VIP"'
+actions:
+  - type: webhook
+    name: Vip_Hook
+    url: {}
+    body: '{{id: .Id, name: .LastName}}'
+"#,
+            rx.url("/vip")
+        ),
+    );
+    let org = Org::start_in(&data, &[], &[]);
+    let mut csv = String::from("LastName,Title,Email\n");
+    for i in 0..300 {
+        let title = if i % 3 == 0 { "VIP" } else { "Member" };
+        csv.push_str(&format!("C{i},{title},c{i}@example.com\n"));
+    }
+    csv.push_str(",VIP,missing-name@example.com\n");
+    let job = org.ingest(json!({"object": "Contact", "operation": "insert"}), &csv);
+    assert_eq!(job["state"], "JobComplete", "{job}");
+    assert_eq!(job["numberRecordsProcessed"], 301, "{job}");
+    assert_eq!(job["numberRecordsFailed"], 1, "{job}");
+    assert_eq!(
+        org.count("SELECT COUNT() FROM Contact WHERE Department LIKE 'seen C%'"),
+        300,
+        "before-save flows ran for every loaded row"
+    );
+    eventually("100 VIP webhooks", || {
+        rx.received("/vip", Mode::Ok).len() >= 100 && deliveries(&org, "state=all").is_empty()
+    });
+    assert_eq!(rx.received("/vip", Mode::Ok).len(), 100);
+
+    // An update job: rows that become VIP are notified; the others are not.
+    let members =
+        org.query("SELECT Id FROM Contact WHERE Title = 'Member' ORDER BY LastName LIMIT 10");
+    let mut csv = String::from("Id,Title\n");
+    for r in members["records"].as_array().unwrap() {
+        csv.push_str(&format!("{},VIP\n", r["Id"].as_str().unwrap()));
+    }
+    let job = org.ingest(json!({"object": "Contact", "operation": "update"}), &csv);
+    assert_eq!(job["numberRecordsFailed"], 0, "{job}");
+    eventually("110 VIP webhooks", || {
+        rx.received("/vip", Mode::Ok).len() >= 110 && deliveries(&org, "state=all").is_empty()
+    });
+    assert_eq!(rx.received("/vip", Mode::Ok).len(), 110);
+}

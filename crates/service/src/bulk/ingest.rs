@@ -20,9 +20,10 @@ use store::WriteTx;
 use crate::auth::Principal;
 use crate::coerce::{coerce_str, coerce_value, ExtRef, Input, Mode};
 use crate::records::{
-    delete_tx, insert_bulk_check, insert_bulk_unique_error, prepare_bulk_insert, seq_of,
-    update_bulk_tx, BulkCache, BulkInsertRow, InsertShape,
+    delete_tx, insert_bulk_check, insert_bulk_unique_error, insert_tx, prepare_bulk_insert, seq_of,
+    update_bulk_tx, update_tx, BulkCache, BulkInsertRow, InsertShape,
 };
+use crate::triggers::{self, Op};
 
 /// The DML operation of an ingest job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -618,6 +619,10 @@ impl IngestPlan {
         }
         let marker = tx.marker();
         let id_of = |seq: u64| Id::new(o.key_prefix, marker, seq);
+        // Rows of an object flows watch go one by one through the paths that run them (the
+        // batched fast path knows no flows).
+        let flows_create = triggers::watching(tx, &o, Op::Create).is_some();
+        let flows_update = triggers::watching(tx, &o, Op::Update).is_some();
         let mut cache = BulkCache::default();
         let shape = InsertShape::of(&o);
         // Chunk-wide lookups: existence of the ids named by updates, the rows matching upsert keys.
@@ -664,6 +669,17 @@ impl IngestPlan {
             });
             let outcome = match r {
                 Prepared::Failed { id, error } => RowOutcome::Err { id, error },
+                Prepared::Insert(row) if flows_create => {
+                    batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
+                    let r = guard(tx, true, |tx| insert_tx(tx, p, &o, row.into_input()?, now));
+                    match r {
+                        Ok(seq) => RowOutcome::Ok {
+                            id: id_of(seq),
+                            created: true,
+                        },
+                        Err(e) => row_error(e, None)?,
+                    }
+                }
                 Prepared::Insert(mut row) => {
                     if row.reads_own_object(&o) {
                         batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
@@ -687,9 +703,13 @@ impl IngestPlan {
                 Prepared::Update { seq, id, input } => {
                     batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
                     let state = states.get(&seq).copied().flatten();
-                    let r = guard(tx, guarded, |tx| {
-                        update_bulk_tx(tx, p, &o, seq, state, input, now, &mut cache)
-                    });
+                    let r = if flows_update && state == Some(false) {
+                        guard(tx, true, |tx| update_tx(tx, p, &o, seq, input, now, None))
+                    } else {
+                        guard(tx, guarded, |tx| {
+                            update_bulk_tx(tx, p, &o, seq, state, input, now, &mut cache)
+                        })
+                    };
                     match r {
                         Ok(()) => RowOutcome::Ok {
                             id: id_of(seq),
@@ -729,6 +749,25 @@ impl IngestPlan {
                     } = *u;
                     match hits.as_slice() {
                         [] => match create {
+                            Some(row) if flows_create => {
+                                batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
+                                spent.inputs.push(update);
+                                let r = guard(tx, true, |tx| {
+                                    insert_tx(tx, p, &o, row.into_input()?, now)
+                                });
+                                match r {
+                                    Ok(seq) => {
+                                        if let Some(f) = &folded {
+                                            created_keys.insert(f.clone(), seq);
+                                        }
+                                        RowOutcome::Ok {
+                                            id: id_of(seq),
+                                            created: true,
+                                        }
+                                    }
+                                    Err(e) => row_error(e, None)?,
+                                }
+                            }
                             Some(mut row) => {
                                 if row.reads_own_object(&o) {
                                     batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
@@ -760,7 +799,10 @@ impl IngestPlan {
                         [one] => {
                             batch.flush(tx, p, &o, &mut out, &mut created_keys, spent)?;
                             spent.rows.extend(create);
-                            let r = guard(tx, guarded, |tx| {
+                            let r = guard(tx, guarded || flows_update, |tx| {
+                                if flows_update {
+                                    return update_tx(tx, p, &o, *one, update, now, None);
+                                }
                                 update_bulk_tx(
                                     tx,
                                     p,
