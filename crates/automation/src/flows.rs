@@ -74,6 +74,12 @@ pub enum ActionDef {
         /// The API version of the call-back URLs.
         #[serde(default = "default_version")]
         api_version: String,
+        /// Send a session id so the receiver can call back (as `user`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        include_session_id: bool,
+        /// The user the session id is for ("User to Send As").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     /// Call a remote service through a named credential and wait for its reply (before-save and
     /// invocable flows); `reply_fields` set record fields from the reply.
@@ -426,7 +432,14 @@ pub fn compile(
                 endpoint,
                 fields,
                 api_version,
+                include_session_id,
+                user,
             } => {
+                if *include_session_id && user.is_none() {
+                    return Err(err(format!(
+                        "outbound_message {n}: include_session_id needs the `user` the session is for"
+                    )));
+                }
                 if before || invocable || event {
                     return Err(err(
                         "outbound_message runs in after_save flows of records".into()
@@ -443,6 +456,7 @@ pub fn compile(
                     endpoint: endpoint.clone(),
                     fields: fields.clone(),
                     api_version: api_version.clone(),
+                    session_user: include_session_id.then(|| user.clone()).flatten(),
                 }))
             }
             ActionDef::Callout {

@@ -32,7 +32,12 @@ pub struct Engine {
     http: reqwest::Client,
     base_url: String,
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// Session ids sent with Outbound Messages, by user, and when they were opened.
+    sessions: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
+
+/// How long one session id is sent with Outbound Messages before a new one is opened.
+const SESSION_REUSE: Duration = Duration::from_secs(10 * 60);
 
 /// Why an attempt failed.
 struct Failure {
@@ -121,6 +126,7 @@ impl Engine {
             http,
             base_url,
             breakers: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -408,11 +414,15 @@ impl Engine {
         }
         let org_id = self.org.org_id();
         let org_18 = org_id.to_18();
+        let session = match &def.session_user {
+            Some(user) => Some(self.session(user).await?),
+            None => None,
+        };
         let env = Envelope {
             org_id: &org_18,
             org_id_15: &org_18[..15],
             action_id: &def.id,
-            session_id: None,
+            session_id: session.as_deref(),
             base_url: &self.base_url,
             api_version: &def.api_version,
             object: &object.name,
@@ -437,6 +447,23 @@ impl Engine {
             )));
         }
         outbound::read_ack(&body).map_err(Failure::retry)
+    }
+
+    /// A session id of `user` for Outbound Messages (one is reused for a while).
+    async fn session(&self, user: &str) -> Result<String, Failure> {
+        if let Some((token, opened)) = self.sessions.lock().get(user) {
+            if opened.elapsed() < SESSION_REUSE {
+                return Ok(token.clone());
+            }
+        }
+        let login = self.org.session_for(user).await.map_err(|e| {
+            Failure::retry(format!("cannot open a session for {user}: {}", e.message))
+        })?;
+        self.sessions.lock().insert(
+            user.to_string(),
+            (login.token.clone(), std::time::Instant::now()),
+        );
+        Ok(login.token)
     }
 
     async fn send_webhook(&self, row: &DeliveryRow) -> Result<(), Failure> {

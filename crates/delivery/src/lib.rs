@@ -48,6 +48,8 @@ pub struct OutboundDef {
     pub fields: Vec<String>,
     /// The API version of the call-back URLs.
     pub api_version: String,
+    /// Send a session id of this user, so the receiver can call back as them.
+    pub session_user: Option<String>,
 }
 
 /// A webhook definition.

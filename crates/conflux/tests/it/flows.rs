@@ -1897,3 +1897,50 @@ actions:
     });
     assert_eq!(rx.received("/vip", Mode::Ok).len(), 110);
 }
+
+#[test]
+fn outbound_messages_send_a_session_id_the_receiver_can_call_back_with() {
+    let rx = Receiver::start();
+    let org = Org::start("flows-om-session");
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/flows/No_User"),
+        Some(json!({"object": "Account", "actions": [{"type": "outbound_message",
+            "name": "Om_No_User", "endpoint": rx.url("/x"), "fields": ["Id"], "include_session_id": true}]})),
+    );
+    assert_eq!(s, 400, "{b}");
+    assert!(b[0]["message"].as_str().unwrap().contains("`user`"), "{b}");
+    put_flow(
+        &org,
+        "With_Session",
+        json!({"object": "Account", "on": ["create"], "actions": [{"type": "outbound_message",
+            "name": "Om_Session", "endpoint": rx.url("/om"), "fields": ["Id", "Name"],
+            "include_session_id": true, "user": crate::harness::USERNAME}]}),
+    );
+    let id = org.create("Account", json!({"Name": "Call Me Back"}));
+    eventually("the Outbound Message", || {
+        !rx.received("/om", Mode::Ok).is_empty()
+    });
+    let xml = &rx.received("/om", Mode::Ok)[0].body;
+    let session = xml
+        .split("<SessionId>")
+        .nth(1)
+        .and_then(|s| s.split("</SessionId>").next())
+        .unwrap_or_else(|| panic!("no session id in {xml}"));
+    let partner = xml
+        .split("<PartnerUrl>")
+        .nth(1)
+        .and_then(|s| s.split("</PartnerUrl>").next())
+        .unwrap();
+    assert!(partner.contains("/services/Soap/u/"), "{partner}");
+    // The receiver calls back with it.
+    let r = org
+        .http
+        .get(org.data(&format!("/sobjects/Account/{id}")))
+        .bearer_auth(session)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let rec: Value = r.json().unwrap();
+    assert_eq!(rec["Name"], "Call Me Back");
+}

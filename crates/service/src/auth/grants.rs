@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use model::value::now_millis;
+use model::{ApiError, ApiResult};
 use store::{RefreshRow, SessionRow};
 
 use super::{
@@ -214,6 +215,23 @@ impl Org {
             refresh_token,
             scope: "api web refresh_token".into(),
         })
+    }
+
+    /// A session for the active user `username`, opened by the server itself (the session id an
+    /// Outbound Message carries so its receiver can call back as that user).
+    pub async fn session_for(&self, username: &str) -> ApiResult<Login> {
+        let user = self
+            .user_by_username(username)?
+            .filter(|u| u.active)
+            .ok_or_else(|| {
+                ApiError::new(
+                    model::ErrorCode::InvalidInput,
+                    format!("there is no active user {username}"),
+                )
+            })?;
+        self.open_session(&user, None, false, None)
+            .await
+            .map_err(|_| ApiError::new(model::ErrorCode::UnknownException, "cannot open a session"))
     }
 
     /// SOAP `login()`.
