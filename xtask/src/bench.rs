@@ -22,6 +22,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             collections(root, args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10))
         }
         Some("streaming") => streaming(root, &args[1..]),
+        Some("delivery") => delivery(
+            root,
+            args.get(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000),
+            args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20_000),
+        ),
         Some("pubsub") => pubsub(
             root,
             args.get(1)
@@ -29,7 +36,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .unwrap_or(1_000_000),
         ),
         other => {
-            bail!("unknown benchmark {other:?}; available: rest, bulk, collections, streaming, pubsub")
+            bail!("unknown benchmark {other:?}; available: rest, bulk, collections, streaming, pubsub, delivery")
         }
     }
 }
@@ -705,4 +712,350 @@ fn peak_rss_mb(pid: u32) -> f64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Installs a Debian package when `probe` cannot run.
+fn ensure_apt(probe: &str, package: &str) -> Result<()> {
+    if Command::new(probe).arg("-v").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("    {probe} not found; installing it with apt-get (Debian package {package})");
+    let ok = Command::new("sh")
+        .args([
+            "-c",
+            &format!("apt-get install -y {package} >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y {package} >/dev/null 2>&1)"),
+        ])
+        .status()?
+        .success();
+    if !ok {
+        bail!("could not install {package}; install it (apt-get install {package}) and run again");
+    }
+    Ok(())
+}
+
+/// A port nothing listens on (yet).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// nginx answering every request `200 <Ack/>`, logging the time of each request.
+struct Nginx {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Nginx {
+    fn start(dir: &Path, port: u16) -> Result<Nginx> {
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        let log = dir.join("access.log");
+        let _ = std::fs::remove_file(&log);
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+events {{ worker_connections 4096; }}\n\
+http {{\n  log_format stamp '$msec $status $request_uri';\n  access_log {d}/access.log stamp buffer=256k flush=1s;\n\
+  keepalive_requests 1000000;\n  client_body_buffer_size 64k;\n\
+  client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;\n\
+  server {{ listen 127.0.0.1:{port}; location / {{ default_type text/xml; return 200 '<Ack>true</Ack>'; }} }}\n}}\n"
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf)?;
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&path)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start nginx")?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(Nginx { child, log });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        bail!("nginx did not start; see {d}/error.log")
+    }
+
+    /// Requests to `path` answered 200: (count, seconds from the first to the last).
+    fn served(&self, path: &str) -> Result<(u64, f64)> {
+        let text = std::fs::read_to_string(&self.log)?;
+        let (mut n, mut first, mut last) = (0u64, f64::MAX, 0f64);
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if let [t, "200", uri] = f.as_slice() {
+                if uri.starts_with(path) {
+                    let t: f64 = t.parse()?;
+                    n += 1;
+                    first = first.min(t);
+                    last = last.max(t);
+                }
+            }
+        }
+        Ok((n, (last - first).max(1e-9)))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The spyne Outbound Message receiver of `bench/delivery`, in a virtualenv made for it.
+struct Spyne(Child, u16);
+
+impl Spyne {
+    fn python(root: &Path) -> Result<PathBuf> {
+        let venv = root.join("target/bench-venv");
+        let py = venv.join("bin/python");
+        if Command::new(&py)
+            .args(["-c", "import spyne, lxml, pytz"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Ok(py);
+        }
+        eprintln!("==> installing spyne 2.14.0 into {}", venv.display());
+        crate::run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        crate::run(Command::new(&py).args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "spyne==2.14.0",
+            "lxml==6.1.3",
+            "pytz==2026.6",
+        ]))?;
+        Ok(py)
+    }
+
+    fn start(root: &Path, port: u16) -> Result<Spyne> {
+        let py = Spyne::python(root)?;
+        let mut child = Command::new(py)
+            .arg(root.join("bench/delivery/spyne_receiver.py"))
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?)
+            .read_line(&mut line)?;
+        if !line.starts_with("listening") {
+            bail!("the spyne receiver printed {line:?}");
+        }
+        Ok(Spyne(child, port))
+    }
+
+    /// `(messages, notifications, seconds from the first to the last message)`.
+    fn stats(&self) -> Result<(u64, u64, f64)> {
+        let out = Command::new("curl")
+            .args(["-s", &format!("http://127.0.0.1:{}/stats", self.1)])
+            .output()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("spyne stats: {}", String::from_utf8_lossy(&out.stdout)))?;
+        let secs = v["last"].as_f64().unwrap_or(0.0) - v["first"].as_f64().unwrap_or(0.0);
+        Ok((
+            v["messages"].as_u64().unwrap_or(0),
+            v["notifications"].as_u64().unwrap_or(0),
+            secs.max(1e-9),
+        ))
+    }
+}
+
+impl Drop for Spyne {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A wrk script POSTing `body` with `content_type`.
+fn post_script(work: &Path, name: &str, content_type: &str, body: &str) -> Result<PathBuf> {
+    let path = work.join(name);
+    let escaped = body.replace('\\', "\\\\").replace('"', "\\\"");
+    std::fs::write(
+        &path,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = \"{escaped}\"\nwrk.headers[\"Content-Type\"] = \"{content_type}\"\nwrk.headers[\"SOAPAction\"] = '\"\"'\n"
+        ),
+    )?;
+    Ok(path)
+}
+
+/// A server for the delivery benchmark: `conc` connections per receiver, short retries (the
+/// receiver is down while the queue fills).
+fn delivery_server(rel: &Path, work: &Path, what: &str, conc: u32) -> Result<Server> {
+    let data = work.join(what);
+    std::fs::create_dir_all(&data)?;
+    Server::start_with(
+        &rel.join("conflux"),
+        &data,
+        &[],
+        &[
+            "--daily-api-requests",
+            "1000000000",
+            "--delivery-concurrency",
+            &conc.to_string(),
+            "--delivery-retry-base-ms",
+            "500",
+            "--delivery-retry-cap-ms",
+            "2000",
+        ],
+    )
+}
+
+/// Runs `delivery_load` and returns the fields of its output line starting with `tag`.
+fn delivery_load(rel: &Path, srv: &Server, args: &[&str], tag: &str) -> Result<Vec<f64>> {
+    let mut cmd = Command::new(rel.join("delivery_load"));
+    cmd.arg(args[0]).args([
+        &srv.http,
+        USERNAME,
+        PASSWORD,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        &srv.pid().to_string(),
+    ]);
+    cmd.args(&args[1..]);
+    let out = cmd.stderr(Stdio::inherit()).output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!("delivery_load {} failed: {text}", args[0]);
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix(tag))
+        .ok_or_else(|| anyhow!("unexpected delivery_load output: {text}"))?
+        .split_whitespace()
+        .map(|x| x.parse::<f64>().map_err(Into::into))
+        .collect()
+}
+
+/// A one-notification Outbound Message, as Conflux sends it, for wrk to post to spyne.
+const OM_ENVELOPE: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><notifications xmlns="http://soap.sforce.com/2005/09/outbound"><OrganizationId>00Dxx0000001gEREAY</OrganizationId><ActionId>04kxx0000000001AAA</ActionId><SessionId xsi:nil="true"/><EnterpriseUrl>https://127.0.0.1/services/Soap/c/60.0/00Dxx0000001gER</EnterpriseUrl><PartnerUrl>https://127.0.0.1/services/Soap/u/60.0/00Dxx0000001gER</PartnerUrl><Notification><Id>04lxx0000000001AAA</Id><sObject xsi:type="sf:Account" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>001xx000003DGb2AAG</sf:Id><sf:Name>Delivery 1</sf:Name></sObject></Notification></notifications></soapenv:Body></soapenv:Envelope>"#;
+
+/// Connections wrk and Conflux each use against the fast receiver.
+const FAST_CONNS: u32 = 32;
+
+fn delivery(root: &Path, queued: u64, spyne_n: u64) -> Result<()> {
+    ensure_wrk()?;
+    ensure_apt("nginx", "nginx-light")?;
+    ensure_apt("curl", "curl")?;
+    eprintln!("==> building release binaries (conflux, bench helpers)");
+    crate::run(Command::new("cargo").args(["build", "--release", "-p", "conflux", "-p", "bench"]))?;
+    let rel = root.join("target/release");
+    let work = test_support::scratch_dir("bench-delivery")?;
+
+    // 1. The fast receiver: nginx, first under wrk.
+    let port = free_port()?;
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    let body = r#"{"id":"001xx000003DGb2AAG","name":"Delivery 123456"}"#;
+    let script = post_script(&work, "hook.lua", "application/json", body)?;
+    let nginx_dir = work.join("nginx");
+    let wrk_nginx = {
+        let _n = Nginx::start(&nginx_dir, port)?;
+        eprintln!("==> wrk -t2 -c{FAST_CONNS} -d10s POST against nginx");
+        wrk(
+            &format!("http://127.0.0.1:{port}/wrk"),
+            10,
+            FAST_CONNS,
+            None,
+            Some(&script),
+        )?
+    };
+
+    // 2. Conflux: queue while nginx is down, then drain into it.
+    let srv = delivery_server(&rel, &work, "data-webhook", FAST_CONNS)?;
+    eprintln!(
+        "==> queueing {queued} webhooks with the receiver down (server pid {})",
+        srv.pid()
+    );
+    let q = delivery_load(
+        &rel,
+        &srv,
+        &["queue", "webhook", &hook, &queued.to_string()],
+        "queue ",
+    )?;
+    eprintln!("==> starting nginx; draining the queue");
+    let nginx = Nginx::start(&nginx_dir, port)?;
+    let d = delivery_load(&rel, &srv, &["drain"], "drain ")?;
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (served, span) = nginx.served("/hook")?;
+    drop(nginx);
+    srv.stop()?;
+    if served < queued {
+        bail!("nginx saw {served} webhooks of {queued}");
+    }
+    let hook_rate = served as f64 / span;
+
+    // 3. spyne: Conflux's Outbound Messages, then wrk with one-notification messages.
+    let sport = free_port()?;
+    let om_url = format!("http://127.0.0.1:{sport}/om");
+    let srv = delivery_server(&rel, &work, "data-om", 16)?;
+    eprintln!("==> queueing {spyne_n} Outbound Message notifications with spyne down");
+    delivery_load(
+        &rel,
+        &srv,
+        &["queue", "outbound", &om_url, &spyne_n.to_string()],
+        "queue ",
+    )?;
+    let spyne = Spyne::start(root, sport)?;
+    eprintln!("==> spyne up; draining");
+    let sd = delivery_load(&rel, &srv, &["drain"], "drain ")?;
+    let (msgs, notes, sspan) = spyne.stats()?;
+    srv.stop()?;
+    if notes < spyne_n {
+        bail!("spyne acknowledged {notes} notifications of {spyne_n}");
+    }
+    let om_script = post_script(&work, "om.lua", "text/xml; charset=utf-8", OM_ENVELOPE)?;
+    eprintln!("==> wrk -t1 -c16 -d10s POST (one-notification messages) against spyne");
+    let wrk_spyne = {
+        let mut cmd = Command::new("wrk");
+        cmd.args(["-t1", "-c16", "-d10s", "-s"])
+            .arg(&om_script)
+            .arg(format!("http://127.0.0.1:{sport}/om"));
+        let out = cmd.output()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("Non-2xx") {
+            bail!("spyne refused wrk's envelope:\n{text}");
+        }
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .ok_or_else(|| anyhow!("unexpected wrk output:\n{text}"))?
+    };
+    drop(spyne);
+    let _ = std::fs::remove_dir_all(&work);
+
+    let om_rate = notes as f64 / sspan;
+    let msg_rate = msgs as f64 / sspan;
+    let report = format!(
+        "| Measure | Rate | Ratio |\n|---|---|---|\n\
+| wrk `-t2 -c{FAST_CONNS}` POSTing a {}-byte JSON body to nginx (`return 200`, access log on) | {:.0} req/s | 1.00 |\n\
+| Conflux webhooks to the same nginx, {FAST_CONNS} connections, draining {queued} queued notifications (first to last request in nginx's log) | {:.0} deliveries/s | **{:.2}** of wrk (goal ≥ 0.8) |\n\
+| wrk `-t1 -c16` POSTing a one-notification Outbound Message to spyne 2.14.0 (wsgiref) | {:.0} messages/s | 1.00 |\n\
+| Conflux Outbound Messages to the same spyne, draining {spyne_n} queued notifications ({msgs} messages, up to 100 notifications each) | {:.0} notifications/s ({:.0} messages/s) | **{:.2}** notifications/s of wrk's messages/s (goal ≥ 0.8); {:.2} in messages |\n\
+| Server memory (VmRSS) while queueing {queued}: at start / 10 % / 50 % / all queued / max | {:.0} / {:.0} / {:.0} / {:.0} / {:.0} MB | flat = the last ≈ the 10 % figure |\n\
+| Server memory while draining them: max / at the end | {:.0} / {:.0} MB | |\n\
+| Time to queue {queued} notifications (200-record collections, 4 clients; each create queues one) / to drain them | {:.0} s / {:.0} s | |\n",
+        body.len(),
+        wrk_nginx.rps,
+        hook_rate,
+        hook_rate / wrk_nginx.rps,
+        wrk_spyne,
+        om_rate,
+        msg_rate,
+        om_rate / wrk_spyne,
+        msg_rate / wrk_spyne,
+        q[1], q[2], q[3], q[4], q[5],
+        d[1], d[2],
+        q[0], d[0],
+    );
+    let _ = sd;
+    println!("\nbench delivery ({queued} webhooks, {spyne_n} Outbound Message notifications):\n\n{report}");
+    let out_dir = root.join("bench/out");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("delivery.md"), &report)?;
+    Ok(())
 }

@@ -57,6 +57,8 @@ fn yes() -> bool {
 /// One action as written.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+// A definition as read from a file: a few per flow, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ActionDef {
     /// Set fields of the triggering record (before-save flows): field name → jq expression.
     UpdateFields {
