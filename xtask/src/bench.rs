@@ -800,7 +800,10 @@ http {{\n  log_format stamp '$msec $status $request_uri';\n  access_log {d}/acce
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, not SIGKILL: a killed master leaves its workers listening.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }

@@ -234,7 +234,10 @@ fn drain(api: &Api, pid: u32) -> Result<()> {
     loop {
         let s = api.call(reqwest::Method::GET, "/conflux/deliveries/summary", None)?;
         let eps = s["endpoints"].as_array().cloned().unwrap_or_default();
-        let queued: u64 = eps.iter().map(|e| e["queued"].as_u64().unwrap_or(0)).sum();
+        let queued: u64 = eps
+            .iter()
+            .map(|e| e["queued"].as_u64().unwrap_or(0) + e["failed"].as_u64().unwrap_or(0))
+            .sum();
         let dead: u64 = eps.iter().map(|e| e["dead"].as_u64().unwrap_or(0)).sum();
         if dead > 0 {
             let d = api.call(

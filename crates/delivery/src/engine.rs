@@ -3,7 +3,7 @@
 //! records each outcome in the queue. Reading per endpoint keeps one slow or dead receiver from
 //! starving the others; outcomes are written by group-committed write jobs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ use crate::{webhook, Catalog, KIND_FLOW, KIND_OUTBOUND, KIND_WEBHOOK};
 
 /// Notifications of one action sent in one Outbound Message at most (Salesforce: 100).
 const MAX_PER_MESSAGE: usize = 100;
+/// Due notifications read ahead per endpoint (read again when half are gone).
+const READ_AHEAD: usize = 1_024;
 /// Expired notifications moved to the dead-letter queue per sweep.
 const SWEEP_BATCH: usize = 1_000;
 
@@ -155,6 +157,8 @@ impl Engine {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let mut in_flight: HashSet<u64> = HashSet::new();
         let mut busy: HashMap<String, usize> = HashMap::new();
+        // Due notifications read ahead, by endpoint (their sequences are in `in_flight`).
+        let mut ahead: HashMap<String, VecDeque<DeliveryRow>> = HashMap::new();
         let mut next_sweep = 0i64;
         loop {
             let now = now_millis();
@@ -187,23 +191,37 @@ impl Engine {
                 }
                 let used = busy.get(&endpoint).copied().unwrap_or(0);
                 let free = allowance.saturating_sub(used);
+                if allowance == 0 {
+                    // Its circuit is open: give back what was read ahead.
+                    if let Some(b) = ahead.remove(&endpoint) {
+                        for r in b {
+                            in_flight.remove(&r.seq);
+                        }
+                    }
+                }
                 if free == 0 {
                     continue;
                 }
-                let want = free * MAX_PER_MESSAGE + in_flight.len().min(10_000);
-                let rows = match store.read(|tx| tx.due_deliveries(&endpoint, now, want)) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot read due notifications");
-                        continue;
+                let buf = ahead.entry(endpoint.clone()).or_default();
+                if buf.len() < READ_AHEAD / 2 {
+                    // Read ahead, so most messages need no query: the rows claimed already (read
+                    // ahead, in flight, or settling) come first in due order and are skipped.
+                    let want = READ_AHEAD + in_flight.len().min(50_000);
+                    match store.read(|tx| tx.due_deliveries(&endpoint, now, want)) {
+                        Ok(rows) => {
+                            for r in rows {
+                                if in_flight.insert(r.seq) {
+                                    buf.push_back(r);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read due notifications");
+                            continue;
+                        }
                     }
-                };
-                let rows: Vec<DeliveryRow> = rows
-                    .into_iter()
-                    .filter(|r| !in_flight.contains(&r.seq))
-                    .collect();
-                for message in group(rows).into_iter().take(free) {
-                    in_flight.extend(message.iter().map(|r| r.seq));
+                }
+                for message in take_messages(buf, free) {
                     *busy.entry(endpoint.clone()).or_default() += 1;
                     let ticket = Ticket {
                         done: done_tx.clone(),
@@ -212,6 +230,9 @@ impl Engine {
                     };
                     let engine = self.clone();
                     tokio::spawn(async move { engine.attempt(ticket).await });
+                }
+                if buf.is_empty() {
+                    ahead.remove(&endpoint);
                 }
             }
             let sleep = Duration::from_millis((next_due - now_millis()).clamp(0, 60_000) as u64);
@@ -553,21 +574,23 @@ impl Engine {
 
 /// Cuts notifications into messages: consecutive Outbound Message notifications of one action
 /// share a message (up to 100); everything else travels alone.
-fn group(rows: Vec<DeliveryRow>) -> Vec<Vec<DeliveryRow>> {
-    let mut out: Vec<Vec<DeliveryRow>> = Vec::new();
-    for r in rows {
-        if let Some(last) = out.last_mut() {
-            let head = &last[0].new;
-            if r.new.kind == KIND_OUTBOUND
-                && head.kind == KIND_OUTBOUND
-                && head.action == r.new.action
-                && last.len() < MAX_PER_MESSAGE
+/// Up to `n` messages from the front of `buf`: an Outbound Message takes the consecutive
+/// notifications of its action (at most 100), anything else one.
+fn take_messages(buf: &mut VecDeque<DeliveryRow>, n: usize) -> Vec<Vec<DeliveryRow>> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let Some(first) = buf.pop_front() else { break };
+        let mut message = vec![first];
+        if message[0].new.kind == KIND_OUTBOUND {
+            while message.len() < MAX_PER_MESSAGE
+                && buf.front().is_some_and(|r| {
+                    r.new.kind == KIND_OUTBOUND && r.new.action == message[0].new.action
+                })
             {
-                last.push(r);
-                continue;
+                message.push(buf.pop_front().expect("checked"));
             }
         }
-        out.push(vec![r]);
+        out.push(message);
     }
     out
 }
