@@ -92,6 +92,7 @@ fn test() -> Result<()> {
     step("build", || {
         run(Command::new("cargo").args(["build", "--workspace", "--bins"]))
     })?;
+    step("services the tests use (PostgreSQL)", ensure_services)?;
     step("unit and integration tests", || {
         if has_nextest() {
             run(Command::new("cargo").args(["nextest", "run", "--workspace", "--no-fail-fast"]))
@@ -105,6 +106,35 @@ fn test() -> Result<()> {
         conformance,
     )?;
     eprintln!("==> all checks passed in {:.0?}", t.elapsed());
+    Ok(())
+}
+
+/// Makes sure the services the tests talk to are up: starts them with `service` when they are
+/// installed but stopped, else fails saying what to start.
+fn ensure_services() -> Result<()> {
+    let up = |port: u16| {
+        std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            std::time::Duration::from_secs(2),
+        )
+        .is_ok()
+    };
+    for (name, port, service) in [("PostgreSQL", 5432, "postgresql")] {
+        if up(port) {
+            continue;
+        }
+        eprintln!("    {name} is not answering on 127.0.0.1:{port}; trying `service {service} start`");
+        let _ = Command::new("service").args([service, "start"]).status();
+        let t = Instant::now();
+        while !up(port) {
+            if t.elapsed().as_secs() > 30 {
+                bail!(
+                    "{name} is needed on 127.0.0.1:{port} (trust auth, database `test`) and could not be started; start it and run again"
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod delivery;
 mod events;
 mod flows;
 mod remote;
+mod sync;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,9 @@ enum Command {
     /// Flows: list, show, put, delete, and the fault log.
     #[command(subcommand)]
     Flows(flows::FlowsCommand),
+    /// Sync jobs: list, put, run (with progress), status, errors, reset.
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -251,6 +255,13 @@ fn main() -> Result<()> {
             }
         },
         Command::Flows(cmd) => match rt.block_on(flows::run(cmd)) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("conflux: {e:#}");
+                std::process::exit(1);
+            }
+        },
+        Command::Sync(cmd) => match rt.block_on(sync::run(cmd)) {
             Ok(code) => std::process::exit(code),
             Err(e) => {
                 eprintln!("conflux: {e:#}");

@@ -165,6 +165,21 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     org.set_automation(automation.clone());
     org.set_triggers(automation.clone());
 
+    // Sync jobs (metadata/sync/*.yaml and the admin API), run on demand.
+    let sync_jobs = sync::Engine::new();
+    let sync_dir = metadata_dir
+        .as_ref()
+        .map(|d| d.join("sync"))
+        .filter(|d| d.is_dir());
+    let n = sync_jobs
+        .load(&org, sync_dir.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("sync jobs: {e}"))?;
+    if n > 0 {
+        say(&format!("conflux: sync jobs: {n}"));
+    }
+    org.set_sync(sync_jobs);
+
     // Bulk API jobs: files under <data>/bulk, processed in the background (below); installed
     // before serving so interrupted jobs' leftovers are cleaned up first.
     let bulk = service::bulk::Bulk::install(

@@ -20,6 +20,7 @@ pub mod perms;
 pub mod pubsub;
 pub mod query;
 pub mod records;
+pub mod sync;
 pub mod topics;
 pub mod triggers;
 pub mod users;
@@ -61,6 +62,7 @@ pub struct Org {
     pub(crate) job_context: Arc<changes::JobContext>,
     /// The flows, for the admin API.
     pub(crate) automation: automation::Slot,
+    pub(crate) sync: sync::Slot,
 }
 
 impl std::fmt::Debug for Org {
@@ -105,6 +107,7 @@ impl Org {
             org_id,
             job_context,
             automation: automation::Slot::default(),
+            sync: sync::Slot::default(),
         })
     }
 

@@ -218,6 +218,29 @@ CREATE TABLE IF NOT EXISTS flow_faults (
 CREATE TABLE IF NOT EXISTS delivery_endpoints (
   endpoint TEXT PRIMARY KEY
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sync_runs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job TEXT NOT NULL,
+  started_ms INTEGER NOT NULL,
+  ended_ms INTEGER,
+  status TEXT NOT NULL,
+  read INTEGER NOT NULL DEFAULT 0,
+  written INTEGER NOT NULL DEFAULT 0,
+  failed INTEGER NOT NULL DEFAULT 0,
+  cursor_from TEXT,
+  cursor_to TEXT,
+  message TEXT
+);
+CREATE INDEX IF NOT EXISTS ix_sync_runs_job ON sync_runs(job, id);
+CREATE TABLE IF NOT EXISTS sync_errors (
+  job TEXT NOT NULL,
+  key TEXT NOT NULL,
+  run INTEGER NOT NULL,
+  error TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  PRIMARY KEY (job, key)
+) WITHOUT ROWID;
 "#;
 
 /// Upgrades of the system tables, applied in order when the column they add is missing:

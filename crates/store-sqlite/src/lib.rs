@@ -24,6 +24,7 @@ mod ddl;
 mod delivery;
 mod events;
 mod query;
+mod sync;
 mod tx;
 
 #[cfg(test)]

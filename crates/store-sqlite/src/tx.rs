@@ -354,6 +354,12 @@ impl ReadTx for Conn<'_> {
     fn flow_faults(&self, before: u64, limit: usize) -> StoreResult<Vec<store::FaultRow>> {
         crate::delivery::faults(self.conn, before, limit)
     }
+    fn sync_runs(&self, job: &str, limit: usize) -> StoreResult<Vec<store::SyncRunRow>> {
+        crate::sync::runs(self.conn, job, limit)
+    }
+    fn sync_errors(&self, job: &str, limit: usize) -> StoreResult<Vec<store::SyncErrorRow>> {
+        crate::sync::errors(self.conn, job, limit)
+    }
 }
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
@@ -555,6 +561,12 @@ impl ReadTx for WConn<'_> {
     }
     fn flow_faults(&self, before: u64, limit: usize) -> StoreResult<Vec<store::FaultRow>> {
         self.read.flow_faults(before, limit)
+    }
+    fn sync_runs(&self, job: &str, limit: usize) -> StoreResult<Vec<store::SyncRunRow>> {
+        self.read.sync_runs(job, limit)
+    }
+    fn sync_errors(&self, job: &str, limit: usize) -> StoreResult<Vec<store::SyncErrorRow>> {
+        self.read.sync_errors(job, limit)
     }
 }
 
@@ -1092,6 +1104,22 @@ impl<'a> WriteTx for WConn<'a> {
 
     fn purge_deliveries(&mut self, seqs: &[u64]) -> StoreResult<u64> {
         crate::delivery::purge(self.conn(), seqs)
+    }
+
+    fn put_sync_run(&mut self, run: &store::SyncRunRow) -> StoreResult<u64> {
+        crate::sync::put_run(self.conn(), run)
+    }
+
+    fn end_running_sync_runs(&mut self, now_ms: i64) -> StoreResult<u64> {
+        crate::sync::end_running(self.conn(), now_ms)
+    }
+
+    fn put_sync_error(&mut self, e: &store::SyncErrorRow) -> StoreResult<()> {
+        crate::sync::put_error(self.conn(), e)
+    }
+
+    fn clear_sync_errors(&mut self, job: &str, keys: &[String]) -> StoreResult<u64> {
+        crate::sync::clear_errors(self.conn(), job, keys)
     }
 
     fn rewrite_event(&mut self, replay_id: u64, payload: Option<&str>) -> StoreResult<()> {

@@ -16,6 +16,7 @@ mod bulk;
 mod delivery;
 mod events;
 mod query;
+mod sync;
 mod types;
 pub use bulk::{BulkChunkRow, BulkJobFilter, BulkJobRow};
 pub use delivery::{
@@ -26,6 +27,7 @@ pub use query::{Cell, QueryRow};
 /// The SOQL crate, re-exported so backends can name [`soql::plan::Plan`] without depending on it
 /// directly.
 pub use soql;
+pub use sync::{SyncErrorRow, SyncRunRow};
 pub use types::*;
 
 /// Failures of the storage layer itself (as opposed to business rules).
@@ -193,6 +195,10 @@ pub trait ReadTx {
     fn flow_faults(&self, before: u64, limit: usize) -> StoreResult<Vec<FaultRow>>;
     /// Counts of the queue per endpoint (reads every row: for operators, not hot paths).
     fn delivery_counts(&self) -> StoreResult<Vec<DeliveryCounts>>;
+    /// The newest runs of sync job `job`, newest first.
+    fn sync_runs(&self, job: &str, limit: usize) -> StoreResult<Vec<SyncRunRow>>;
+    /// The rows sync job `job`'s target refused, newest first.
+    fn sync_errors(&self, job: &str, limit: usize) -> StoreResult<Vec<SyncErrorRow>>;
 }
 
 /// What a write transaction can do in addition.
@@ -336,6 +342,14 @@ pub trait WriteTx: ReadTx {
     fn add_flow_fault(&mut self, fault: &FaultRow, keep: u64) -> StoreResult<u64>;
     /// Removes notifications for good; returns how many existed.
     fn purge_deliveries(&mut self, seqs: &[u64]) -> StoreResult<u64>;
+    /// Records a sync run (`id` 0: a new one, whose id is returned) or updates it.
+    fn put_sync_run(&mut self, run: &SyncRunRow) -> StoreResult<u64>;
+    /// Marks every run still `running` as `interrupted` (at start, after a stop).
+    fn end_running_sync_runs(&mut self, now_ms: i64) -> StoreResult<u64>;
+    /// Records (or replaces) the error of a source row.
+    fn put_sync_error(&mut self, e: &SyncErrorRow) -> StoreResult<()>;
+    /// Removes the errors of the source rows `keys` (written since); returns how many.
+    fn clear_sync_errors(&mut self, job: &str, keys: &[String]) -> StoreResult<u64>;
     /// Selects (or deselects) `object` for change events. Returns the selection's number (its
     /// `PlatformEventChannelMember` id), also when it already was selected.
     fn set_change_events(&mut self, object: &str, selected: bool) -> StoreResult<u64>;

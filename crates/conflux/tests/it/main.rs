@@ -15,3 +15,4 @@ mod hostile;
 mod pubsub;
 mod records;
 mod server;
+mod sync;

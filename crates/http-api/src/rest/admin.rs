@@ -167,6 +167,67 @@ pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
             Ok(super::no_content())
         }
         ["external-services", ..] => Err(method_not_allowed(&ctx.method, "GET,HEAD,PUT,DELETE")),
+        ["sync-jobs"] if get => {
+            let s = ctx.state.org.sync(&ctx.principal)?;
+            Ok(json(
+                StatusCode::OK,
+                &json!({ "jobs": s.jobs(&ctx.state.org) }),
+            ))
+        }
+        ["sync-jobs"] => Err(method_not_allowed(&ctx.method, "GET,HEAD")),
+        ["sync-jobs", name] if get => {
+            let s = ctx.state.org.sync(&ctx.principal)?;
+            let j = s
+                .job(&ctx.state.org, name)
+                .ok_or_else(ApiError::not_found)?;
+            Ok(json(StatusCode::OK, &j))
+        }
+        ["sync-jobs", name] if ctx.method == Method::PUT => {
+            let s = ctx.state.org.sync(&ctx.principal)?;
+            let doc = flow_document(ctx)?;
+            let (j, created) = s.put_job(&ctx.state.org, name, doc).await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(json(status, &j))
+        }
+        ["sync-jobs", name] if ctx.method == Method::DELETE => {
+            let s = ctx.state.org.sync(&ctx.principal)?;
+            s.delete_job(&ctx.state.org, name).await?;
+            Ok(super::no_content())
+        }
+        ["sync-jobs", _] => Err(method_not_allowed(&ctx.method, "GET,HEAD,PUT,DELETE")),
+        ["sync-jobs", name, "run"] if post => {
+            let s = ctx.state.org.sync(&ctx.principal)?;
+            let id = s
+                .start(ctx.state.org.clone(), ctx.principal.clone(), name)
+                .await?;
+            Ok(json(StatusCode::ACCEPTED, &json!({ "runId": id })))
+        }
+        ["sync-jobs", name, "reset"] if post => {
+            let s = ctx.state.org.sync(&ctx.principal)?;
+            let cursor = if ctx.body.is_empty() {
+                None
+            } else {
+                ctx.json_body()?.get("cursor").cloned()
+            };
+            s.reset(&ctx.state.org, name, cursor).await?;
+            Ok(super::no_content())
+        }
+        ["sync-jobs", _, "run" | "reset"] => Err(method_not_allowed(&ctx.method, "POST")),
+        ["sync-jobs", name, "runs"] if get => {
+            let s = ctx.state.org.sync(&ctx.principal)?;
+            let runs = s.runs(&ctx.state.org, name, limit_param(ctx)?)?;
+            Ok(json(StatusCode::OK, &json!({ "runs": runs })))
+        }
+        ["sync-jobs", name, "errors"] if get => {
+            let s = ctx.state.org.sync(&ctx.principal)?;
+            let errors = s.errors(&ctx.state.org, name, limit_param(ctx)?)?;
+            Ok(json(StatusCode::OK, &json!({ "errors": errors })))
+        }
+        ["sync-jobs", _, "runs" | "errors"] => Err(method_not_allowed(&ctx.method, "GET,HEAD")),
         ["outbound-messages", name, "wsdl"] if get => {
             let a = ctx.state.org.automation(&ctx.principal)?;
             let wsdl = a
@@ -323,6 +384,19 @@ async fn purge(ctx: &Ctx) -> Result<Response, ApiError> {
 }
 
 /// A flow document from the body: JSON, or YAML when the content type says so.
+/// `?limit=` (default 200, at most 2,000).
+fn limit_param(ctx: &Ctx) -> Result<usize, ApiError> {
+    match ctx.query.get("limit") {
+        Some(l) => l.parse::<usize>().map(|n| n.min(2_000)).map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidInput,
+                format!("limit {l} is not a number"),
+            )
+        }),
+        None => Ok(200),
+    }
+}
+
 fn flow_document(ctx: &Ctx) -> Result<Json, ApiError> {
     let yaml = ctx
         .headers

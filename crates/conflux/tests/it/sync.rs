@@ -1,0 +1,491 @@
+//! Sync jobs end to end against the machine's PostgreSQL: an initial load and incremental runs
+//! into the org with rows sharing a timestamp and rows committed late inside the overlap window
+//! (none missed, none duplicated, compared row by row), refused rows in the error table until
+//! the data is fixed, and `kill -9` in the middle of a run.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::harness::{data_dir, Org};
+
+const PG_URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+
+fn pg() -> postgres::Client {
+    postgres::Client::connect(PG_URL, postgres::NoTls).unwrap_or_else(|e| {
+        panic!(
+            "these tests need PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`): {e}. \
+             Start it (e.g. `service postgresql start`) and run again."
+        )
+    })
+}
+
+/// A fresh source table: id, name, revenue, updated_at.
+fn source_table(db: &mut postgres::Client, name: &str) {
+    db.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {name};
+         CREATE TABLE {name} (id text PRIMARY KEY, name text, revenue numeric(12,2),
+                              updated_at timestamptz NOT NULL);"
+    ))
+    .unwrap();
+}
+
+fn insert(db: &mut postgres::Client, table: &str, rows: &[(String, Option<String>, f64, &str)]) {
+    let mut tx = db.transaction().unwrap();
+    for (id, name, revenue, ts) in rows {
+        tx.execute(
+            &format!(
+                "INSERT INTO {table} (id, name, revenue, updated_at) VALUES ($1, $2, $3::float8::numeric, $4::text::timestamptz)"
+            ),
+            &[id, name, revenue, ts],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+fn write_customer_field(data: &std::path::Path) {
+    let objects = data.join("metadata/objects");
+    std::fs::create_dir_all(&objects).unwrap();
+    std::fs::write(
+        objects.join("Account.yaml"),
+        "fields:\n  - fullName: Customer_Id__c\n    type: Text\n    length: 40\n    externalId: true\n    unique: true\n",
+    )
+    .unwrap();
+}
+
+fn job(table: &str, batch: usize) -> Value {
+    json!({
+        "source": {"type": "postgres", "url": PG_URL, "table": table,
+                   "cursor": "updated_at", "key": "id", "overlap_seconds": 5},
+        "target": {"type": "org", "object": "Account", "operation": "upsert",
+                   "external_id": "Customer_Id__c"},
+        "mapping": {"Customer_Id__c": ".id", "Name": ".name", "AnnualRevenue": ".revenue"},
+        "batch_size": batch
+    })
+}
+
+/// Starts a run and waits for it to end; the run.
+fn run(org: &Org, name: &str) -> Value {
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data(&format!("/conflux/sync-jobs/{name}/run")),
+        None,
+    );
+    assert_eq!(s, 202, "{b}");
+    let id = b["runId"].as_u64().unwrap();
+    let t = Instant::now();
+    loop {
+        let (s, b) = org.call(
+            Method::GET,
+            &org.data(&format!("/conflux/sync-jobs/{name}/runs?limit=5")),
+            None,
+        );
+        assert_eq!(s, 200, "{b}");
+        let r = b["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["runId"] == id)
+            .cloned()
+            .unwrap();
+        if r["status"] != "running" {
+            return r;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "run {id} did not end: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The org's Accounts of a sync, by customer id: (name, revenue).
+fn org_side(org: &Org, prefix: &str) -> BTreeMap<String, (Value, Value)> {
+    let mut out = BTreeMap::new();
+    let mut page = org.query(&format!(
+        "SELECT Customer_Id__c, Name, AnnualRevenue FROM Account WHERE Customer_Id__c LIKE '{prefix}%'"
+    ));
+    loop {
+        for r in page["records"].as_array().unwrap() {
+            let id = r["Customer_Id__c"].as_str().unwrap().to_string();
+            let prev = out.insert(id.clone(), (r["Name"].clone(), r["AnnualRevenue"].clone()));
+            assert!(prev.is_none(), "{id} is in the org twice");
+        }
+        match page["nextRecordsUrl"].as_str() {
+            Some(next) => {
+                let (s, b) = org.call(Method::GET, &org.url(next), None);
+                assert_eq!(s, 200);
+                page = b;
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+fn source_side(db: &mut postgres::Client, table: &str) -> BTreeMap<String, (Value, Value)> {
+    db.query(
+        &format!("SELECT id, name, revenue::float8 FROM {table} WHERE name IS NOT NULL"),
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| {
+        let rev: f64 = r.get(2);
+        (
+            r.get::<_, String>(0),
+            (json!(r.get::<_, String>(1)), json!(rev)),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn postgres_to_org_incremental_sync_misses_nothing_and_duplicates_nothing() {
+    let mut db = pg();
+    let table = format!("sync_src_{}", std::process::id());
+    source_table(&mut db, &table);
+    let data = data_dir("sync-pg");
+    write_customer_field(&data);
+    let org = Org::start_in(&data, &[], &[]);
+
+    // 250 rows; 60 of them share one timestamp, across batch boundaries (batches of 40).
+    let mut rows = Vec::new();
+    for i in 0..250 {
+        let ts = if (100..160).contains(&i) {
+            "2026-11-01T10:00:00Z".to_string()
+        } else {
+            format!("2026-11-01T{:02}:{:02}:00Z", 8 + i / 60, i % 60)
+        };
+        rows.push((
+            format!("C{i:04}"),
+            Some(format!("Customer {i}")),
+            i as f64 * 10.5,
+            ts,
+        ));
+    }
+    let refs: Vec<(String, Option<String>, f64, &str)> = rows
+        .iter()
+        .map(|(a, b, c, d)| (a.clone(), b.clone(), *c, d.as_str()))
+        .collect();
+    insert(&mut db, &table, &refs);
+
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Customers"),
+        Some(job(&table, 40)),
+    );
+    assert_eq!(s, 201, "{b}");
+    // Bad definitions are refused with the reason.
+    for (body, says) in [
+        (
+            json!({"source": {"type": "postgres", "url": PG_URL, "table": table, "cursor": "updated_at", "key": "id"},
+                "target": {"type": "org", "object": "Nope", "operation": "insert"}, "mapping": {}}),
+            "no object Nope",
+        ),
+        (
+            json!({"source": {"type": "postgres", "url": PG_URL, "table": table, "cursor": "updated_at", "key": "id"},
+                "target": {"type": "org", "object": "Account", "operation": "upsert", "external_id": "Name"},
+                "mapping": {"Name": ".name"}}),
+            "not an external id",
+        ),
+        (
+            json!({"source": {"type": "ftp"}, "target": {}, "mapping": {}}),
+            "unknown variant",
+        ),
+    ] {
+        let (s, b) = org.call(Method::PUT, &org.data("/conflux/sync-jobs/Bad"), Some(body));
+        assert_eq!(s, 400, "{b}");
+        assert!(
+            b[0]["message"].as_str().unwrap().contains(says),
+            "{says}: {b}"
+        );
+    }
+
+    let r = run(&org, "Customers");
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(
+        (r["read"].as_u64(), r["written"].as_u64()),
+        (Some(250), Some(250)),
+        "{r}"
+    );
+    assert_eq!(org_side(&org, "C"), source_side(&mut db, &table));
+
+    // More rows: some share the last synced timestamp, some were committed late with a
+    // timestamp inside the overlap window, and updates.
+    let (_, j) = org.call(Method::GET, &org.data("/conflux/sync-jobs/Customers"), None);
+    let last_ts: String = db
+        .query_one(&format!("SELECT max(updated_at)::text FROM {table}"), &[])
+        .unwrap()
+        .get(0);
+    assert!(j["cursor"]["key"].as_str().is_some(), "{j}");
+    let late: String = db
+        .query_one(
+            &format!("SELECT (max(updated_at) - interval '2 seconds')::text FROM {table}"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut more = Vec::new();
+    for i in 0..30 {
+        // Keys before the cursor's key at the cursor's own timestamp: committed late.
+        more.push((
+            format!("A{i:04}"),
+            Some(format!("Same ts {i}")),
+            1.0,
+            last_ts.clone(),
+        ));
+    }
+    for i in 0..20 {
+        more.push((
+            format!("E{i:04}"),
+            Some(format!("Late {i}")),
+            2.0,
+            late.clone(),
+        ));
+    }
+    let refs: Vec<(String, Option<String>, f64, &str)> = more
+        .iter()
+        .map(|(a, b, c, d)| (a.clone(), b.clone(), *c, d.as_str()))
+        .collect();
+    insert(&mut db, &table, &refs);
+    db.execute(
+        &format!(
+            "UPDATE {table} SET name = name || ' (renamed)', updated_at = now() WHERE id < 'C0010'"
+        ),
+        &[],
+    )
+    .unwrap();
+    let r = run(&org, "Customers");
+    assert_eq!(r["status"], "succeeded", "{r}");
+    let mut want = source_side(&mut db, &table);
+    let got: BTreeMap<String, (Value, Value)> = ["A", "C", "E"]
+        .iter()
+        .flat_map(|p| org_side(&org, p))
+        .collect();
+    assert_eq!(got.len(), 300);
+    assert_eq!(got, want, "both sides agree row by row");
+
+    // Rows the org refuses (Name is required) land in the error table with the reason; fixing
+    // the data and running again clears them.
+    insert(
+        &mut db,
+        &table,
+        &[
+            ("F0001".into(), None, 3.0, "2030-01-01T00:00:00Z"),
+            ("F0002".into(), None, 3.0, "2030-01-01T00:00:00Z"),
+            (
+                "F0003".into(),
+                Some("Fine".into()),
+                3.0,
+                "2030-01-01T00:00:00Z",
+            ),
+        ],
+    );
+    let r = run(&org, "Customers");
+    assert_eq!(
+        (r["failed"].as_u64(), r["status"].as_str()),
+        (Some(2), Some("succeeded")),
+        "{r}"
+    );
+    let (s, b) = org.call(
+        Method::GET,
+        &org.data("/conflux/sync-jobs/Customers/errors"),
+        None,
+    );
+    assert_eq!(s, 200);
+    let errors = b["errors"].as_array().unwrap();
+    let keys: Vec<&str> = errors.iter().map(|e| e["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 2, "{b}");
+    assert!(keys.contains(&"F0001") && keys.contains(&"F0002"), "{b}");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("REQUIRED_FIELD_MISSING"),
+        "{b}"
+    );
+    assert_eq!(
+        errors[0]["payload"]["Customer_Id__c"]
+            .as_str()
+            .unwrap()
+            .len(),
+        5
+    );
+    db.execute(
+        &format!("UPDATE {table} SET name = 'Fixed ' || id, updated_at = '2030-01-02T00:00:00Z' WHERE name IS NULL"),
+        &[],
+    )
+    .unwrap();
+    let r = run(&org, "Customers");
+    assert_eq!(r["failed"].as_u64(), Some(0), "{r}");
+    let (_, b) = org.call(
+        Method::GET,
+        &org.data("/conflux/sync-jobs/Customers/errors"),
+        None,
+    );
+    assert_eq!(b["errors"].as_array().unwrap().len(), 0, "{b}");
+    want = source_side(&mut db, &table);
+    let got: BTreeMap<String, (Value, Value)> = ["A", "C", "E", "F"]
+        .iter()
+        .flat_map(|p| org_side(&org, p))
+        .collect();
+    assert_eq!(got, want);
+
+    // Reset: the next run reads everything again and still duplicates nothing.
+    let (s, _) = org.call(
+        Method::POST,
+        &org.data("/conflux/sync-jobs/Customers/reset"),
+        None,
+    );
+    assert_eq!(s, 204);
+    let r = run(&org, "Customers");
+    assert_eq!(r["read"].as_u64(), Some(303), "{r}");
+    let got: BTreeMap<String, (Value, Value)> = ["A", "C", "E", "F"]
+        .iter()
+        .flat_map(|p| org_side(&org, p))
+        .collect();
+    assert_eq!(got, want);
+    db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+}
+
+#[test]
+fn a_run_killed_midway_resumes_from_the_committed_cursor_without_duplicates() {
+    let mut db = pg();
+    let table = format!("sync_kill_{}", std::process::id());
+    source_table(&mut db, &table);
+    db.batch_execute(&format!(
+        "INSERT INTO {table} SELECT 'K' || lpad(g::text, 6, '0'), 'Bulk ' || g, g,
+                timestamptz '2026-11-01' + (g / 7) * interval '1 second'
+         FROM generate_series(1, 8000) g"
+    ))
+    .unwrap();
+    let data = data_dir("sync-kill");
+    write_customer_field(&data);
+    let org = Org::start_in(&data, &[], &[]);
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Bulk"),
+        Some(job(&table, 100)),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = org.call(Method::POST, &org.data("/conflux/sync-jobs/Bulk/run"), None);
+    assert_eq!(s, 202, "{b}");
+    // Kill it once some batches committed.
+    let t = Instant::now();
+    loop {
+        let (_, j) = org.call(Method::GET, &org.data("/conflux/sync-jobs/Bulk"), None);
+        if j["running"]["written"].as_u64().unwrap_or(0) >= 300 || j["running"].is_null() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let Org { srv, .. } = org;
+    srv.kill9();
+
+    let org = Org::start_in(&data, &[], &[]);
+    let (_, j) = org.call(Method::GET, &org.data("/conflux/sync-jobs/Bulk"), None);
+    let (value, key) = (
+        j["cursor"]["value"].as_str().unwrap().to_string(),
+        j["cursor"]["key"].as_str().unwrap().to_string(),
+    );
+    // The cursor is exactly where the committed data ends.
+    let covered: i64 = db
+        .query_one(
+            &format!("SELECT count(*) FROM {table} WHERE (updated_at, id) <= ($1::text::timestamptz, $2)"),
+            &[&value, &key],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        org_side(&org, "K").len() as i64,
+        covered,
+        "cursor {value} {key}"
+    );
+    eprintln!("killed after {covered} of 8000 rows were committed");
+    let (_, runs) = org.call(Method::GET, &org.data("/conflux/sync-jobs/Bulk/runs"), None);
+    if covered < 8000 {
+        assert_eq!(runs["runs"][0]["status"], "interrupted", "{runs}");
+    }
+    let r = run(&org, "Bulk");
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(org_side(&org, "K"), source_side(&mut db, &table));
+    db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+}
+
+fn cli(args: &[&str], org: &Org) -> (bool, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_conflux"));
+    cmd.args(args)
+        .args(["--url", &org.srv.http, "--session-id", &org.token]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CONFLUX_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_cli_puts_runs_and_reports_a_sync_job() {
+    let mut db = pg();
+    let table = format!("sync_cli_{}", std::process::id());
+    source_table(&mut db, &table);
+    insert(
+        &mut db,
+        &table,
+        &[
+            ("L1".into(), Some("One".into()), 1.0, "2026-11-01T00:00:00Z"),
+            ("L2".into(), None, 2.0, "2026-11-01T00:00:01Z"),
+            (
+                "L3".into(),
+                Some("Three".into()),
+                3.0,
+                "2026-11-01T00:00:02Z",
+            ),
+        ],
+    );
+    let data = data_dir("sync-cli");
+    write_customer_field(&data);
+    let org = Org::start_in(&data, &[], &[]);
+    let file = data.join("Leads_In.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&job(&table, 10)).unwrap()).unwrap();
+    let (ok, out) = cli(&["sync", "put", file.to_str().unwrap()], &org);
+    assert!(ok, "{out}");
+    assert!(out.contains("sync job Leads_In saved"), "{out}");
+    let (ok, out) = cli(&["sync", "run", "Leads_In"], &org);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("succeeded: read 3, written 2, refused 1"),
+        "{out}"
+    );
+    assert!(out.contains("conflux sync errors Leads_In"), "{out}");
+    let (ok, out) = cli(&["sync", "errors", "Leads_In"], &org);
+    assert!(
+        ok && out.contains("\"L2\"") && out.contains("REQUIRED_FIELD_MISSING"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["sync", "list"], &org);
+    assert!(
+        ok && out.contains("Leads_In") && out.contains("postgres"),
+        "{out}"
+    );
+    let (ok, out) = cli(&["sync", "status", "Leads_In"], &org);
+    assert!(ok && out.contains("\"L3\""), "the cursor is at L3: {out}");
+    let (ok, out) = cli(&["sync", "reset", "Leads_In"], &org);
+    assert!(ok && out.contains("reset"), "{out}");
+    let (ok, out) = cli(&["sync", "run", "Nope"], &org);
+    assert!(!ok && out.contains("Nope"), "{out}");
+    db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+}

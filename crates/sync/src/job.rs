@@ -1,0 +1,235 @@
+//! Sync job definitions: what a job file says (YAML or JSON, one job per file in
+//! `metadata/sync/`, or through the admin API), checked and compiled once.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+use automation::jq::Expr;
+
+/// A sync job as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobDef {
+    /// Its unique name.
+    pub name: String,
+    /// A label for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Where rows come from.
+    pub source: SourceDef,
+    /// Where they go.
+    pub target: TargetDef,
+    /// Target field → jq expression over the source row (`.`).
+    pub mapping: Map<String, Json>,
+    /// Rows read and written per transaction (default 500, at most 10,000).
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+}
+
+fn default_batch() -> usize {
+    500
+}
+
+fn default_overlap() -> u64 {
+    5
+}
+
+/// A source as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceDef {
+    /// A PostgreSQL table read incrementally by a compound cursor.
+    Postgres {
+        /// `postgres://user@host:port/database` (key=value strings work too).
+        url: String,
+        /// The table (optionally `schema.table`).
+        table: String,
+        /// The column that grows when a row changes (a timestamp, or any ordered type).
+        cursor: String,
+        /// A unique column that orders rows sharing a cursor value.
+        key: String,
+        /// Seconds before the committed cursor each run reads again, so rows committed late
+        /// with an older cursor value are not missed (timestamp cursors; default 5).
+        #[serde(default = "default_overlap")]
+        overlap_seconds: u64,
+    },
+}
+
+/// A target as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TargetDef {
+    /// This org.
+    Org {
+        /// The object written.
+        object: String,
+        /// `insert`, `upsert`, `update` or `delete`.
+        operation: String,
+        /// The external id field upserts match on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_id: Option<String>,
+    },
+}
+
+/// What an org target does with a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Create a record.
+    Insert,
+    /// Create or update by external id.
+    Upsert,
+    /// Update the record named by the mapped `Id`.
+    Update,
+    /// Delete the record named by the mapped `Id`.
+    Delete,
+}
+
+/// A compiled job.
+#[derive(Debug)]
+pub struct Job {
+    /// As written.
+    pub def: JobDef,
+    /// Target field → expression.
+    pub mapping: Vec<(String, Expr)>,
+    /// The org target's operation.
+    pub operation: Operation,
+}
+
+/// Reads a job document (YAML or JSON).
+pub fn parse(text: &str, what: &str) -> Result<JobDef, String> {
+    serde_yaml::from_str(text).map_err(|e| format!("{what}: {e}"))
+}
+
+/// Reads every `*.yaml`, `*.yml` and `*.json` file of `dir` (sorted by name).
+pub fn read_dir(dir: &Path) -> Result<Vec<JobDef>, String> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        })
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            parse(&text, &p.display().to_string())
+        })
+        .collect()
+}
+
+/// Checks a job against the schema and compiles its mapping.
+pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
+    let name = def.name.clone();
+    let err = |m: String| format!("sync job {name}: {m}");
+    if name.is_empty()
+        || name.len() > 80
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || !name.starts_with(|c: char| c.is_ascii_alphabetic())
+    {
+        return Err(format!(
+            "sync job name {name:?}: use letters, digits and underscores, starting with a letter"
+        ));
+    }
+    if def.batch_size == 0 || def.batch_size > 10_000 {
+        return Err(err(format!(
+            "batch_size {} is outside 1..=10000",
+            def.batch_size
+        )));
+    }
+    let SourceDef::Postgres {
+        url,
+        table,
+        cursor,
+        key,
+        ..
+    } = &def.source;
+    for (what, v) in [
+        ("url", url),
+        ("table", table),
+        ("cursor", cursor),
+        ("key", key),
+    ] {
+        if v.trim().is_empty() {
+            return Err(err(format!("the source's {what} is empty")));
+        }
+    }
+    let TargetDef::Org {
+        object,
+        operation,
+        external_id,
+    } = &def.target;
+    let o = schema
+        .object(object)
+        .ok_or_else(|| err(format!("there is no object {object}")))?;
+    let operation = match operation.as_str() {
+        "insert" => Operation::Insert,
+        "upsert" => Operation::Upsert,
+        "update" => Operation::Update,
+        "delete" => Operation::Delete,
+        other => {
+            return Err(err(format!(
+                "operation {other:?} is not insert, upsert, update or delete"
+            )))
+        }
+    };
+    if operation == Operation::Upsert {
+        let ext = external_id
+            .as_deref()
+            .ok_or_else(|| err("an upsert names its external_id field".into()))?;
+        let i = o
+            .field_index(ext)
+            .ok_or_else(|| err(format!("{} has no field {ext}", o.name)))?;
+        if !(o.fields[i].external_id || o.fields[i].name == "Id") {
+            return Err(err(format!("{}.{ext} is not an external id field", o.name)));
+        }
+        if !def.mapping.keys().any(|k| k.eq_ignore_ascii_case(ext)) {
+            return Err(err(format!("the mapping must set {ext}, the upsert key")));
+        }
+    }
+    if matches!(operation, Operation::Update | Operation::Delete)
+        && !def.mapping.keys().any(|k| k == "Id")
+    {
+        return Err(err("updates and deletes need `Id` in the mapping".into()));
+    }
+    let mut mapping = Vec::new();
+    for (f, e) in &def.mapping {
+        if o.field_index(f).is_none() {
+            return Err(err(format!("{} has no field {f}", o.name)));
+        }
+        let src = e.as_str().ok_or_else(|| {
+            err(format!(
+                "the mapping of {f} must be a jq expression (a string)"
+            ))
+        })?;
+        mapping.push((f.clone(), Expr::compile(src).map_err(err)?));
+    }
+    Ok(Job {
+        def: JobDef {
+            target: TargetDef::Org {
+                object: o.name.clone(),
+                operation: operation_name(operation).into(),
+                external_id: external_id.clone(),
+            },
+            ..def
+        },
+        mapping,
+        operation,
+    })
+}
+
+fn operation_name(o: Operation) -> &'static str {
+    match o {
+        Operation::Insert => "insert",
+        Operation::Upsert => "upsert",
+        Operation::Update => "update",
+        Operation::Delete => "delete",
+    }
+}

@@ -1,0 +1,584 @@
+//! Batch Data Synchronization: sync jobs move rows from a source into a target in batches,
+//! each batch written in one transaction together with the job's cursor, so the cursor never
+//! passes rows the target has not committed and a failed or killed run continues from exactly
+//! where the committed data ends. Rows the target refuses go to the job's error table with the
+//! source key, the reason and the payload; a later run that writes them clears them.
+
+pub mod job;
+pub mod postgres;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use model::value::now_millis;
+use model::{ApiError, ApiResult, ErrorCode, Schema};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use service::automation::BoxFuture;
+use service::{Org, Principal};
+use store::{SyncErrorRow, SyncRunRow};
+
+use job::{Job, JobDef, Operation, SourceDef, TargetDef};
+
+/// The setting holding the API-managed jobs.
+const API_JOBS: &str = "sync.jobs";
+
+/// Where a job's read position is: the cursor column's value and the key, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The cursor column's value.
+    pub value: String,
+    /// The key column's value.
+    pub key: String,
+}
+
+fn cursor_setting(job: &str) -> String {
+    format!("sync.cursor.{job}")
+}
+
+/// A run in progress, as the API shows it.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    run: u64,
+    read: u64,
+    written: u64,
+    failed: u64,
+}
+
+/// The org's sync jobs.
+pub struct Engine {
+    jobs: RwLock<BTreeMap<String, (Arc<Job>, bool)>>,
+    files: Mutex<Vec<JobDef>>,
+    api: Mutex<BTreeMap<String, Json>>,
+    admin: tokio::sync::Mutex<()>,
+    running: Mutex<HashMap<String, Progress>>,
+}
+
+impl Engine {
+    /// No jobs yet.
+    pub fn new() -> Arc<Engine> {
+        Arc::new(Engine {
+            jobs: RwLock::default(),
+            files: Mutex::default(),
+            api: Mutex::default(),
+            admin: tokio::sync::Mutex::new(()),
+            running: Mutex::default(),
+        })
+    }
+
+    /// Reads the job files of `dir` and the API-managed jobs, installs them, and marks runs a
+    /// stop interrupted. Returns how many jobs.
+    pub async fn load(&self, org: &Org, dir: Option<&Path>) -> Result<usize, String> {
+        let files = match dir {
+            Some(d) => job::read_dir(d)?,
+            None => Vec::new(),
+        };
+        let api: BTreeMap<String, Json> = match org
+            .store()
+            .read(|tx| tx.setting(API_JOBS))
+            .map_err(|e| format!("cannot read the stored sync jobs: {e}"))?
+        {
+            Some(t) => serde_json::from_str(&t)
+                .map_err(|e| format!("the stored sync jobs are damaged: {e}"))?,
+            None => BTreeMap::new(),
+        };
+        *self.files.lock() = files;
+        let jobs = self.compile_all(&api, &org.schema())?;
+        let n = jobs.len();
+        *self.jobs.write() = jobs;
+        *self.api.lock() = api;
+        let now = now_millis();
+        org.store()
+            .write(move |tx| Ok(tx.end_running_sync_runs(now)?))
+            .await
+            .map_err(|e| format!("cannot close interrupted sync runs: {}", e.message))?;
+        Ok(n)
+    }
+
+    fn compile_all(
+        &self,
+        api: &BTreeMap<String, Json>,
+        schema: &Schema,
+    ) -> Result<BTreeMap<String, (Arc<Job>, bool)>, String> {
+        let mut out = BTreeMap::new();
+        let files = self.files.lock().clone();
+        let mut defs: Vec<(JobDef, bool)> = files.into_iter().map(|d| (d, false)).collect();
+        for (name, doc) in api {
+            let d: JobDef = serde_json::from_value(doc.clone())
+                .map_err(|e| format!("stored sync job {name}: {e}"))?;
+            defs.push((d, true));
+        }
+        for (d, from_api) in defs {
+            let name = d.name.clone();
+            let j = job::compile(d, schema)?;
+            if out.insert(name.clone(), (Arc::new(j), from_api)).is_some() {
+                return Err(format!("two sync jobs are named {name}"));
+            }
+        }
+        Ok(out)
+    }
+
+    fn job_json(&self, org: &Org, job: &Job, from_api: bool) -> Json {
+        let name = &job.def.name;
+        let cursor = org
+            .store()
+            .read(|tx| tx.setting(&cursor_setting(name)))
+            .ok()
+            .flatten()
+            .and_then(|t| serde_json::from_str::<Json>(&t).ok());
+        let last = org
+            .store()
+            .read(|tx| tx.sync_runs(name, 1))
+            .ok()
+            .and_then(|r| r.into_iter().next());
+        let running = self.running.lock().get(name).cloned();
+        let mut v = serde_json::to_value(&job.def).unwrap_or(Json::Null);
+        if let Json::Object(m) = &mut v {
+            m.insert(
+                "source_of_definition".into(),
+                json!(if from_api { "api" } else { "file" }),
+            );
+            m.insert("cursor".into(), cursor.unwrap_or(Json::Null));
+            m.insert("lastRun".into(), last.as_ref().map_or(Json::Null, run_json));
+            m.insert(
+                "running".into(),
+                running.map_or(Json::Null, |p| {
+                    json!({"runId": p.run, "read": p.read, "written": p.written, "failed": p.failed})
+                }),
+            );
+        }
+        v
+    }
+
+    /// Runs `job` to the end (in the background task that `start` made).
+    async fn run(self: Arc<Self>, org: Arc<Org>, p: Principal, job: Arc<Job>, mut run: SyncRunRow) {
+        let name = job.def.name.clone();
+        let result = self.run_batches(&org, &p, &job, &mut run).await;
+        run.ended_ms = Some(now_millis());
+        match result {
+            Ok(()) => run.status = "succeeded".into(),
+            Err(m) => {
+                tracing::warn!(job = %name, "sync run failed: {m}");
+                run.status = "failed".into();
+                run.message = Some(m);
+            }
+        }
+        let r = run.clone();
+        if let Err(e) = org.store().write(move |tx| Ok(tx.put_sync_run(&r)?)).await {
+            tracing::error!(job = %name, error = %e.message, "cannot record the end of a sync run");
+        }
+        self.running.lock().remove(&name);
+    }
+
+    async fn run_batches(
+        &self,
+        org: &Arc<Org>,
+        p: &Principal,
+        job: &Arc<Job>,
+        run: &mut SyncRunRow,
+    ) -> Result<(), String> {
+        let SourceDef::Postgres {
+            url,
+            table,
+            cursor,
+            key,
+            overlap_seconds,
+        } = &job.def.source;
+        let source = postgres::Source::open(url, table, cursor, key, *overlap_seconds).await?;
+        let mut at: Option<Cursor> = run
+            .cursor_from
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok());
+        let mut rewind = true;
+        loop {
+            let rows = source.page(at.as_ref(), rewind, job.def.batch_size).await?;
+            rewind = false;
+            let Some(last) = rows.last().map(|r| r.at.clone()) else {
+                break;
+            };
+            let full = rows.len() == job.def.batch_size;
+            self.write_batch(org, p, job, run, rows, &last).await?;
+            at = Some(last);
+            if let Some(pr) = self.running.lock().get_mut(&job.def.name) {
+                pr.read = run.read;
+                pr.written = run.written;
+                pr.failed = run.failed;
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps a batch and writes it, its errors, the cursor and the run's counts in one
+    /// transaction.
+    async fn write_batch(
+        &self,
+        org: &Arc<Org>,
+        p: &Principal,
+        job: &Arc<Job>,
+        run: &mut SyncRunRow,
+        rows: Vec<postgres::Row>,
+        last: &Cursor,
+    ) -> Result<(), String> {
+        let TargetDef::Org {
+            object,
+            external_id,
+            ..
+        } = &job.def.target;
+        let schema = org.schema();
+        let o = schema
+            .object(object)
+            .cloned()
+            .ok_or_else(|| format!("the object {object} no longer exists"))?;
+        let mapped: Vec<(String, Result<Json, String>)> = rows
+            .iter()
+            .map(|r| {
+                let mut m = serde_json::Map::new();
+                for (f, e) in &job.mapping {
+                    match e.first(&r.data, &Json::Null) {
+                        Ok(v) => {
+                            m.insert(f.clone(), v);
+                        }
+                        Err(err) => return (r.at.key.clone(), Err(format!("mapping {f}: {err}"))),
+                    }
+                }
+                (r.at.key.clone(), Ok(Json::Object(m)))
+            })
+            .collect();
+        let mut next = run.clone();
+        next.read += rows.len() as u64;
+        next.cursor_to = Some(serde_json::to_string(last).expect("cursor serializes"));
+        let (job2, p2, ext, op) = (
+            job.def.name.clone(),
+            p.clone(),
+            external_id.clone(),
+            job.operation,
+        );
+        let setting = cursor_setting(&job.def.name);
+        let done = org
+            .store()
+            .write(move |tx| {
+                let mut ok = Vec::new();
+                let now = now_millis();
+                for (key, body) in &mapped {
+                    let body = match body {
+                        Ok(b) => b,
+                        Err(m) => {
+                            tx.put_sync_error(&SyncErrorRow {
+                                job: job2.clone(),
+                                run: next.id,
+                                key: key.clone(),
+                                error: m.clone(),
+                                payload: "null".into(),
+                                created_ms: now,
+                            })?;
+                            next.failed += 1;
+                            continue;
+                        }
+                    };
+                    tx.savepoint()?;
+                    match write_row(tx, &p2, &o, op, ext.as_deref(), body) {
+                        Ok(()) => {
+                            tx.release_savepoint()?;
+                            ok.push(key.clone());
+                            next.written += 1;
+                        }
+                        Err(e)
+                            if matches!(
+                                e.code,
+                                ErrorCode::UnknownException | ErrorCode::ServerUnavailable
+                            ) =>
+                        {
+                            return Err(e)
+                        }
+                        Err(e) => {
+                            tx.rollback_savepoint()?;
+                            tx.put_sync_error(&SyncErrorRow {
+                                job: job2.clone(),
+                                run: next.id,
+                                key: key.clone(),
+                                error: format!("{}: {}", e.code.as_str(), e.message),
+                                payload: body.to_string(),
+                                created_ms: now,
+                            })?;
+                            next.failed += 1;
+                        }
+                    }
+                }
+                tx.clear_sync_errors(&job2, &ok)?;
+                tx.set_setting(&setting, next.cursor_to.as_deref().unwrap_or("null"))?;
+                tx.put_sync_run(&next)?;
+                Ok(next)
+            })
+            .await
+            .map_err(|e| format!("writing a batch: {}", e.message))?;
+        org.note_write(object);
+        *run = done;
+        Ok(())
+    }
+}
+
+/// Writes one mapped row to the org.
+fn write_row(
+    tx: &mut dyn store::WriteTx,
+    p: &Principal,
+    o: &model::ObjectDef,
+    op: Operation,
+    ext: Option<&str>,
+    body: &Json,
+) -> ApiResult<()> {
+    use service::ops;
+    let id_of = |body: &Json| -> ApiResult<u64> {
+        let id = body.get("Id").and_then(Json::as_str).unwrap_or_default();
+        ops::row_of(&*tx, o, id)
+    };
+    match op {
+        Operation::Insert => ops::create(tx, p, o, body).map(|_| ()),
+        Operation::Upsert => {
+            let ext = ext.unwrap_or("Id");
+            let value = match body.get(ext) {
+                Some(Json::String(s)) if !s.is_empty() => s.clone(),
+                Some(Json::Number(n)) => n.to_string(),
+                _ => {
+                    return Err(ApiError::new(
+                        ErrorCode::RequiredFieldMissing,
+                        format!("the upsert key {ext} is empty"),
+                    ))
+                }
+            };
+            match ops::upsert(tx, p, o, ext, &value, body, false)? {
+                ops::UpsertOutcome::Done(_) => Ok(()),
+                ops::UpsertOutcome::Multiple(_) => Err(ApiError::new(
+                    ErrorCode::DuplicateExternalId,
+                    format!("more than one record has {ext} = {value}"),
+                )),
+            }
+        }
+        Operation::Update => {
+            let seq = id_of(body)?;
+            let mut rest = body.clone();
+            if let Json::Object(m) = &mut rest {
+                m.remove("Id");
+            }
+            ops::update(tx, p, o, seq, &rest, None)
+        }
+        Operation::Delete => {
+            let seq = id_of(body)?;
+            ops::delete(tx, p, o, seq, None)
+        }
+    }
+}
+
+fn run_json(r: &SyncRunRow) -> Json {
+    use model::value::format_datetime_z;
+    json!({
+        "runId": r.id,
+        "status": r.status,
+        "startedDate": format_datetime_z(r.started_ms),
+        "endedDate": r.ended_ms.map(format_datetime_z),
+        "read": r.read,
+        "written": r.written,
+        "failed": r.failed,
+        "cursorFrom": r.cursor_from.as_deref().and_then(|t| serde_json::from_str::<Json>(t).ok()),
+        "cursorTo": r.cursor_to.as_deref().and_then(|t| serde_json::from_str::<Json>(t).ok()),
+        "message": r.message,
+    })
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidInput, msg)
+}
+
+impl service::sync::SyncJobs for Engine {
+    fn jobs(&self, org: &Org) -> Vec<Json> {
+        let jobs: Vec<(Arc<Job>, bool)> = self.jobs.read().values().cloned().collect();
+        jobs.iter()
+            .map(|(j, a)| self.job_json(org, j, *a))
+            .collect()
+    }
+
+    fn job(&self, org: &Org, name: &str) -> Option<Json> {
+        let (j, a) = self.jobs.read().get(name).cloned()?;
+        Some(self.job_json(org, &j, a))
+    }
+
+    fn put_job<'a>(
+        &'a self,
+        org: &'a Org,
+        name: &'a str,
+        mut doc: Json,
+    ) -> BoxFuture<'a, ApiResult<(Json, bool)>> {
+        Box::pin(async move {
+            let _one = self.admin.lock().await;
+            let Json::Object(m) = &mut doc else {
+                return Err(ApiError::new(
+                    ErrorCode::JsonParserError,
+                    "a sync job is a JSON object: {source, target, mapping}",
+                ));
+            };
+            match m.get("name") {
+                None => {
+                    m.insert("name".into(), Json::from(name));
+                }
+                Some(Json::String(n)) if n == name => {}
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "the body names the job {other}, the URL {name}"
+                    )))
+                }
+            }
+            let _: JobDef = serde_json::from_value(doc.clone())
+                .map_err(|e| invalid(format!("sync job {name}: {e}")))?;
+            if self.files.lock().iter().any(|f| f.name == name) {
+                return Err(invalid(format!(
+                    "sync job {name} is defined in the metadata folder; change its file instead"
+                )));
+            }
+            let mut api = self.api.lock().clone();
+            let created = api.insert(name.to_string(), doc).is_none();
+            let jobs = self.compile_all(&api, &org.schema()).map_err(invalid)?;
+            let text = serde_json::to_string(&api).expect("JSON values serialize");
+            org.store()
+                .write(move |tx| Ok(tx.set_setting(API_JOBS, &text)?))
+                .await?;
+            *self.api.lock() = api;
+            *self.jobs.write() = jobs;
+            let shown = self.job(org, name).unwrap_or(Json::Null);
+            Ok((shown, created))
+        })
+    }
+
+    fn delete_job<'a>(&'a self, org: &'a Org, name: &'a str) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            let _one = self.admin.lock().await;
+            if self.running.lock().contains_key(name) {
+                return Err(invalid(format!("sync job {name} is running")));
+            }
+            let mut api = self.api.lock().clone();
+            if api.remove(name).is_none() {
+                return Err(ApiError::not_found());
+            }
+            let jobs = self.compile_all(&api, &org.schema()).map_err(invalid)?;
+            let text = serde_json::to_string(&api).expect("JSON values serialize");
+            org.store()
+                .write(move |tx| Ok(tx.set_setting(API_JOBS, &text)?))
+                .await?;
+            *self.api.lock() = api;
+            *self.jobs.write() = jobs;
+            Ok(())
+        })
+    }
+
+    fn start<'a>(
+        self: Arc<Self>,
+        org: Arc<Org>,
+        p: Principal,
+        name: &'a str,
+    ) -> BoxFuture<'a, ApiResult<u64>> {
+        Box::pin(async move {
+            let (job, _) = self
+                .jobs
+                .read()
+                .get(name)
+                .cloned()
+                .ok_or_else(ApiError::not_found)?;
+            {
+                let mut running = self.running.lock();
+                if running.contains_key(name) {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidOperation,
+                        format!("sync job {name} is already running"),
+                    ));
+                }
+                running.insert(name.to_string(), Progress::default());
+            }
+            let from = org
+                .store()
+                .read(|tx| tx.setting(&cursor_setting(name)))
+                .ok()
+                .flatten();
+            let mut run = SyncRunRow {
+                job: name.to_string(),
+                started_ms: now_millis(),
+                status: "running".into(),
+                cursor_from: from.clone(),
+                cursor_to: from,
+                ..SyncRunRow::default()
+            };
+            let r = run.clone();
+            let id = match org.store().write(move |tx| Ok(tx.put_sync_run(&r)?)).await {
+                Ok(id) => id,
+                Err(e) => {
+                    self.running.lock().remove(name);
+                    return Err(e);
+                }
+            };
+            run.id = id;
+            if let Some(pr) = self.running.lock().get_mut(name) {
+                pr.run = id;
+            }
+            tokio::spawn(self.clone().run(org, p, job, run));
+            Ok(id)
+        })
+    }
+
+    fn runs(&self, org: &Org, name: &str, limit: usize) -> ApiResult<Vec<Json>> {
+        if !self.jobs.read().contains_key(name) {
+            return Err(ApiError::not_found());
+        }
+        let rows = org.store().read(|tx| tx.sync_runs(name, limit))?;
+        Ok(rows.iter().map(run_json).collect())
+    }
+
+    fn errors(&self, org: &Org, name: &str, limit: usize) -> ApiResult<Vec<Json>> {
+        if !self.jobs.read().contains_key(name) {
+            return Err(ApiError::not_found());
+        }
+        let rows = org.store().read(|tx| tx.sync_errors(name, limit))?;
+        Ok(rows
+            .iter()
+            .map(|e| {
+                json!({
+                    "key": e.key,
+                    "runId": e.run,
+                    "error": e.error,
+                    "payload": serde_json::from_str::<Json>(&e.payload).unwrap_or(Json::Null),
+                    "date": model::value::format_datetime_z(e.created_ms),
+                })
+            })
+            .collect())
+    }
+
+    fn reset<'a>(
+        &'a self,
+        org: &'a Org,
+        name: &'a str,
+        cursor: Option<Json>,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            if !self.jobs.read().contains_key(name) {
+                return Err(ApiError::not_found());
+            }
+            if self.running.lock().contains_key(name) {
+                return Err(invalid(format!("sync job {name} is running")));
+            }
+            let value = match cursor {
+                None | Some(Json::Null) => None,
+                Some(c) => {
+                    let c: Cursor = serde_json::from_value(c).map_err(|e| {
+                        invalid(format!("a cursor is {{\"value\": …, \"key\": …}}: {e}"))
+                    })?;
+                    Some(serde_json::to_string(&c).expect("cursor serializes"))
+                }
+            };
+            let key = cursor_setting(name);
+            org.store()
+                .write(move |tx| Ok(tx.set_setting(&key, value.as_deref().unwrap_or("null"))?))
+                .await
+        })
+    }
+}
