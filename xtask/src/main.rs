@@ -92,7 +92,10 @@ fn test() -> Result<()> {
     step("build", || {
         run(Command::new("cargo").args(["build", "--workspace", "--bins"]))
     })?;
-    step("services the tests use (PostgreSQL)", ensure_services)?;
+    step(
+        "services the tests use (PostgreSQL, MariaDB)",
+        ensure_services,
+    )?;
     step("unit and integration tests", || {
         if has_nextest() {
             run(Command::new("cargo").args(["nextest", "run", "--workspace", "--no-fail-fast"]))
@@ -119,17 +122,22 @@ fn ensure_services() -> Result<()> {
         )
         .is_ok()
     };
-    for (name, port, service) in [("PostgreSQL", 5432, "postgresql")] {
+    for (name, port, service) in [
+        ("PostgreSQL", 5432, "postgresql"),
+        ("MariaDB", 3306, "mariadb"),
+    ] {
         if up(port) {
             continue;
         }
-        eprintln!("    {name} is not answering on 127.0.0.1:{port}; trying `service {service} start`");
+        eprintln!(
+            "    {name} is not answering on 127.0.0.1:{port}; trying `service {service} start`"
+        );
         let _ = Command::new("service").args([service, "start"]).status();
         let t = Instant::now();
         while !up(port) {
             if t.elapsed().as_secs() > 30 {
                 bail!(
-                    "{name} is needed on 127.0.0.1:{port} (trust auth, database `test`) and could not be started; start it and run again"
+                    "{name} is needed on 127.0.0.1:{port} (database `test`, see the README) and could not be started; start it and run again"
                 );
             }
             std::thread::sleep(std::time::Duration::from_millis(250));

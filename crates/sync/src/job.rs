@@ -55,6 +55,63 @@ pub enum SourceDef {
         #[serde(default = "default_overlap")]
         overlap_seconds: u64,
     },
+    /// A MySQL or MariaDB table, read the same way.
+    Mysql {
+        /// `mysql://user:password@host:port/database`.
+        url: String,
+        /// The table (optionally `database.table`).
+        table: String,
+        /// The column that grows when a row changes.
+        cursor: String,
+        /// A unique column that orders rows sharing a cursor value.
+        key: String,
+        /// Seconds before the committed cursor each run reads again (default 5).
+        #[serde(default = "default_overlap")]
+        overlap_seconds: u64,
+    },
+}
+
+/// The parts every table source has.
+#[derive(Debug, Clone, Copy)]
+pub struct TableSource<'a> {
+    /// Connection string.
+    pub url: &'a str,
+    /// Table.
+    pub table: &'a str,
+    /// Cursor column.
+    pub cursor: &'a str,
+    /// Key column.
+    pub key: &'a str,
+    /// Overlap window, seconds.
+    pub overlap_seconds: u64,
+}
+
+impl SourceDef {
+    /// Its connection, table and columns.
+    pub fn table(&self) -> TableSource<'_> {
+        match self {
+            SourceDef::Postgres {
+                url,
+                table,
+                cursor,
+                key,
+                overlap_seconds,
+            }
+            | SourceDef::Mysql {
+                url,
+                table,
+                cursor,
+                key,
+                overlap_seconds,
+            } => TableSource {
+                url,
+                table,
+                cursor,
+                key,
+                overlap_seconds: *overlap_seconds,
+            },
+        }
+    }
 }
 
 /// A target as written.
@@ -144,18 +201,12 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             def.batch_size
         )));
     }
-    let SourceDef::Postgres {
-        url,
-        table,
-        cursor,
-        key,
-        ..
-    } = &def.source;
+    let t = def.source.table();
     for (what, v) in [
-        ("url", url),
-        ("table", table),
-        ("cursor", cursor),
-        ("key", key),
+        ("url", t.url),
+        ("table", t.table),
+        ("cursor", t.cursor),
+        ("key", t.key),
     ] {
         if v.trim().is_empty() {
             return Err(err(format!("the source's {what} is empty")));

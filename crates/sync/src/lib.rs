@@ -5,6 +5,7 @@
 //! source key, the reason and the payload; a later run that writes them clears them.
 
 pub mod job;
+pub mod mysql;
 pub mod postgres;
 
 use std::collections::{BTreeMap, HashMap};
@@ -179,14 +180,7 @@ impl Engine {
         job: &Arc<Job>,
         run: &mut SyncRunRow,
     ) -> Result<(), String> {
-        let SourceDef::Postgres {
-            url,
-            table,
-            cursor,
-            key,
-            overlap_seconds,
-        } = &job.def.source;
-        let source = postgres::Source::open(url, table, cursor, key, *overlap_seconds).await?;
+        let source = Reader::open(&job.def.source).await?;
         let mut at: Option<Cursor> = run
             .cursor_from
             .as_deref()
@@ -319,6 +313,38 @@ impl Engine {
         org.note_write(object);
         *run = done;
         Ok(())
+    }
+}
+
+/// An open source.
+enum Reader {
+    Postgres(postgres::Source),
+    Mysql(mysql::Source),
+}
+
+impl Reader {
+    async fn open(def: &SourceDef) -> Result<Reader, String> {
+        let t = def.table();
+        Ok(match def {
+            SourceDef::Postgres { .. } => Reader::Postgres(
+                postgres::Source::open(t.url, t.table, t.cursor, t.key, t.overlap_seconds).await?,
+            ),
+            SourceDef::Mysql { .. } => Reader::Mysql(
+                mysql::Source::open(t.url, t.table, t.cursor, t.key, t.overlap_seconds).await?,
+            ),
+        })
+    }
+
+    async fn page(
+        &self,
+        after: Option<&Cursor>,
+        rewind: bool,
+        limit: usize,
+    ) -> Result<Vec<postgres::Row>, String> {
+        match self {
+            Reader::Postgres(s) => s.page(after, rewind, limit).await,
+            Reader::Mysql(s) => s.page(after, rewind, limit).await,
+        }
     }
 }
 

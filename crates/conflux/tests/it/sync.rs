@@ -489,3 +489,105 @@ fn the_cli_puts_runs_and_reports_a_sync_job() {
     assert!(!ok && out.contains("Nope"), "{out}");
     db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
 }
+
+const MY_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// Runs SQL statements on the machine's MariaDB; rows of the last as (id, name, revenue).
+fn maria(stmts: &[String]) -> Vec<(String, Option<String>, f64)> {
+    use mysql_async::prelude::Queryable;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut conn = mysql_async::Conn::from_url(MY_URL)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "these tests need MariaDB on 127.0.0.1:3306 (root, empty password, database \
+                 `test`): {e}. Start it (e.g. `service mariadb start`) and run again."
+                )
+            });
+        let mut out = Vec::new();
+        for (i, s) in stmts.iter().enumerate() {
+            if i + 1 == stmts.len() && s.starts_with("SELECT") {
+                out = conn
+                    .query::<(String, Option<String>, f64), _>(s.as_str())
+                    .await
+                    .unwrap();
+            } else {
+                conn.query_drop(s.as_str()).await.unwrap();
+            }
+        }
+        conn.disconnect().await.unwrap();
+        out
+    })
+}
+
+#[test]
+fn mariadb_to_org_sync_keeps_ties_and_late_rows() {
+    let table = format!("sync_my_{}", std::process::id());
+    let mut setup = vec![
+        format!("DROP TABLE IF EXISTS {table}"),
+        format!(
+            "CREATE TABLE {table} (id VARCHAR(20) PRIMARY KEY, name VARCHAR(80), \
+             revenue DECIMAL(12,2) NOT NULL, updated_at DATETIME(6) NOT NULL)"
+        ),
+    ];
+    for i in 0..120 {
+        // Rows 40..80 share one timestamp, across batches of 25.
+        let ts = if (40..80).contains(&i) {
+            "2026-11-01 10:00:00".to_string()
+        } else {
+            format!("2026-11-01 {:02}:{:02}:00", 8 + i / 60, i % 60)
+        };
+        setup.push(format!(
+            "INSERT INTO {table} VALUES ('M{i:04}', 'Maria {i}', {}.25, '{ts}')",
+            i * 3
+        ));
+    }
+    maria(&setup);
+    let data = data_dir("sync-maria");
+    write_customer_field(&data);
+    let org = Org::start_in(&data, &[], &[]);
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Maria"),
+        Some(json!({
+            "source": {"type": "mysql", "url": MY_URL, "table": table,
+                       "cursor": "updated_at", "key": "id", "overlap_seconds": 5},
+            "target": {"type": "org", "object": "Account", "operation": "upsert",
+                       "external_id": "Customer_Id__c"},
+            "mapping": {"Customer_Id__c": ".id", "Name": ".name", "AnnualRevenue": ".revenue"},
+            "batch_size": 25
+        })),
+    );
+    assert_eq!(s, 201, "{b}");
+    let r = run(&org, "Maria");
+    assert_eq!(
+        (r["status"].as_str(), r["written"].as_u64()),
+        (Some("succeeded"), Some(120)),
+        "{r}"
+    );
+
+    // Late rows at the cursor's own timestamp with smaller keys, and one just before it.
+    let rows = maria(&[
+        format!("INSERT INTO {table} SELECT CONCAT('A', id), CONCAT('Tie ', name), 1, updated_at FROM {table} WHERE id IN ('M0078', 'M0079')"),
+        format!("INSERT INTO {table} SELECT 'B0001', 'Late', 2, updated_at - INTERVAL 2 SECOND FROM {table} WHERE id = 'M0079'"),
+        format!("UPDATE {table} SET name = 'Renamed', updated_at = '2026-11-02 00:00:00' WHERE id = 'M0003'"),
+        format!("SELECT id, name, CAST(revenue AS DOUBLE) FROM {table}"),
+    ]);
+    let r = run(&org, "Maria");
+    assert_eq!(r["status"], "succeeded", "{r}");
+    let want: BTreeMap<String, (Value, Value)> = rows
+        .into_iter()
+        .map(|(id, name, rev)| (id, (json!(name), json!(rev))))
+        .collect();
+    let got: BTreeMap<String, (Value, Value)> = ["A", "B", "M"]
+        .iter()
+        .flat_map(|p| org_side(&org, p))
+        .collect();
+    assert_eq!(got.len(), 123);
+    assert_eq!(got, want, "both sides agree row by row");
+    maria(&[format!("DROP TABLE {table}")]);
+}
