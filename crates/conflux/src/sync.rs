@@ -104,7 +104,10 @@ pub async fn run(cmd: SyncCommand) -> Result<i32> {
                     "{:<32} {:<10} → {:<20} {}",
                     j["name"].as_str().unwrap_or(""),
                     j["source"]["type"].as_str().unwrap_or(""),
-                    j["target"]["object"].as_str().unwrap_or(""),
+                    j["target"]["object"]
+                        .as_str()
+                        .or(j["target"]["table"].as_str())
+                        .unwrap_or(""),
                     if j["lastRun"].is_null() {
                         "never run".to_string()
                     } else {

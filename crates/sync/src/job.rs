@@ -55,6 +55,14 @@ pub enum SourceDef {
         #[serde(default = "default_overlap")]
         overlap_seconds: u64,
     },
+    /// This org: an object's records in `SystemModstamp` order.
+    Org {
+        /// The object read.
+        object: String,
+        /// Seconds before the committed cursor each run reads again (default 5).
+        #[serde(default = "default_overlap")]
+        overlap_seconds: u64,
+    },
     /// A MySQL or MariaDB table, read the same way.
     Mysql {
         /// `mysql://user:password@host:port/database`.
@@ -69,6 +77,17 @@ pub enum SourceDef {
         #[serde(default = "default_overlap")]
         overlap_seconds: u64,
     },
+}
+
+impl SourceDef {
+    /// `postgres`, `mysql` or `org`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceDef::Postgres { .. } => "postgres",
+            SourceDef::Mysql { .. } => "mysql",
+            SourceDef::Org { .. } => "org",
+        }
+    }
 }
 
 /// The parts every table source has.
@@ -87,9 +106,10 @@ pub struct TableSource<'a> {
 }
 
 impl SourceDef {
-    /// Its connection, table and columns.
-    pub fn table(&self) -> TableSource<'_> {
-        match self {
+    /// Its connection, table and columns (database sources).
+    pub fn table(&self) -> Option<TableSource<'_>> {
+        Some(match self {
+            SourceDef::Org { .. } => return None,
             SourceDef::Postgres {
                 url,
                 table,
@@ -110,7 +130,7 @@ impl SourceDef {
                 key,
                 overlap_seconds: *overlap_seconds,
             },
-        }
+        })
     }
 }
 
@@ -127,6 +147,24 @@ pub enum TargetDef {
         /// The external id field upserts match on.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         external_id: Option<String>,
+    },
+    /// A PostgreSQL table, rows upserted by `key` (`INSERT … ON CONFLICT`).
+    Postgres {
+        /// Connection string.
+        url: String,
+        /// The table.
+        table: String,
+        /// Its primary or unique key column (the mapping must set it).
+        key: String,
+    },
+    /// A MySQL/MariaDB table, rows upserted by `key` (`ON DUPLICATE KEY UPDATE`).
+    Mysql {
+        /// `mysql://user:password@host:port/database`.
+        url: String,
+        /// The table.
+        table: String,
+        /// Its primary or unique key column (the mapping must set it).
+        key: String,
     },
 }
 
@@ -201,22 +239,57 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             def.batch_size
         )));
     }
-    let t = def.source.table();
-    for (what, v) in [
-        ("url", t.url),
-        ("table", t.table),
-        ("cursor", t.cursor),
-        ("key", t.key),
-    ] {
-        if v.trim().is_empty() {
-            return Err(err(format!("the source's {what} is empty")));
+    match (&def.source, def.source.table()) {
+        (_, Some(t)) => {
+            for (what, v) in [
+                ("url", t.url),
+                ("table", t.table),
+                ("cursor", t.cursor),
+                ("key", t.key),
+            ] {
+                if v.trim().is_empty() {
+                    return Err(err(format!("the source's {what} is empty")));
+                }
+            }
         }
+        (SourceDef::Org { object, .. }, None) => {
+            schema
+                .object(object)
+                .ok_or_else(|| err(format!("there is no object {object} to read")))?;
+        }
+        _ => {}
     }
-    let TargetDef::Org {
-        object,
-        operation,
-        external_id,
-    } = &def.target;
+    let (object, operation, external_id) = match &def.target {
+        TargetDef::Org {
+            object,
+            operation,
+            external_id,
+        } => (object, operation, external_id),
+        TargetDef::Postgres { url, table, key } | TargetDef::Mysql { url, table, key } => {
+            for (what, v) in [("url", url), ("table", table), ("key", key)] {
+                if v.trim().is_empty() {
+                    return Err(err(format!("the target's {what} is empty")));
+                }
+            }
+            if !def.mapping.contains_key(key) {
+                return Err(err(format!("the mapping must set {key}, the target's key")));
+            }
+            let mut mapping = Vec::new();
+            for (c, e) in &def.mapping {
+                let src = e.as_str().ok_or_else(|| {
+                    err(format!(
+                        "the mapping of {c} must be a jq expression (a string)"
+                    ))
+                })?;
+                mapping.push((c.clone(), Expr::compile(src).map_err(err)?));
+            }
+            return Ok(Job {
+                def,
+                mapping,
+                operation: Operation::Upsert,
+            });
+        }
+    };
     let o = schema
         .object(object)
         .ok_or_else(|| err(format!("there is no object {object}")))?;

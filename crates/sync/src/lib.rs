@@ -6,7 +6,9 @@
 
 pub mod job;
 pub mod mysql;
+pub mod org_source;
 pub mod postgres;
+pub mod targets;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -180,7 +182,8 @@ impl Engine {
         job: &Arc<Job>,
         run: &mut SyncRunRow,
     ) -> Result<(), String> {
-        let source = Reader::open(&job.def.source).await?;
+        let source = Reader::open(&job.def.source, org, p).await?;
+        let writer = Writer::open(&job.def.target).await?;
         let mut at: Option<Cursor> = run
             .cursor_from
             .as_deref()
@@ -193,7 +196,10 @@ impl Engine {
                 break;
             };
             let full = rows.len() == job.def.batch_size;
-            self.write_batch(org, p, job, run, rows, &last).await?;
+            match &writer {
+                Writer::Org => self.write_batch(org, p, job, run, rows, &last).await?,
+                w => self.write_external(org, w, job, run, rows, &last).await?,
+            }
             at = Some(last);
             if let Some(pr) = self.running.lock().get_mut(&job.def.name) {
                 pr.read = run.read;
@@ -222,7 +228,10 @@ impl Engine {
             object,
             external_id,
             ..
-        } = &job.def.target;
+        } = &job.def.target
+        else {
+            return Err("not an org target".into());
+        };
         let schema = org.schema();
         let o = schema
             .object(object)
@@ -230,18 +239,7 @@ impl Engine {
             .ok_or_else(|| format!("the object {object} no longer exists"))?;
         let mapped: Vec<(String, Result<Json, String>)> = rows
             .iter()
-            .map(|r| {
-                let mut m = serde_json::Map::new();
-                for (f, e) in &job.mapping {
-                    match e.first(&r.data, &Json::Null) {
-                        Ok(v) => {
-                            m.insert(f.clone(), v);
-                        }
-                        Err(err) => return (r.at.key.clone(), Err(format!("mapping {f}: {err}"))),
-                    }
-                }
-                (r.at.key.clone(), Ok(Json::Object(m)))
-            })
+            .map(|r| (r.at.key.clone(), map_row(job, &r.data).map(Json::Object)))
             .collect();
         let mut next = run.clone();
         next.read += rows.len() as u64;
@@ -320,18 +318,31 @@ impl Engine {
 enum Reader {
     Postgres(postgres::Source),
     Mysql(mysql::Source),
+    Org(org_source::Source),
 }
 
 impl Reader {
-    async fn open(def: &SourceDef) -> Result<Reader, String> {
-        let t = def.table();
-        Ok(match def {
-            SourceDef::Postgres { .. } => Reader::Postgres(
+    async fn open(def: &SourceDef, org: &Arc<Org>, p: &Principal) -> Result<Reader, String> {
+        Ok(match (def, def.table()) {
+            (
+                SourceDef::Org {
+                    object,
+                    overlap_seconds,
+                },
+                _,
+            ) => Reader::Org(org_source::Source::open(
+                org.clone(),
+                p.clone(),
+                object,
+                *overlap_seconds,
+            )?),
+            (SourceDef::Postgres { .. }, Some(t)) => Reader::Postgres(
                 postgres::Source::open(t.url, t.table, t.cursor, t.key, t.overlap_seconds).await?,
             ),
-            SourceDef::Mysql { .. } => Reader::Mysql(
+            (SourceDef::Mysql { .. }, Some(t)) => Reader::Mysql(
                 mysql::Source::open(t.url, t.table, t.cursor, t.key, t.overlap_seconds).await?,
             ),
+            _ => return Err("the source is incomplete".into()),
         })
     }
 
@@ -344,8 +355,118 @@ impl Reader {
         match self {
             Reader::Postgres(s) => s.page(after, rewind, limit).await,
             Reader::Mysql(s) => s.page(after, rewind, limit).await,
+            Reader::Org(s) => s.page(after, rewind, limit),
         }
     }
+}
+
+/// An open target.
+enum Writer {
+    Org,
+    Postgres(targets::Postgres),
+    Mysql(targets::Mysql),
+}
+
+impl Writer {
+    async fn open(def: &TargetDef) -> Result<Writer, String> {
+        Ok(match def {
+            TargetDef::Org { .. } => Writer::Org,
+            TargetDef::Postgres { url, table, key } => {
+                Writer::Postgres(targets::Postgres::open(url, table, key).await?)
+            }
+            TargetDef::Mysql { url, table, key } => {
+                Writer::Mysql(targets::Mysql::open(url, table, key).await?)
+            }
+        })
+    }
+}
+
+impl Engine {
+    /// Maps a batch, writes it to a database target (committed there first), then records its
+    /// errors, the cursor and the run's counts in the org.
+    async fn write_external(
+        &self,
+        org: &Arc<Org>,
+        writer: &Writer,
+        job: &Arc<Job>,
+        run: &mut SyncRunRow,
+        rows: Vec<postgres::Row>,
+        last: &Cursor,
+    ) -> Result<(), String> {
+        let mapped: Vec<(String, Result<serde_json::Map<String, Json>, String>)> = rows
+            .iter()
+            .map(|r| (r.at.key.clone(), map_row(job, &r.data)))
+            .collect();
+        let good: Vec<&serde_json::Map<String, Json>> =
+            mapped.iter().filter_map(|(_, m)| m.as_ref().ok()).collect();
+        let outcomes = match writer {
+            Writer::Postgres(t) => t.write(&good).await?,
+            Writer::Mysql(t) => t.write(&good).await?,
+            Writer::Org => unreachable!("org targets are written by write_batch"),
+        };
+        let mut outcomes = outcomes.into_iter();
+        let now = now_millis();
+        let mut next = run.clone();
+        next.read += rows.len() as u64;
+        next.cursor_to = Some(serde_json::to_string(last).expect("cursor serializes"));
+        let mut errors = Vec::new();
+        let mut ok = Vec::new();
+        for (key, m) in &mapped {
+            let result = match m {
+                Ok(body) => outcomes
+                    .next()
+                    .unwrap_or(Ok(()))
+                    .map_err(|e| (e, Json::Object(body.clone()).to_string())),
+                Err(e) => Err((e.clone(), "null".to_string())),
+            };
+            match result {
+                Ok(()) => {
+                    ok.push(key.clone());
+                    next.written += 1;
+                }
+                Err((error, payload)) => {
+                    next.failed += 1;
+                    errors.push(SyncErrorRow {
+                        job: job.def.name.clone(),
+                        run: next.id,
+                        key: key.clone(),
+                        error,
+                        payload,
+                        created_ms: now,
+                    });
+                }
+            }
+        }
+        let (name, setting) = (job.def.name.clone(), cursor_setting(&job.def.name));
+        let done = org
+            .store()
+            .write(move |tx| {
+                for e in &errors {
+                    tx.put_sync_error(e)?;
+                }
+                tx.clear_sync_errors(&name, &ok)?;
+                tx.set_setting(&setting, next.cursor_to.as_deref().unwrap_or("null"))?;
+                tx.put_sync_run(&next)?;
+                Ok(next)
+            })
+            .await
+            .map_err(|e| format!("recording a batch: {}", e.message))?;
+        *run = done;
+        Ok(())
+    }
+}
+
+/// A source row through the job's mapping.
+fn map_row(job: &Job, data: &Json) -> Result<serde_json::Map<String, Json>, String> {
+    let mut m = serde_json::Map::new();
+    for (f, e) in &job.mapping {
+        m.insert(
+            f.clone(),
+            e.first(data, &Json::Null)
+                .map_err(|err| format!("mapping {f}: {err}"))?,
+        );
+    }
+    Ok(m)
 }
 
 /// Writes one mapped row to the org.

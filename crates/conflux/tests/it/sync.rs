@@ -591,3 +591,167 @@ fn mariadb_to_org_sync_keeps_ties_and_late_rows() {
     assert_eq!(got, want, "both sides agree row by row");
     maria(&[format!("DROP TABLE {table}")]);
 }
+
+/// Every Account of the org: Id → (Name, AnnualRevenue).
+fn accounts(org: &Org) -> BTreeMap<String, (Value, Value)> {
+    let mut out = BTreeMap::new();
+    let mut page = org.query("SELECT Id, Name, AnnualRevenue FROM Account");
+    loop {
+        for r in page["records"].as_array().unwrap() {
+            out.insert(
+                r["Id"].as_str().unwrap().to_string(),
+                (r["Name"].clone(), r["AnnualRevenue"].clone()),
+            );
+        }
+        match page["nextRecordsUrl"].as_str() {
+            Some(next) => page = org.call(Method::GET, &org.url(next), None).1,
+            None => break,
+        }
+    }
+    out
+}
+
+#[test]
+fn the_org_syncs_out_to_postgres_and_mariadb() {
+    let pid = std::process::id();
+    let (pg_table, my_table) = (format!("out_pg_{pid}"), format!("out_my_{pid}"));
+    let mut db = pg();
+    db.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {pg_table};
+         CREATE TABLE {pg_table} (id text PRIMARY KEY, name text NOT NULL CHECK (name <> 'Forbidden'),
+                                  revenue numeric(14,2), modstamp timestamptz);"
+    ))
+    .unwrap();
+    maria(&[
+        format!("DROP TABLE IF EXISTS {my_table}"),
+        format!("CREATE TABLE {my_table} (id VARCHAR(18) PRIMARY KEY, name VARCHAR(80) NOT NULL, revenue DECIMAL(14,2))"),
+    ]);
+    let org = Org::start("sync-out");
+    let create = |names: Vec<String>| {
+        let records: Vec<Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| json!({"attributes": {"type": "Account"}, "Name": n, "AnnualRevenue": i * 100}))
+            .collect();
+        let (s, b) = org.call(
+            Method::POST,
+            &org.data("/composite/sobjects"),
+            Some(json!({"allOrNone": true, "records": records})),
+        );
+        assert_eq!(s, 200, "{b}");
+    };
+    create((0..150).map(|i| format!("Out {i}")).collect());
+    for (name, target) in [
+        (
+            "Out_Pg",
+            json!({"type": "postgres", "url": PG_URL, "table": pg_table, "key": "id"}),
+        ),
+        (
+            "Out_My",
+            json!({"type": "mysql", "url": MY_URL, "table": my_table, "key": "id"}),
+        ),
+    ] {
+        let mut mapping = json!({"id": ".Id", "name": ".Name", "revenue": ".AnnualRevenue"});
+        if name == "Out_Pg" {
+            mapping["modstamp"] = json!(".SystemModstamp");
+        }
+        let (s, b) = org.call(
+            Method::PUT,
+            &org.data(&format!("/conflux/sync-jobs/{name}")),
+            Some(
+                json!({"source": {"type": "org", "object": "Account"}, "target": target,
+                        "mapping": mapping, "batch_size": 40}),
+            ),
+        );
+        assert_eq!(s, 201, "{b}");
+    }
+    let read_pg = |db: &mut postgres::Client| -> BTreeMap<String, (Value, Value)> {
+        db.query(
+            &format!("SELECT id, name, revenue::float8 FROM {pg_table}"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let rev: Option<f64> = r.get(2);
+            (
+                r.get::<_, String>(0),
+                (json!(r.get::<_, String>(1)), json!(rev)),
+            )
+        })
+        .collect()
+    };
+    let read_my = || -> BTreeMap<String, (Value, Value)> {
+        maria(&[format!(
+            "SELECT id, name, CAST(revenue AS DOUBLE) FROM {my_table}"
+        )])
+        .into_iter()
+        .map(|(id, name, rev)| (id, (json!(name), json!(rev))))
+        .collect()
+    };
+    for name in ["Out_Pg", "Out_My"] {
+        let r = run(&org, name);
+        assert_eq!(
+            (r["status"].as_str(), r["written"].as_u64()),
+            (Some("succeeded"), Some(150)),
+            "{r}"
+        );
+    }
+    let want = accounts(&org);
+    assert_eq!(read_pg(&mut db), want);
+    assert_eq!(read_my(), want);
+
+    // Changes and new records; PostgreSQL refuses one row (a CHECK constraint).
+    let ids: Vec<String> = want.keys().take(10).cloned().collect();
+    for id in &ids {
+        let (s, _) = org.call(
+            Method::PATCH,
+            &org.data(&format!("/sobjects/Account/{id}")),
+            Some(json!({"Name": "Renamed"})),
+        );
+        assert_eq!(s, 204);
+    }
+    let mut more: Vec<String> = (0..19).map(|i| format!("Later {i}")).collect();
+    more.push("Forbidden".into());
+    create(more);
+    for name in ["Out_Pg", "Out_My"] {
+        let r = run(&org, name);
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    let want = accounts(&org);
+    assert_eq!(want.len(), 170);
+    assert_eq!(
+        read_my(),
+        want,
+        "MariaDB has every record, renames included"
+    );
+    let forbidden: Vec<String> = want
+        .iter()
+        .filter(|(_, (n, _))| n == "Forbidden")
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut want_pg = want.clone();
+    want_pg.remove(&forbidden[0]);
+    assert_eq!(
+        read_pg(&mut db),
+        want_pg,
+        "PostgreSQL has all but the refused row"
+    );
+    let (_, b) = org.call(
+        Method::GET,
+        &org.data("/conflux/sync-jobs/Out_Pg/errors"),
+        None,
+    );
+    let errors = b["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{b}");
+    assert_eq!(errors[0]["key"], forbidden[0].as_str());
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("check constraint"),
+        "{b}"
+    );
+    db.batch_execute(&format!("DROP TABLE {pg_table}")).unwrap();
+    maria(&[format!("DROP TABLE {my_table}")]);
+}

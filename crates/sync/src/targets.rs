@@ -1,0 +1,230 @@
+//! Database targets: rows upserted by key into a PostgreSQL or MySQL/MariaDB table, one
+//! transaction per batch, each row in a savepoint so a refused row fails alone. Upserts make a
+//! batch written again (after a crash between the target's commit and the cursor's) harmless.
+
+use mysql_async::prelude::Queryable;
+use serde_json::Value as Json;
+use tokio::sync::Mutex;
+
+/// A row's outcome: written, or refused with the database's reason.
+pub type Outcome = Result<(), String>;
+
+fn text(v: &Json) -> Option<String> {
+    match v {
+        Json::Null => None,
+        Json::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// An open PostgreSQL target.
+pub struct Postgres {
+    client: Mutex<tokio_postgres::Client>,
+    table: String,
+    key: String,
+    /// Column → SQL type.
+    types: std::collections::HashMap<String, String>,
+}
+
+fn pg_quote(name: &str) -> String {
+    name.split('.')
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+impl Postgres {
+    /// Connects and reads the table's column types.
+    pub async fn open(url: &str, table: &str, key: &str) -> Result<Postgres, String> {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| {
+                format!("cannot connect to PostgreSQL ({e}); is it running at that address?")
+            })?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let qtable = pg_quote(table);
+        let rows = client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&qtable],
+            )
+            .await
+            .map_err(|e| format!("cannot read the table {table}: {e}"))?;
+        let types: std::collections::HashMap<String, String> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        if !types.contains_key(key) {
+            return Err(format!("the table {table} has no column {key}"));
+        }
+        Ok(Postgres {
+            client: Mutex::new(client),
+            table: qtable,
+            key: key.to_string(),
+            types,
+        })
+    }
+
+    /// Upserts the rows in one transaction.
+    pub async fn write(
+        &self,
+        rows: &[&serde_json::Map<String, Json>],
+    ) -> Result<Vec<Outcome>, String> {
+        let mut client = self.client.lock().await;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| format!("PostgreSQL: {e}"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let cols: Vec<&String> = row.keys().collect();
+            if let Some(c) = cols.iter().find(|c| !self.types.contains_key(c.as_str())) {
+                out.push(Err(format!("the table {} has no column {c}", self.table)));
+                continue;
+            }
+            let values: Vec<Option<String>> = cols.iter().map(|c| text(&row[c.as_str()])).collect();
+            let sql =
+                format!(
+                "INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) DO UPDATE SET {sets}",
+                t = self.table,
+                cols = cols.iter().map(|c| pg_quote(c)).collect::<Vec<_>>().join(", "),
+                vals = cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("(${}::text)::{}", i + 1, self.types[c.as_str()]))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                key = pg_quote(&self.key),
+                sets = cols
+                    .iter()
+                    .map(|c| format!("{q} = EXCLUDED.{q}", q = pg_quote(c)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+                .iter()
+                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            tx.batch_execute("SAVEPOINT row")
+                .await
+                .map_err(|e| format!("PostgreSQL: {e}"))?;
+            match tx.execute(&sql, &params).await {
+                Ok(_) => {
+                    tx.batch_execute("RELEASE SAVEPOINT row")
+                        .await
+                        .map_err(|e| format!("PostgreSQL: {e}"))?;
+                    out.push(Ok(()));
+                }
+                Err(e) => {
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT row")
+                        .await
+                        .map_err(|e| format!("PostgreSQL: {e}"))?;
+                    let msg = e
+                        .as_db_error()
+                        .map(|d| d.message().to_string())
+                        .unwrap_or_else(|| e.to_string());
+                    out.push(Err(msg));
+                }
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| format!("PostgreSQL commit: {e}"))?;
+        Ok(out)
+    }
+}
+
+/// An open MySQL/MariaDB target.
+pub struct Mysql {
+    conn: Mutex<mysql_async::Conn>,
+    table: String,
+    columns: Vec<String>,
+}
+
+fn my_quote(name: &str) -> String {
+    name.split('.')
+        .map(|p| format!("`{}`", p.replace('`', "``")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+impl Mysql {
+    /// Connects and reads the table's columns.
+    pub async fn open(url: &str, table: &str, key: &str) -> Result<Mysql, String> {
+        let opts = mysql_async::Opts::from_url(url).map_err(|e| format!("the target url: {e}"))?;
+        let mut conn = mysql_async::Conn::new(opts).await.map_err(|e| {
+            format!("cannot connect to MySQL/MariaDB ({e}); is it running at that address?")
+        })?;
+        let qtable = my_quote(table);
+        let cols: Vec<mysql_async::Row> =
+            conn.query(format!("SHOW COLUMNS FROM {qtable}"))
+                .await
+                .map_err(|e| format!("cannot read the table {table}: {e}"))?;
+        let columns: Vec<String> = cols.iter().filter_map(|r| r.get::<String, _>(0)).collect();
+        if !columns.iter().any(|c| c == key) {
+            return Err(format!("the table {table} has no column {key}"));
+        }
+        Ok(Mysql {
+            conn: Mutex::new(conn),
+            table: qtable,
+            columns,
+        })
+    }
+
+    /// Upserts the rows in one transaction (`ON DUPLICATE KEY UPDATE`).
+    pub async fn write(
+        &self,
+        rows: &[&serde_json::Map<String, Json>],
+    ) -> Result<Vec<Outcome>, String> {
+        let mut conn = self.conn.lock().await;
+        let my = |e: mysql_async::Error| format!("MySQL: {e}");
+        conn.query_drop("START TRANSACTION").await.map_err(my)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let cols: Vec<&String> = row.keys().collect();
+            if let Some(c) = cols.iter().find(|c| !self.columns.contains(c)) {
+                out.push(Err(format!("the table {} has no column {c}", self.table)));
+                continue;
+            }
+            let values: Vec<mysql_async::Value> = cols
+                .iter()
+                .map(|c| match text(&row[c.as_str()]) {
+                    Some(s) => mysql_async::Value::from(s),
+                    None => mysql_async::Value::NULL,
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO {t} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {sets}",
+                t = self.table,
+                cols = cols
+                    .iter()
+                    .map(|c| my_quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                marks = vec!["?"; cols.len()].join(", "),
+                sets = cols
+                    .iter()
+                    .map(|c| format!("{q} = VALUES({q})", q = my_quote(c)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            conn.query_drop("SAVEPOINT row").await.map_err(my)?;
+            match conn.exec_drop(sql, values).await {
+                Ok(()) => {
+                    conn.query_drop("RELEASE SAVEPOINT row").await.map_err(my)?;
+                    out.push(Ok(()));
+                }
+                Err(mysql_async::Error::Server(e)) => {
+                    conn.query_drop("ROLLBACK TO SAVEPOINT row")
+                        .await
+                        .map_err(my)?;
+                    out.push(Err(e.message));
+                }
+                Err(e) => return Err(my(e)),
+            }
+        }
+        conn.query_drop("COMMIT").await.map_err(my)?;
+        Ok(out)
+    }
+}
