@@ -393,7 +393,7 @@ impl Engine {
         rows: Vec<postgres::Row>,
         last: &Cursor,
     ) -> Result<(), String> {
-        let mapped: Vec<(String, Result<serde_json::Map<String, Json>, String>)> = rows
+        let mapped: Vec<(String, Result<Record, String>)> = rows
             .iter()
             .map(|r| (r.at.key.clone(), map_row(job, &r.data)))
             .collect();
@@ -455,6 +455,9 @@ impl Engine {
         Ok(())
     }
 }
+
+/// A mapped row: target field or column → value.
+type Record = serde_json::Map<String, Json>;
 
 /// A source row through the job's mapping.
 fn map_row(job: &Job, data: &Json) -> Result<serde_json::Map<String, Json>, String> {

@@ -80,7 +80,7 @@ impl Source {
                     ));
                 } else {
                     let v = format_datetime_z(ms);
-                    let id = at.key.replace('\\', "").replace('\'', "");
+                    let id = at.key.replace(['\\', '\''], "");
                     soql.push_str(&format!(
                         " WHERE SystemModstamp > {v} OR (SystemModstamp = {v} AND Id > '{id}')"
                     ));
