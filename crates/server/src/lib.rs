@@ -178,7 +178,7 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     if n > 0 {
         say(&format!("conflux: sync jobs: {n}"));
     }
-    org.set_sync(sync_jobs);
+    org.set_sync(sync_jobs.clone());
 
     // Bulk API jobs: files under <data>/bulk, processed in the background (below); installed
     // before serving so interrupted jobs' leftovers are cleaned up first.
@@ -313,11 +313,13 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     let deliveries = tokio::spawn(engine.run(shutdown.clone()));
     let faults = tokio::spawn(automation.clone().run_faults(org.clone(), shutdown.clone()));
     let event_flows = tokio::spawn(automation.run_event_flows(org.clone(), shutdown.clone()));
+    let schedules = tokio::spawn(sync_jobs.run_schedules(org.clone(), shutdown.clone()));
     say("conflux: ready");
     while tasks.join_next().await.is_some() {}
     let _ = deliveries.await;
     let _ = faults.await;
     let _ = event_flows.await;
+    let _ = schedules.await;
     let _ = janitor.await;
     let _ = bus_closer.await;
     let _ = bulk_runner.await;

@@ -26,6 +26,13 @@ pub struct JobDef {
     /// Rows read and written per transaction (default 500, at most 10,000).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// When to run by itself: a cron expression (`*/15 * * * *`, or six fields with seconds
+    /// first), in UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The user scheduled runs act as (required with `schedule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<String>,
 }
 
 fn default_batch() -> usize {
@@ -186,6 +193,8 @@ pub enum Operation {
 pub struct Job {
     /// As written.
     pub def: JobDef,
+    /// When it runs by itself.
+    pub schedule: Option<cron::Schedule>,
     /// Target field → expression.
     pub mapping: Vec<(String, Expr)>,
     /// The org target's operation.
@@ -233,6 +242,25 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             "sync job name {name:?}: use letters, digits and underscores, starting with a letter"
         ));
     }
+    let schedule = match &def.schedule {
+        None => None,
+        Some(text) => {
+            let fields = text.split_whitespace().count();
+            let full = if fields == 5 {
+                format!("0 {text}")
+            } else {
+                text.clone()
+            };
+            let s = <cron::Schedule as std::str::FromStr>::from_str(&full)
+                .map_err(|e| err(format!("schedule {text:?} is not a cron expression: {e}")))?;
+            if def.run_as.is_none() {
+                return Err(err(
+                    "a scheduled job names the user its runs act as (`run_as: username`)".into(),
+                ));
+            }
+            Some(s)
+        }
+    };
     if def.batch_size == 0 || def.batch_size > 10_000 {
         return Err(err(format!(
             "batch_size {} is outside 1..=10000",
@@ -285,6 +313,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             }
             return Ok(Job {
                 def,
+                schedule,
                 mapping,
                 operation: Operation::Upsert,
             });
@@ -325,8 +354,10 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
     }
     let mut mapping = Vec::new();
     for (f, e) in &def.mapping {
-        if o.field_index(f).is_none() {
-            return Err(err(format!("{} has no field {f}", o.name)));
+        // A relationship name (`Account`) takes `{External_Id__c: value}`: the parent is looked
+        // up by that external id when the row is written.
+        if o.field_index(f).is_none() && o.relationship(f).is_none() {
+            return Err(err(format!("{} has no field or relationship {f}", o.name)));
         }
         let src = e.as_str().ok_or_else(|| {
             err(format!(
@@ -344,6 +375,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             },
             ..def
         },
+        schedule,
         mapping,
         operation,
     })

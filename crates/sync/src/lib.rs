@@ -213,6 +213,67 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts the runs of scheduled jobs when they are due, until `shutdown` (once, in the
+    /// background). A run still going when the next is due is not started twice.
+    pub async fn run_schedules(
+        self: Arc<Self>,
+        org: Arc<Org>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        use chrono::Utc;
+        let mut next: HashMap<String, chrono::DateTime<Utc>> = HashMap::new();
+        loop {
+            let jobs: Vec<Arc<Job>> = self
+                .jobs
+                .read()
+                .values()
+                .map(|(j, _)| j.clone())
+                .filter(|j| j.schedule.is_some())
+                .collect();
+            let now = Utc::now();
+            next.retain(|name, _| jobs.iter().any(|j| &j.def.name == name));
+            for job in &jobs {
+                let Some(schedule) = &job.schedule else {
+                    continue;
+                };
+                let name = &job.def.name;
+                let due = *next
+                    .entry(name.clone())
+                    .or_insert_with(|| schedule.after(&now).next().unwrap_or(now));
+                if due > now {
+                    continue;
+                }
+                next.insert(name.clone(), schedule.after(&now).next().unwrap_or(now));
+                if self.running.lock().contains_key(name) {
+                    continue;
+                }
+                let user = job.def.run_as.clone().unwrap_or_default();
+                let p = match org
+                    .user_by_username(&user)
+                    .ok()
+                    .flatten()
+                    .filter(|u| u.active)
+                    .map(|u| org.principal_for(u.seq))
+                {
+                    Some(Ok(p)) => p,
+                    _ => {
+                        tracing::warn!(job = %name, "scheduled sync run skipped: no active user {user}");
+                        continue;
+                    }
+                };
+                if let Err(e) =
+                    service::sync::SyncJobs::start(self.clone(), org.clone(), p, name).await
+                {
+                    tracing::warn!(job = %name, error = %e.message, "scheduled sync run not started");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            }
+        }
+    }
+
     /// Maps a batch and writes it, its errors, the cursor and the run's counts in one
     /// transaction.
     async fn write_batch(

@@ -755,3 +755,166 @@ fn the_org_syncs_out_to_postgres_and_mariadb() {
     db.batch_execute(&format!("DROP TABLE {pg_table}")).unwrap();
     maria(&[format!("DROP TABLE {my_table}")]);
 }
+
+#[test]
+fn scheduled_jobs_run_by_themselves_and_lookups_resolve_parents() {
+    let mut db = pg();
+    let (customers, contacts) = (
+        format!("sched_cust_{}", std::process::id()),
+        format!("sched_cont_{}", std::process::id()),
+    );
+    source_table(&mut db, &customers);
+    insert(
+        &mut db,
+        &customers,
+        &[
+            (
+                "S1".into(),
+                Some("Parent One".into()),
+                1.0,
+                "2026-11-01T00:00:00Z",
+            ),
+            (
+                "S2".into(),
+                Some("Parent Two".into()),
+                2.0,
+                "2026-11-01T00:00:01Z",
+            ),
+        ],
+    );
+    db.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {contacts};
+         CREATE TABLE {contacts} (id text PRIMARY KEY, last_name text, customer text,
+                                  updated_at timestamptz NOT NULL);
+         INSERT INTO {contacts} VALUES ('P1', 'Ada', 'S1', '2026-11-01'), ('P2', 'Grace', 'S2', '2026-11-01'),
+                                       ('P3', 'Orphan', 'S9', '2026-11-02');"
+    ))
+    .unwrap();
+    let data = data_dir("sync-sched");
+    write_customer_field(&data);
+    std::fs::write(
+        data.join("metadata/objects/Contact.yaml"),
+        "fields:\n  - fullName: Person_Id__c\n    type: Text\n    length: 40\n    externalId: true\n    unique: true\n",
+    )
+    .unwrap();
+    let org = Org::start_in(&data, &[], &[]);
+    // A schedule needs a user to run as; a bad expression is refused.
+    let mut scheduled = job(&customers, 10);
+    scheduled["schedule"] = json!("*/1 * * * * *");
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Every_Second"),
+        Some(scheduled.clone()),
+    );
+    assert_eq!(s, 400, "{b}");
+    assert!(b[0]["message"].as_str().unwrap().contains("run_as"), "{b}");
+    scheduled["schedule"] = json!("every tuesday");
+    scheduled["run_as"] = json!(crate::harness::USERNAME);
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Every_Second"),
+        Some(scheduled.clone()),
+    );
+    assert_eq!(s, 400, "{b}");
+    scheduled["schedule"] = json!("*/1 * * * * *");
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Every_Second"),
+        Some(scheduled),
+    );
+    assert_eq!(s, 201, "{b}");
+    let t = Instant::now();
+    loop {
+        let (_, b) = org.call(
+            Method::GET,
+            &org.data("/conflux/sync-jobs/Every_Second/runs"),
+            None,
+        );
+        let done = b["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "succeeded")
+            .count();
+        if done >= 2 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no scheduled runs: {b}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(org_side(&org, "S").len(), 2);
+    let (s, _) = org.call(
+        Method::DELETE,
+        &org.data("/conflux/sync-jobs/Every_Second"),
+        None,
+    );
+    // Deleting a job while a scheduled run is going is refused; try until it is between runs.
+    if s != 204 {
+        let t = Instant::now();
+        loop {
+            let (s, _) = org.call(
+                Method::DELETE,
+                &org.data("/conflux/sync-jobs/Every_Second"),
+                None,
+            );
+            if s == 204 {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // Contacts find their Account through its external id.
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/People"),
+        Some(json!({
+            "source": {"type": "postgres", "url": PG_URL, "table": contacts,
+                       "cursor": "updated_at", "key": "id"},
+            "target": {"type": "org", "object": "Contact", "operation": "upsert",
+                       "external_id": "Person_Id__c"},
+            "mapping": {"Person_Id__c": ".id", "LastName": ".last_name",
+                        "Account": "{Customer_Id__c: .customer}"}
+        })),
+    );
+    assert_eq!(s, 201, "{b}");
+    let r = run(&org, "People");
+    assert_eq!(
+        (r["written"].as_u64(), r["failed"].as_u64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
+    let q = org.query(
+        "SELECT Person_Id__c, Account.Customer_Id__c FROM Contact WHERE Person_Id__c != null ORDER BY Person_Id__c",
+    );
+    let pairs: Vec<(String, String)> = q["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["Person_Id__c"].as_str().unwrap().to_string(),
+                r["Account"]["Customer_Id__c"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("P1".to_string(), "S1".to_string()),
+            ("P2".into(), "S2".into())
+        ]
+    );
+    let (_, b) = org.call(
+        Method::GET,
+        &org.data("/conflux/sync-jobs/People/errors"),
+        None,
+    );
+    assert_eq!(b["errors"][0]["key"], "P3", "{b}");
+    db.batch_execute(&format!("DROP TABLE {customers}; DROP TABLE {contacts};"))
+        .unwrap();
+}
