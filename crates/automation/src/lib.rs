@@ -820,6 +820,12 @@ impl Automation {
 }
 
 impl Automation {
+    /// The named credential `name`, for other parts of the server that call out through one
+    /// (sync jobs reaching a remote org).
+    pub fn named_credential(&self, name: &str) -> Option<Arc<credentials::Credential>> {
+        self.creds.read().get(name).cloned()
+    }
+
     fn credential(&self, name: &str) -> Result<Arc<credentials::Credential>, String> {
         self.creds
             .read()

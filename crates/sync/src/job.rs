@@ -39,6 +39,10 @@ fn default_batch() -> usize {
     500
 }
 
+fn default_version() -> String {
+    "60.0".into()
+}
+
 fn default_overlap() -> u64 {
     5
 }
@@ -70,6 +74,22 @@ pub enum SourceDef {
         #[serde(default = "default_overlap")]
         overlap_seconds: u64,
     },
+    /// An object of a remote Salesforce-compatible org, reached through a named credential.
+    Salesforce {
+        /// The named credential (its URL is the org's instance URL).
+        credential: String,
+        /// The object read.
+        object: String,
+        /// Fields selected besides `Id` and `SystemModstamp`.
+        #[serde(default)]
+        fields: Vec<String>,
+        /// The API version (default 60.0).
+        #[serde(default = "default_version")]
+        api_version: String,
+        /// Seconds before the committed cursor each run reads again (default 5).
+        #[serde(default = "default_overlap")]
+        overlap_seconds: u64,
+    },
     /// A MySQL or MariaDB table, read the same way.
     Mysql {
         /// `mysql://user:password@host:port/database`.
@@ -93,6 +113,7 @@ impl SourceDef {
             SourceDef::Postgres { .. } => "postgres",
             SourceDef::Mysql { .. } => "mysql",
             SourceDef::Org { .. } => "org",
+            SourceDef::Salesforce { .. } => "salesforce",
         }
     }
 }
@@ -116,7 +137,7 @@ impl SourceDef {
     /// Its connection, table and columns (database sources).
     pub fn table(&self) -> Option<TableSource<'_>> {
         Some(match self {
-            SourceDef::Org { .. } => return None,
+            SourceDef::Org { .. } | SourceDef::Salesforce { .. } => return None,
             SourceDef::Postgres {
                 url,
                 table,
@@ -154,6 +175,21 @@ pub enum TargetDef {
         /// The external id field upserts match on.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         external_id: Option<String>,
+    },
+    /// An object of a remote Salesforce-compatible org, through a named credential.
+    Salesforce {
+        /// The named credential.
+        credential: String,
+        /// The object written.
+        object: String,
+        /// `insert`, `upsert`, `update` or `delete`.
+        operation: String,
+        /// The external id field upserts match on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_id: Option<String>,
+        /// The API version (default 60.0).
+        #[serde(default = "default_version")]
+        api_version: String,
     },
     /// A PostgreSQL table, rows upserted by `key` (`INSERT … ON CONFLICT`).
     Postgres {
@@ -293,6 +329,37 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             operation,
             external_id,
         } => (object, operation, external_id),
+        TargetDef::Salesforce {
+            credential,
+            object,
+            operation,
+            external_id,
+            ..
+        } => {
+            if credential.is_empty() || object.is_empty() {
+                return Err(err("the target names a credential and an object".into()));
+            }
+            let operation = parse_operation(operation).map_err(err)?;
+            match (operation, external_id) {
+                (Operation::Upsert, Some(ext)) if def.mapping.contains_key(ext) => {}
+                (Operation::Upsert, _) => {
+                    return Err(err(
+                        "an upsert names its external_id field, and the mapping sets it".into(),
+                    ))
+                }
+                (Operation::Update | Operation::Delete, _) if !def.mapping.contains_key("Id") => {
+                    return Err(err("updates and deletes need `Id` in the mapping".into()))
+                }
+                _ => {}
+            }
+            let mapping = compile_mapping(&def, &err)?;
+            return Ok(Job {
+                def,
+                schedule,
+                mapping,
+                operation,
+            });
+        }
         TargetDef::Postgres { url, table, key } | TargetDef::Mysql { url, table, key } => {
             for (what, v) in [("url", url), ("table", table), ("key", key)] {
                 if v.trim().is_empty() {
@@ -322,17 +389,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
     let o = schema
         .object(object)
         .ok_or_else(|| err(format!("there is no object {object}")))?;
-    let operation = match operation.as_str() {
-        "insert" => Operation::Insert,
-        "upsert" => Operation::Upsert,
-        "update" => Operation::Update,
-        "delete" => Operation::Delete,
-        other => {
-            return Err(err(format!(
-                "operation {other:?} is not insert, upsert, update or delete"
-            )))
-        }
-    };
+    let operation = parse_operation(operation).map_err(err)?;
     if operation == Operation::Upsert {
         let ext = external_id
             .as_deref()
@@ -379,6 +436,37 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
         mapping,
         operation,
     })
+}
+
+fn parse_operation(o: &str) -> Result<Operation, String> {
+    Ok(match o {
+        "insert" => Operation::Insert,
+        "upsert" => Operation::Upsert,
+        "update" => Operation::Update,
+        "delete" => Operation::Delete,
+        other => {
+            return Err(format!(
+                "operation {other:?} is not insert, upsert, update or delete"
+            ))
+        }
+    })
+}
+
+/// The mapping's expressions, unchecked against any schema (remote and database targets).
+fn compile_mapping(
+    def: &JobDef,
+    err: &dyn Fn(String) -> String,
+) -> Result<Vec<(String, Expr)>, String> {
+    let mut mapping = Vec::new();
+    for (c, e) in &def.mapping {
+        let src = e.as_str().ok_or_else(|| {
+            err(format!(
+                "the mapping of {c} must be a jq expression (a string)"
+            ))
+        })?;
+        mapping.push((c.clone(), Expr::compile(src).map_err(err)?));
+    }
+    Ok(mapping)
 }
 
 fn operation_name(o: Operation) -> &'static str {

@@ -8,6 +8,7 @@ pub mod job;
 pub mod mysql;
 pub mod org_source;
 pub mod postgres;
+pub mod remote;
 pub mod targets;
 
 use std::collections::{BTreeMap, HashMap};
@@ -57,12 +58,15 @@ pub struct Engine {
     api: Mutex<BTreeMap<String, Json>>,
     admin: tokio::sync::Mutex<()>,
     running: Mutex<HashMap<String, Progress>>,
+    /// Where named credentials come from (remote orgs).
+    automation: Arc<automation::Automation>,
 }
 
 impl Engine {
-    /// No jobs yet.
-    pub fn new() -> Arc<Engine> {
+    /// No jobs yet; remote orgs are reached through `automation`'s named credentials.
+    pub fn new(automation: Arc<automation::Automation>) -> Arc<Engine> {
         Arc::new(Engine {
+            automation,
             jobs: RwLock::default(),
             files: Mutex::default(),
             api: Mutex::default(),
@@ -182,8 +186,8 @@ impl Engine {
         job: &Arc<Job>,
         run: &mut SyncRunRow,
     ) -> Result<(), String> {
-        let source = Reader::open(&job.def.source, org, p).await?;
-        let writer = Writer::open(&job.def.target).await?;
+        let source = Reader::open(&job.def.source, org, p, self).await?;
+        let writer = Writer::open(&job.def.target, self).await?;
         let mut at: Option<Cursor> = run
             .cursor_from
             .as_deref()
@@ -380,11 +384,43 @@ enum Reader {
     Postgres(postgres::Source),
     Mysql(mysql::Source),
     Org(org_source::Source),
+    Remote {
+        remote: remote::Remote,
+        fields: Vec<String>,
+        overlap: u64,
+    },
+}
+
+impl Engine {
+    fn credential(&self, name: &str) -> Result<Arc<automation::credentials::Credential>, String> {
+        self.automation.named_credential(name).ok_or_else(|| {
+            format!("there is no named credential {name} (conflux/named-credentials/{name})")
+        })
+    }
 }
 
 impl Reader {
-    async fn open(def: &SourceDef, org: &Arc<Org>, p: &Principal) -> Result<Reader, String> {
+    async fn open(
+        def: &SourceDef,
+        org: &Arc<Org>,
+        p: &Principal,
+        engine: &Engine,
+    ) -> Result<Reader, String> {
         Ok(match (def, def.table()) {
+            (
+                SourceDef::Salesforce {
+                    credential,
+                    object,
+                    fields,
+                    api_version,
+                    overlap_seconds,
+                },
+                _,
+            ) => Reader::Remote {
+                remote: remote::Remote::new(engine.credential(credential)?, api_version, object),
+                fields: fields.clone(),
+                overlap: *overlap_seconds,
+            },
             (
                 SourceDef::Org {
                     object,
@@ -417,6 +453,11 @@ impl Reader {
             Reader::Postgres(s) => s.page(after, rewind, limit).await,
             Reader::Mysql(s) => s.page(after, rewind, limit).await,
             Reader::Org(s) => s.page(after, rewind, limit),
+            Reader::Remote {
+                remote,
+                fields,
+                overlap,
+            } => remote.page(fields, after, rewind, *overlap, limit).await,
         }
     }
 }
@@ -426,12 +467,29 @@ enum Writer {
     Org,
     Postgres(targets::Postgres),
     Mysql(targets::Mysql),
+    Remote(remote::Remote, Operation, Option<String>),
 }
 
 impl Writer {
-    async fn open(def: &TargetDef) -> Result<Writer, String> {
+    async fn open(def: &TargetDef, engine: &Engine) -> Result<Writer, String> {
         Ok(match def {
             TargetDef::Org { .. } => Writer::Org,
+            TargetDef::Salesforce {
+                credential,
+                object,
+                operation,
+                external_id,
+                api_version,
+            } => Writer::Remote(
+                remote::Remote::new(engine.credential(credential)?, api_version, object),
+                match operation.as_str() {
+                    "insert" => Operation::Insert,
+                    "update" => Operation::Update,
+                    "delete" => Operation::Delete,
+                    _ => Operation::Upsert,
+                },
+                external_id.clone(),
+            ),
             TargetDef::Postgres { url, table, key } => {
                 Writer::Postgres(targets::Postgres::open(url, table, key).await?)
             }
@@ -463,6 +521,7 @@ impl Engine {
         let outcomes = match writer {
             Writer::Postgres(t) => t.write(&good).await?,
             Writer::Mysql(t) => t.write(&good).await?,
+            Writer::Remote(r, op, ext) => r.write(*op, ext.as_deref(), &good).await?,
             Writer::Org => unreachable!("org targets are written by write_batch"),
         };
         let mut outcomes = outcomes.into_iter();
@@ -518,7 +577,7 @@ impl Engine {
 }
 
 /// A mapped row: target field or column → value.
-type Record = serde_json::Map<String, Json>;
+pub type Record = serde_json::Map<String, Json>;
 
 /// A source row through the job's mapping.
 fn map_row(job: &Job, data: &Json) -> Result<serde_json::Map<String, Json>, String> {

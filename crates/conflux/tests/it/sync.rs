@@ -918,3 +918,91 @@ fn scheduled_jobs_run_by_themselves_and_lookups_resolve_parents() {
     db.batch_execute(&format!("DROP TABLE {customers}; DROP TABLE {contacts};"))
         .unwrap();
 }
+
+#[test]
+fn a_job_syncs_with_a_second_conflux_through_the_remote_org_connector() {
+    let data_a = data_dir("sync-cross-a");
+    let objects = data_a.join("metadata/objects");
+    std::fs::create_dir_all(&objects).unwrap();
+    std::fs::write(
+        objects.join("Account.yaml"),
+        "fields:\n  - fullName: Remote_Id__c\n    type: Text\n    length: 18\n    externalId: true\n    unique: true\n",
+    )
+    .unwrap();
+    let data_b = data_dir("sync-cross-b");
+    write_customer_field(&data_b);
+    let a = Org::start_in(&data_a, &[], &[]);
+    let b = Org::start_in(&data_b, &[], &[]);
+    let (s, body) = a.call(
+        Method::PUT,
+        &a.data("/conflux/named-credentials/OrgB"),
+        Some(
+            json!({"url": b.srv.http, "auth": {"type": "oauth_client_credentials",
+            "tokenUrl": format!("{}/services/oauth2/token", b.srv.http),
+            "clientId": crate::harness::CLIENT_ID, "clientSecret": crate::harness::CLIENT_SECRET}}),
+        ),
+    );
+    assert_eq!(s, 201, "{body}");
+    let mut a_ids = Vec::new();
+    for i in 0..230 {
+        a_ids.push(a.create("Account", json!({"Name": format!("From A {i}")})));
+    }
+    // Push: A's Accounts into B, upserted on B's Customer_Id__c (230 records: two collection calls).
+    let (s, body) = a.call(
+        Method::PUT,
+        &a.data("/conflux/sync-jobs/Push"),
+        Some(json!({
+            "source": {"type": "org", "object": "Account"},
+            "target": {"type": "salesforce", "credential": "OrgB", "object": "Account",
+                       "operation": "upsert", "external_id": "Customer_Id__c"},
+            "mapping": {"Customer_Id__c": ".Id", "Name": ".Name"},
+            "batch_size": 500
+        })),
+    );
+    assert_eq!(s, 201, "{body}");
+    let r = run(&a, "Push");
+    assert_eq!(
+        (r["status"].as_str(), r["written"].as_u64()),
+        (Some("succeeded"), Some(230)),
+        "{r}"
+    );
+    let pushed = org_side(&b, "001");
+    assert_eq!(pushed.len(), 230);
+    for id in &a_ids {
+        assert!(pushed.contains_key(id), "{id} reached B");
+    }
+    // Running again writes the same records again, and B still has each once.
+    let (s, _) = a.call(Method::POST, &a.data("/conflux/sync-jobs/Push/reset"), None);
+    assert_eq!(s, 204);
+    let r = run(&a, "Push");
+    assert_eq!(r["written"].as_u64(), Some(230), "{r}");
+    assert_eq!(org_side(&b, "001").len(), 230);
+
+    // Pull: B's Accounts (the pushed ones and B's own) into A, keyed by B's ids.
+    for i in 0..5 {
+        b.create("Account", json!({"Name": format!("Only in B {i}")}));
+    }
+    let (s, body) = a.call(
+        Method::PUT,
+        &a.data("/conflux/sync-jobs/Pull"),
+        Some(json!({
+            "source": {"type": "salesforce", "credential": "OrgB", "object": "Account",
+                       "fields": ["Name"]},
+            "target": {"type": "org", "object": "Account", "operation": "upsert",
+                       "external_id": "Remote_Id__c"},
+            "mapping": {"Remote_Id__c": ".Id", "Name": "\"B: \" + .Name"},
+            "batch_size": 100
+        })),
+    );
+    assert_eq!(s, 201, "{body}");
+    let r = run(&a, "Pull");
+    assert_eq!(
+        (r["status"].as_str(), r["written"].as_u64()),
+        (Some("succeeded"), Some(235)),
+        "{r}"
+    );
+    let q = a.query("SELECT COUNT() FROM Account WHERE Remote_Id__c != null");
+    assert_eq!(q["totalSize"], 235);
+    let q = a.query("SELECT COUNT() FROM Account WHERE Name LIKE 'B: Only in B%'");
+    assert_eq!(q["totalSize"], 5);
+}
