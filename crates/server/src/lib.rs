@@ -166,7 +166,7 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     org.set_triggers(automation.clone());
 
     // Sync jobs (metadata/sync/*.yaml and the admin API), run on demand.
-    let sync_jobs = sync::Engine::new(automation.clone());
+    let sync_jobs = sync::Engine::new(automation.clone(), cfg.data_dir.join("files"));
     let sync_dir = metadata_dir
         .as_ref()
         .map(|d| d.join("sync"))

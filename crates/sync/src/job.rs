@@ -90,6 +90,14 @@ pub enum SourceDef {
         #[serde(default = "default_overlap")]
         overlap_seconds: u64,
     },
+    /// A CSV or JSON-lines file, read as an append-only log (the cursor counts rows read).
+    File {
+        /// The file's path (on the server).
+        path: String,
+        /// `csv` or `jsonl` (default: by extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<String>,
+    },
     /// A MySQL or MariaDB table, read the same way.
     Mysql {
         /// `mysql://user:password@host:port/database`.
@@ -114,6 +122,7 @@ impl SourceDef {
             SourceDef::Mysql { .. } => "mysql",
             SourceDef::Org { .. } => "org",
             SourceDef::Salesforce { .. } => "salesforce",
+            SourceDef::File { .. } => "file",
         }
     }
 }
@@ -137,7 +146,9 @@ impl SourceDef {
     /// Its connection, table and columns (database sources).
     pub fn table(&self) -> Option<TableSource<'_>> {
         Some(match self {
-            SourceDef::Org { .. } | SourceDef::Salesforce { .. } => return None,
+            SourceDef::Org { .. } | SourceDef::Salesforce { .. } | SourceDef::File { .. } => {
+                return None
+            }
             SourceDef::Postgres {
                 url,
                 table,
@@ -190,6 +201,14 @@ pub enum TargetDef {
         /// The API version (default 60.0).
         #[serde(default = "default_version")]
         api_version: String,
+    },
+    /// A CSV or JSON-lines file rows are appended to (at least once).
+    File {
+        /// The file's path (on the server).
+        path: String,
+        /// `csv` or `jsonl` (default: by extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<String>,
     },
     /// A PostgreSQL table, rows upserted by `key` (`INSERT … ON CONFLICT`).
     Postgres {
@@ -316,6 +335,12 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
                 }
             }
         }
+        (SourceDef::File { path, format }, None) => {
+            crate::files::Format::parse(format.as_deref(), path).map_err(err)?;
+            if path.is_empty() {
+                return Err(err("the source's path is empty".into()));
+            }
+        }
         (SourceDef::Org { object, .. }, None) => {
             schema
                 .object(object)
@@ -329,6 +354,19 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             operation,
             external_id,
         } => (object, operation, external_id),
+        TargetDef::File { path, format } => {
+            crate::files::Format::parse(format.as_deref(), path).map_err(err)?;
+            if path.is_empty() {
+                return Err(err("the target's path is empty".into()));
+            }
+            let mapping = compile_mapping(&def, &err)?;
+            return Ok(Job {
+                def,
+                schedule,
+                mapping,
+                operation: Operation::Insert,
+            });
+        }
         TargetDef::Salesforce {
             credential,
             object,

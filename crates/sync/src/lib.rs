@@ -4,6 +4,7 @@
 //! where the committed data ends. Rows the target refuses go to the job's error table with the
 //! source key, the reason and the payload; a later run that writes them clears them.
 
+pub mod files;
 pub mod job;
 pub mod mysql;
 pub mod org_source;
@@ -60,13 +61,20 @@ pub struct Engine {
     running: Mutex<HashMap<String, Progress>>,
     /// Where named credentials come from (remote orgs).
     automation: Arc<automation::Automation>,
+    /// The only folder file sources and targets may use.
+    files_root: std::path::PathBuf,
 }
 
 impl Engine {
-    /// No jobs yet; remote orgs are reached through `automation`'s named credentials.
-    pub fn new(automation: Arc<automation::Automation>) -> Arc<Engine> {
+    /// No jobs yet; remote orgs are reached through `automation`'s named credentials, files
+    /// must lie in `files_root`.
+    pub fn new(
+        automation: Arc<automation::Automation>,
+        files_root: std::path::PathBuf,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             automation,
+            files_root,
             jobs: RwLock::default(),
             files: Mutex::default(),
             api: Mutex::default(),
@@ -389,9 +397,30 @@ enum Reader {
         fields: Vec<String>,
         overlap: u64,
     },
+    File(String, files::Format),
 }
 
 impl Engine {
+    /// A file path of a job, inside the files folder (relative paths are taken from it).
+    fn file_path(&self, path: &str) -> Result<String, String> {
+        let p = std::path::Path::new(path);
+        let full = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.files_root.join(p)
+        };
+        let escapes = p
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+        if escapes || !full.starts_with(&self.files_root) {
+            return Err(format!(
+                "{path} is outside the files folder {}; sync jobs read and write files there only",
+                self.files_root.display()
+            ));
+        }
+        Ok(full.to_string_lossy().into_owned())
+    }
+
     fn credential(&self, name: &str) -> Result<Arc<automation::credentials::Credential>, String> {
         self.automation.named_credential(name).ok_or_else(|| {
             format!("there is no named credential {name} (conflux/named-credentials/{name})")
@@ -407,6 +436,10 @@ impl Reader {
         engine: &Engine,
     ) -> Result<Reader, String> {
         Ok(match (def, def.table()) {
+            (SourceDef::File { path, format }, _) => Reader::File(
+                engine.file_path(path)?,
+                files::Format::parse(format.as_deref(), path)?,
+            ),
             (
                 SourceDef::Salesforce {
                     credential,
@@ -458,6 +491,14 @@ impl Reader {
                 fields,
                 overlap,
             } => remote.page(fields, after, rewind, *overlap, limit).await,
+            Reader::File(path, format) => {
+                let (path, format, after) = (path.clone(), *format, after.cloned());
+                tokio::task::spawn_blocking(move || {
+                    files::page(&path, format, after.as_ref(), limit)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
         }
     }
 }
@@ -468,12 +509,17 @@ enum Writer {
     Postgres(targets::Postgres),
     Mysql(targets::Mysql),
     Remote(remote::Remote, Operation, Option<String>),
+    File(String, files::Format),
 }
 
 impl Writer {
     async fn open(def: &TargetDef, engine: &Engine) -> Result<Writer, String> {
         Ok(match def {
             TargetDef::Org { .. } => Writer::Org,
+            TargetDef::File { path, format } => Writer::File(
+                engine.file_path(path)?,
+                files::Format::parse(format.as_deref(), path)?,
+            ),
             TargetDef::Salesforce {
                 credential,
                 object,
@@ -522,6 +568,17 @@ impl Engine {
             Writer::Postgres(t) => t.write(&good).await?,
             Writer::Mysql(t) => t.write(&good).await?,
             Writer::Remote(r, op, ext) => r.write(*op, ext.as_deref(), &good).await?,
+            Writer::File(path, format) => {
+                let columns: Vec<String> = job.mapping.iter().map(|(c, _)| c.clone()).collect();
+                let rows: Vec<Record> = good.iter().map(|r| (*r).clone()).collect();
+                let (path, format) = (path.clone(), *format);
+                tokio::task::spawn_blocking(move || {
+                    let refs: Vec<&Record> = rows.iter().collect();
+                    files::append(&path, format, &columns, &refs)
+                })
+                .await
+                .map_err(|e| e.to_string())??
+            }
             Writer::Org => unreachable!("org targets are written by write_batch"),
         };
         let mut outcomes = outcomes.into_iter();

@@ -1006,3 +1006,100 @@ fn a_job_syncs_with_a_second_conflux_through_the_remote_org_connector() {
     let q = a.query("SELECT COUNT() FROM Account WHERE Name LIKE 'B: Only in B%'");
     assert_eq!(q["totalSize"], 5);
 }
+
+#[test]
+fn csv_and_json_lines_files_in_and_out() {
+    let data = data_dir("sync-files");
+    write_customer_field(&data);
+    let org = Org::start_in(&data, &[], &[]);
+    let dir = data.join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let jsonl = dir.join("customers.jsonl");
+    let csv_in = dir.join("customers.csv");
+    let out = dir.join("out.csv");
+    std::fs::write(
+        &jsonl,
+        (0..30)
+            .map(|i| format!("{{\"id\": \"J{i:03}\", \"name\": \"Json {i}\", \"revenue\": {i}}}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    std::fs::write(
+        &csv_in,
+        "id,name,revenue\nV001,\"Csv, One\",10\nV002,Csv Two,\n",
+    )
+    .unwrap();
+    for (name, path) in [("From_Jsonl", &jsonl), ("From_Csv", &csv_in)] {
+        let (s, b) = org.call(
+            Method::PUT,
+            &org.data(&format!("/conflux/sync-jobs/{name}")),
+            Some(json!({
+                "source": {"type": "file", "path": path},
+                "target": {"type": "org", "object": "Account", "operation": "upsert",
+                           "external_id": "Customer_Id__c"},
+                "mapping": {"Customer_Id__c": ".id", "Name": ".name", "AnnualRevenue": ".revenue"},
+                "batch_size": 8
+            })),
+        );
+        assert_eq!(s, 201, "{b}");
+        let r = run(&org, name);
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    assert_eq!(org_side(&org, "J").len(), 30);
+    let v = org_side(&org, "V");
+    assert_eq!(v["V001"], (json!("Csv, One"), json!(10.0)));
+    assert_eq!(v["V002"], (json!("Csv Two"), Value::Null));
+
+    // Appended lines are read by the next run, and only they.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&jsonl)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        b"{\"id\": \"J100\", \"name\": \"Appended\", \"revenue\": 1}\n",
+    )
+    .unwrap();
+    let r = run(&org, "From_Jsonl");
+    assert_eq!(r["read"].as_u64(), Some(1), "{r}");
+    assert_eq!(org_side(&org, "J").len(), 31);
+
+    // Out of the org into a CSV file.
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/To_Csv"),
+        Some(json!({
+            "source": {"type": "org", "object": "Account"},
+            "target": {"type": "file", "path": out},
+            "mapping": {"id": ".Customer_Id__c", "name": ".Name"}
+        })),
+    );
+    assert_eq!(s, 201, "{b}");
+    let r = run(&org, "To_Csv");
+    assert_eq!(r["written"].as_u64(), Some(33), "{r}");
+    // Files outside the server's files folder are refused.
+    for path in ["/etc/passwd", "../secret.key"] {
+        let (s, b) = org.call(
+            Method::PUT,
+            &org.data("/conflux/sync-jobs/Escape"),
+            Some(json!({"source": {"type": "file", "path": path},
+                        "target": {"type": "org", "object": "Account", "operation": "insert"},
+                        "mapping": {"Name": ".name"}})),
+        );
+        assert!(s == 201 || s == 200, "{b}");
+        let r = run(&org, "Escape");
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(
+            r["message"]
+                .as_str()
+                .unwrap()
+                .contains("outside the files folder"),
+            "{r}"
+        );
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("id,name"));
+    assert_eq!(lines.count(), 33);
+    assert!(text.contains("V001,\"Csv, One\""), "{text}");
+}
