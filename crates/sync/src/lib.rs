@@ -324,50 +324,129 @@ impl Engine {
             job.operation,
         );
         let setting = cursor_setting(&job.def.name);
+        // Rows go through the Bulk API's ingest plan: the same checks, the batched insert path
+        // (and flows, row by row, for objects they watch), one outcome per row.
+        let bulk_op = match op {
+            Operation::Insert => service::bulk::Operation::Insert,
+            Operation::Upsert => service::bulk::Operation::Upsert,
+            Operation::Update => service::bulk::Operation::Update,
+            Operation::Delete => service::bulk::Operation::Delete,
+        };
+        // Columns: a field, or `Relationship.External_Id__c` for a parent looked up by its
+        // external id (the mapping gives `{External_Id__c: value}`).
+        let mut columns: Vec<(String, Option<String>)> = Vec::new();
+        for (k, _) in &job.mapping {
+            let inner = if o.field_index(k).is_none() {
+                mapped
+                    .iter()
+                    .filter_map(|(_, m)| m.as_ref().ok())
+                    .find_map(|m| m.get(k).and_then(Json::as_object))
+                    .and_then(|inner| inner.keys().next().cloned())
+            } else {
+                None
+            };
+            columns.push((k.clone(), inner));
+        }
+        let header: Vec<String> = columns
+            .iter()
+            .map(|(k, inner)| match inner {
+                Some(e) => format!("{k}.{e}"),
+                None => k.clone(),
+            })
+            .collect();
+        let plan =
+            service::bulk::IngestPlan::new(&p2, &schema, &o, bulk_op, ext.as_deref(), &header)
+                .map_err(|e| format!("the mapping does not fit {}: {e}", o.name))?;
+        // Each row as text cells in header order (None: set to null).
+        let mut keys = Vec::new();
+        let mut payloads = Vec::new();
+        let mut texts: Vec<Vec<Option<String>>> = Vec::new();
+        let mut early: Vec<(String, String, String)> = Vec::new();
+        for (key, body) in &mapped {
+            let body = match body {
+                Ok(Json::Object(b)) => b,
+                Ok(_) => continue,
+                Err(m) => {
+                    early.push((key.clone(), m.clone(), "null".into()));
+                    continue;
+                }
+            };
+            let mut row = Vec::with_capacity(columns.len());
+            let mut bad = None;
+            for (k, inner) in &columns {
+                let v = body.get(k).unwrap_or(&Json::Null);
+                let v = match (inner, v) {
+                    (Some(e), Json::Object(m)) => m.get(e).unwrap_or(&Json::Null),
+                    (Some(e), Json::Null) => {
+                        let _ = e;
+                        &Json::Null
+                    }
+                    (Some(e), other) => {
+                        bad = Some(format!(
+                            "the mapping of {k} gave {other}, not {{{e}: value}}"
+                        ));
+                        break;
+                    }
+                    (None, v) => v,
+                };
+                row.push(match v {
+                    Json::Null => None,
+                    Json::String(s) if s.is_empty() => None,
+                    Json::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                });
+            }
+            match bad {
+                Some(m) => early.push((key.clone(), m, Json::Object(body.clone()).to_string())),
+                None => {
+                    keys.push(key.clone());
+                    payloads.push(Json::Object(body.clone()).to_string());
+                    texts.push(row);
+                }
+            }
+        }
+        let chunk = plan.prepare(
+            &p2,
+            org.store().marker(),
+            texts.iter().map(|row| {
+                row.iter()
+                    .map(|c| match c {
+                        Some(t) => service::bulk::Cell::Text(t),
+                        None => service::bulk::Cell::Null,
+                    })
+                    .collect::<Vec<_>>()
+            }),
+        );
         let done = org
             .store()
             .write(move |tx| {
-                let mut ok = Vec::new();
                 let now = now_millis();
-                for (key, body) in &mapped {
-                    let body = match body {
-                        Ok(b) => b,
-                        Err(m) => {
-                            tx.put_sync_error(&SyncErrorRow {
-                                job: job2.clone(),
-                                run: next.id,
-                                key: key.clone(),
-                                error: m.clone(),
-                                payload: "null".into(),
-                                created_ms: now,
-                            })?;
-                            next.failed += 1;
-                            continue;
-                        }
-                    };
-                    tx.savepoint()?;
-                    match write_row(tx, &p2, &o, op, ext.as_deref(), body) {
-                        Ok(()) => {
-                            tx.release_savepoint()?;
+                for (key, error, payload) in &early {
+                    tx.put_sync_error(&SyncErrorRow {
+                        job: job2.clone(),
+                        run: next.id,
+                        key: key.clone(),
+                        error: error.clone(),
+                        payload: payload.clone(),
+                        created_ms: now,
+                    })?;
+                    next.failed += 1;
+                }
+                let outcomes = plan.apply(tx, &p2, chunk, now)?;
+                let mut ok = Vec::new();
+                for ((key, payload), outcome) in keys.iter().zip(&payloads).zip(outcomes) {
+                    match outcome {
+                        service::bulk::RowOutcome::Ok { .. } => {
                             ok.push(key.clone());
                             next.written += 1;
                         }
-                        Err(e)
-                            if matches!(
-                                e.code,
-                                ErrorCode::UnknownException | ErrorCode::ServerUnavailable
-                            ) =>
-                        {
-                            return Err(e)
-                        }
-                        Err(e) => {
-                            tx.rollback_savepoint()?;
+                        service::bulk::RowOutcome::Err { error, .. } => {
                             tx.put_sync_error(&SyncErrorRow {
                                 job: job2.clone(),
                                 run: next.id,
                                 key: key.clone(),
-                                error: format!("{}: {}", e.code.as_str(), e.message),
-                                payload: body.to_string(),
+                                error: format!("{}: {}", error.code, error.message),
+                                payload: payload.clone(),
                                 created_ms: now,
                             })?;
                             next.failed += 1;
@@ -647,57 +726,6 @@ fn map_row(job: &Job, data: &Json) -> Result<serde_json::Map<String, Json>, Stri
         );
     }
     Ok(m)
-}
-
-/// Writes one mapped row to the org.
-fn write_row(
-    tx: &mut dyn store::WriteTx,
-    p: &Principal,
-    o: &model::ObjectDef,
-    op: Operation,
-    ext: Option<&str>,
-    body: &Json,
-) -> ApiResult<()> {
-    use service::ops;
-    let id_of = |body: &Json| -> ApiResult<u64> {
-        let id = body.get("Id").and_then(Json::as_str).unwrap_or_default();
-        ops::row_of(&*tx, o, id)
-    };
-    match op {
-        Operation::Insert => ops::create(tx, p, o, body).map(|_| ()),
-        Operation::Upsert => {
-            let ext = ext.unwrap_or("Id");
-            let value = match body.get(ext) {
-                Some(Json::String(s)) if !s.is_empty() => s.clone(),
-                Some(Json::Number(n)) => n.to_string(),
-                _ => {
-                    return Err(ApiError::new(
-                        ErrorCode::RequiredFieldMissing,
-                        format!("the upsert key {ext} is empty"),
-                    ))
-                }
-            };
-            match ops::upsert(tx, p, o, ext, &value, body, false)? {
-                ops::UpsertOutcome::Done(_) => Ok(()),
-                ops::UpsertOutcome::Multiple(_) => Err(ApiError::new(
-                    ErrorCode::DuplicateExternalId,
-                    format!("more than one record has {ext} = {value}"),
-                )),
-            }
-        }
-        Operation::Update => {
-            let seq = id_of(body)?;
-            let mut rest = body.clone();
-            if let Json::Object(m) = &mut rest {
-                m.remove("Id");
-            }
-            ops::update(tx, p, o, seq, &rest, None)
-        }
-        Operation::Delete => {
-            let seq = id_of(body)?;
-            ops::delete(tx, p, o, seq, None)
-        }
-    }
 }
 
 fn run_json(r: &SyncRunRow) -> Json {
