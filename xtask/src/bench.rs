@@ -22,6 +22,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             collections(root, args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10))
         }
         Some("streaming") => streaming(root, &args[1..]),
+        Some("sync") => sync_bench(
+            root,
+            args.get(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000),
+        ),
         Some("delivery") => delivery(
             root,
             args.get(1)
@@ -36,7 +42,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .unwrap_or(1_000_000),
         ),
         other => {
-            bail!("unknown benchmark {other:?}; available: rest, bulk, collections, streaming, pubsub, delivery")
+            bail!("unknown benchmark {other:?}; available: rest, bulk, collections, streaming, pubsub, delivery, sync")
         }
     }
 }
@@ -1060,5 +1066,67 @@ fn delivery(root: &Path, queued: u64, spyne_n: u64) -> Result<()> {
     let out_dir = root.join("bench/out");
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(out_dir.join("delivery.md"), &report)?;
+    Ok(())
+}
+
+/// PostgreSQL of the machine (trust auth, database `test`).
+const BENCH_PG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+
+fn sync_bench(root: &Path, rows: u64) -> Result<()> {
+    if std::net::TcpStream::connect(("127.0.0.1", 5432)).is_err() {
+        bail!("bench sync needs PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`); start it and run again");
+    }
+    let (rel, work, csv) = release_and_data(root, "bench-sync", rows)?;
+    let srv = bench_server(&rel, &work)?;
+    eprintln!("==> COPY TO + Bulk API against a sync job (server pid {})", srv.pid());
+    let out = Command::new(rel.join("sync_load"))
+        .args([
+            "run",
+            &srv.http,
+            USERNAME,
+            PASSWORD,
+            CLIENT_ID,
+            CLIENT_SECRET,
+            &srv.pid().to_string(),
+            BENCH_PG,
+        ])
+        .arg(&csv)
+        .arg(&work)
+        .stderr(Stdio::inherit())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!("sync_load failed: {text}");
+    }
+    srv.stop()?;
+    let f: Vec<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sync "))
+        .ok_or_else(|| anyhow!("unexpected sync_load output: {text}"))?
+        .split_whitespace()
+        .map(|x| x.parse::<f64>().map_err(Into::into))
+        .collect::<Result<_>>()?;
+    let _ = std::fs::remove_dir_all(&work);
+    let [n, copy, bulk, sync, before, max] = f.as_slice() else {
+        bail!("unexpected sync_load output: {text}");
+    };
+    let pipeline = copy + bulk;
+    let report = format!(
+        "| Measure | Time | Rows/s | Ratio |\n|---|---|---|---|\n\
+| PostgreSQL `COPY (SELECT …) TO STDOUT` into a CSV file | {copy:.2} s | {:.0} | |\n\
+| Bulk API 2.0 insert of that file (create, upload, close, until JobComplete) | {bulk:.2} s | {:.0} | |\n\
+| **Pipeline**: COPY TO + Bulk insert | {pipeline:.2} s | {:.0} | 1.00 |\n\
+| **Sync job** PostgreSQL → org, upsert on the external id, batches of 2,000 (run start to end) | {sync:.2} s | {:.0} | **{:.2}** of the pipeline (goal ≥ 0.5) |\n\
+| Server memory (VmRSS) before the sync run / max during it | {before:.0} MB / {max:.0} MB | | |\n",
+        n / copy,
+        n / bulk,
+        n / pipeline,
+        n / sync,
+        pipeline / sync,
+    );
+    println!("\nbench sync ({n} rows):\n\n{report}");
+    let out_dir = root.join("bench/out");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("sync.md"), &report)?;
     Ok(())
 }

@@ -196,30 +196,42 @@ impl Engine {
     ) -> Result<(), String> {
         let source = Reader::open(&job.def.source, org, p, self).await?;
         let writer = Writer::open(&job.def.target, self).await?;
-        let mut at: Option<Cursor> = run
+        let at: Option<Cursor> = run
             .cursor_from
             .as_deref()
             .and_then(|t| serde_json::from_str(t).ok());
-        let mut rewind = true;
+        let n = job.def.batch_size;
+        let mut rows = source.page(at.as_ref(), true, n).await?;
         loop {
-            let rows = source.page(at.as_ref(), rewind, job.def.batch_size).await?;
-            rewind = false;
             let Some(last) = rows.last().map(|r| r.at.clone()) else {
                 break;
             };
-            let full = rows.len() == job.def.batch_size;
-            match &writer {
-                Writer::Org => self.write_batch(org, p, job, run, rows, &last).await?,
-                w => self.write_external(org, w, job, run, rows, &last).await?,
-            }
-            at = Some(last);
+            let full = rows.len() == n;
+            // Read the next page while this one is written (the cursor moves only with the
+            // write; a failed write drops what was read ahead).
+            let write = async {
+                match &writer {
+                    Writer::Org => self.write_batch(org, p, job, run, rows, &last).await,
+                    w => self.write_external(org, w, job, run, rows, &last).await,
+                }
+            };
+            let read_ahead = async {
+                if full {
+                    Some(source.page(Some(&last), false, n).await)
+                } else {
+                    None
+                }
+            };
+            let (written, next) = tokio::join!(write, read_ahead);
+            written?;
             if let Some(pr) = self.running.lock().get_mut(&job.def.name) {
                 pr.read = run.read;
                 pr.written = run.written;
                 pr.failed = run.failed;
             }
-            if !full {
-                break;
+            match next {
+                Some(next) => rows = next?,
+                None => break,
             }
         }
         Ok(())
@@ -310,10 +322,6 @@ impl Engine {
             .object(object)
             .cloned()
             .ok_or_else(|| format!("the object {object} no longer exists"))?;
-        let mapped: Vec<(String, Result<Json, String>)> = rows
-            .iter()
-            .map(|r| (r.at.key.clone(), map_row(job, &r.data).map(Json::Object)))
-            .collect();
         let mut next = run.clone();
         next.read += rows.len() as u64;
         next.cursor_to = Some(serde_json::to_string(last).expect("cursor serializes"));
@@ -335,13 +343,11 @@ impl Engine {
         // Columns: a field, or `Relationship.External_Id__c` for a parent looked up by its
         // external id (the mapping gives `{External_Id__c: value}`).
         let mut columns: Vec<(String, Option<String>)> = Vec::new();
-        for (k, _) in &job.mapping {
+        for (k, e) in &job.mapping {
             let inner = if o.field_index(k).is_none() {
-                mapped
-                    .iter()
-                    .filter_map(|(_, m)| m.as_ref().ok())
-                    .find_map(|m| m.get(k).and_then(Json::as_object))
-                    .and_then(|inner| inner.keys().next().cloned())
+                rows.iter()
+                    .filter_map(|r| map_value(e, &r.data).ok())
+                    .find_map(|v| v.as_object().and_then(|m| m.keys().next().cloned()))
             } else {
                 None
             };
@@ -359,28 +365,22 @@ impl Engine {
                 .map_err(|e| format!("the mapping does not fit {}: {e}", o.name))?;
         // Each row as text cells in header order (None: set to null).
         let mut keys = Vec::new();
-        let mut payloads = Vec::new();
         let mut texts: Vec<Vec<Option<String>>> = Vec::new();
         let mut early: Vec<(String, String, String)> = Vec::new();
-        for (key, body) in &mapped {
-            let body = match body {
-                Ok(Json::Object(b)) => b,
-                Ok(_) => continue,
-                Err(m) => {
-                    early.push((key.clone(), m.clone(), "null".into()));
-                    continue;
-                }
-            };
+        for r in &rows {
             let mut row = Vec::with_capacity(columns.len());
             let mut bad = None;
-            for (k, inner) in &columns {
-                let v = body.get(k).unwrap_or(&Json::Null);
-                let v = match (inner, v) {
-                    (Some(e), Json::Object(m)) => m.get(e).unwrap_or(&Json::Null),
-                    (Some(e), Json::Null) => {
-                        let _ = e;
-                        &Json::Null
+            for ((k, inner), (_, e)) in columns.iter().zip(&job.mapping) {
+                let v = match map_value(e, &r.data) {
+                    Ok(v) => v,
+                    Err(m) => {
+                        bad = Some(format!("mapping {k}: {m}"));
+                        break;
                     }
+                };
+                let v: &Json = match (inner, &*v) {
+                    (Some(e), Json::Object(m)) => m.get(e).unwrap_or(&Json::Null),
+                    (Some(_), Json::Null) => &Json::Null,
                     (Some(e), other) => {
                         bad = Some(format!(
                             "the mapping of {k} gave {other}, not {{{e}: value}}"
@@ -397,10 +397,9 @@ impl Engine {
                 });
             }
             match bad {
-                Some(m) => early.push((key.clone(), m, Json::Object(body.clone()).to_string())),
+                Some(m) => early.push((r.at.key.clone(), m, r.data.to_string())),
                 None => {
-                    keys.push(key.clone());
-                    payloads.push(Json::Object(body.clone()).to_string());
+                    keys.push(r.at.key.clone());
                     texts.push(row);
                 }
             }
@@ -434,19 +433,25 @@ impl Engine {
                 }
                 let outcomes = plan.apply(tx, &p2, chunk, now)?;
                 let mut ok = Vec::new();
-                for ((key, payload), outcome) in keys.iter().zip(&payloads).zip(outcomes) {
+                for ((key, cells), outcome) in keys.iter().zip(&texts).zip(outcomes) {
                     match outcome {
                         service::bulk::RowOutcome::Ok { .. } => {
                             ok.push(key.clone());
                             next.written += 1;
                         }
                         service::bulk::RowOutcome::Err { error, .. } => {
+                            // The row as written: its cells by column.
+                            let payload: serde_json::Map<String, Json> = header
+                                .iter()
+                                .zip(cells)
+                                .map(|(h, c)| (h.clone(), c.clone().map_or(Json::Null, Json::String)))
+                                .collect();
                             tx.put_sync_error(&SyncErrorRow {
                                 job: job2.clone(),
                                 run: next.id,
                                 key: key.clone(),
                                 error: format!("{}: {}", error.code, error.message),
-                                payload: payload.clone(),
+                                payload: Json::Object(payload).to_string(),
                                 created_ms: now,
                             })?;
                             next.failed += 1;
@@ -719,13 +724,30 @@ pub type Record = serde_json::Map<String, Json>;
 fn map_row(job: &Job, data: &Json) -> Result<serde_json::Map<String, Json>, String> {
     let mut m = serde_json::Map::new();
     for (f, e) in &job.mapping {
-        m.insert(
-            f.clone(),
-            e.first(data, &Json::Null)
-                .map_err(|err| format!("mapping {f}: {err}"))?,
-        );
+        let v = map_value(e, data).map_err(|err| format!("mapping {f}: {err}"))?;
+        m.insert(f.clone(), v.into_owned());
     }
     Ok(m)
+}
+
+/// One mapping's value for a source row: `.column` (the usual mapping) is read directly,
+/// anything else runs through jq.
+fn map_value<'a>(e: &automation::jq::Expr, data: &'a Json) -> Result<std::borrow::Cow<'a, Json>, String> {
+    static NULL: Json = Json::Null;
+    match simple_path(e.source()) {
+        Some(name) if data.is_object() => Ok(std::borrow::Cow::Borrowed(data.get(name).unwrap_or(&NULL))),
+        _ => e.first(data, &Json::Null).map(std::borrow::Cow::Owned),
+    }
+}
+
+/// `name` when `expr` is exactly `.name` (an identifier).
+fn simple_path(expr: &str) -> Option<&str> {
+    let name = expr.trim().strip_prefix('.')?;
+    let mut chars = name.chars();
+    let first = chars.next()?;
+    ((first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    .then_some(name)
 }
 
 fn run_json(r: &SyncRunRow) -> Json {
