@@ -1078,7 +1078,10 @@ fn sync_bench(root: &Path, rows: u64) -> Result<()> {
     }
     let (rel, work, csv) = release_and_data(root, "bench-sync", rows)?;
     let srv = bench_server(&rel, &work)?;
-    eprintln!("==> COPY TO + Bulk API against a sync job (server pid {})", srv.pid());
+    eprintln!(
+        "==> COPY TO + Bulk API against a sync job (server pid {})",
+        srv.pid()
+    );
     let out = Command::new(rel.join("sync_load"))
         .args([
             "run",

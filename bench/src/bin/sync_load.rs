@@ -93,15 +93,39 @@ fn create_object(api: &Api, object: &str) -> Result<()> {
     )?;
     let values: Vec<Value> = CATEGORIES.iter().map(|c| json!({"fullName": c})).collect();
     for (field, meta) in [
-        ("Row_Number__c", json!({"type": "Number", "precision": 18, "scale": 0, "label": "Row"})),
-        ("External_Id__c", json!({"type": "Text", "length": 20, "externalId": true, "unique": true, "label": "Ext"})),
+        (
+            "Row_Number__c",
+            json!({"type": "Number", "precision": 18, "scale": 0, "label": "Row"}),
+        ),
+        (
+            "External_Id__c",
+            json!({"type": "Text", "length": 20, "externalId": true, "unique": true, "label": "Ext"}),
+        ),
         ("Email__c", json!({"type": "Email", "label": "Email"})),
-        ("Amount__c", json!({"type": "Currency", "precision": 16, "scale": 2, "label": "Amount"})),
-        ("Created_At__c", json!({"type": "DateTime", "label": "Created"})),
-        ("Is_Active__c", json!({"type": "Checkbox", "label": "Active"})),
-        ("Category__c", json!({"type": "Picklist", "label": "Category", "valueSet": {"valueSetDefinition": {"value": values}}})),
-        ("Score__c", json!({"type": "Number", "precision": 18, "scale": 6, "label": "Score"})),
-        ("Description__c", json!({"type": "Text", "length": 255, "label": "Description"})),
+        (
+            "Amount__c",
+            json!({"type": "Currency", "precision": 16, "scale": 2, "label": "Amount"}),
+        ),
+        (
+            "Created_At__c",
+            json!({"type": "DateTime", "label": "Created"}),
+        ),
+        (
+            "Is_Active__c",
+            json!({"type": "Checkbox", "label": "Active"}),
+        ),
+        (
+            "Category__c",
+            json!({"type": "Picklist", "label": "Category", "valueSet": {"valueSetDefinition": {"value": values}}}),
+        ),
+        (
+            "Score__c",
+            json!({"type": "Number", "precision": 18, "scale": 6, "label": "Score"}),
+        ),
+        (
+            "Description__c",
+            json!({"type": "Text", "length": 255, "label": "Description"}),
+        ),
     ] {
         tooling("CustomField", &format!("{object}.{field}"), meta)?;
     }
@@ -148,7 +172,9 @@ fn main() -> Result<()> {
     db.batch_execute(&format!(
         "CREATE INDEX ON {TABLE} (created_at, external_id); ANALYZE {TABLE}"
     ))?;
-    let rows: i64 = db.query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])?.get(0);
+    let rows: i64 = db
+        .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])?
+        .get(0);
 
     let api = Api::login(base, user, pass, cid, secret)?;
     create_object(&api, "Bulk_Target__c")?;
@@ -179,7 +205,10 @@ fn main() -> Result<()> {
         "/jobs/ingest",
         Some(json!({"object": "Bulk_Target__c", "operation": "insert", "contentType": "CSV", "lineEnding": "LF"})),
     )?;
-    let id = job["id"].as_str().ok_or_else(|| anyhow!("no job id: {job}"))?.to_string();
+    let id = job["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no job id: {job}"))?
+        .to_string();
     let resp = api
         .http
         .put(format!("{base}/services/data/{V}/jobs/ingest/{id}/batches"))
@@ -233,12 +262,20 @@ fn main() -> Result<()> {
     let before = rss_mb(pid);
     let mut max = before;
     let t = Instant::now();
-    let run = api.send(reqwest::Method::POST, "/conflux/sync-jobs/Bench_Sync/run", None)?;
+    let run = api.send(
+        reqwest::Method::POST,
+        "/conflux/sync-jobs/Bench_Sync/run",
+        None,
+    )?;
     let run_id = run["runId"].clone();
     let mut last_print = Instant::now();
     let r = loop {
         max = max.max(rss_mb(pid));
-        let runs = api.send(reqwest::Method::GET, "/conflux/sync-jobs/Bench_Sync/runs?limit=3", None)?;
+        let runs = api.send(
+            reqwest::Method::GET,
+            "/conflux/sync-jobs/Bench_Sync/runs?limit=3",
+            None,
+        )?;
         let r = runs["runs"]
             .as_array()
             .and_then(|a| a.iter().find(|r| r["runId"] == run_id))
@@ -249,7 +286,11 @@ fn main() -> Result<()> {
         }
         if last_print.elapsed() > Duration::from_secs(10) {
             let j = api.send(reqwest::Method::GET, "/conflux/sync-jobs/Bench_Sync", None)?;
-            eprintln!("      {} rows written, server RSS {:.0} MB", j["running"]["written"], rss_mb(pid));
+            eprintln!(
+                "      {} rows written, server RSS {:.0} MB",
+                j["running"]["written"],
+                rss_mb(pid)
+            );
             last_print = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(200));

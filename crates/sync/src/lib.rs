@@ -202,19 +202,52 @@ impl Engine {
             .and_then(|t| serde_json::from_str(t).ok());
         let n = job.def.batch_size;
         let mut rows = source.page(at.as_ref(), true, n).await?;
-        loop {
+        if matches!(writer, Writer::Org) {
+            // Into the org: while the writer commits one batch, the next is read, mapped and
+            // validated (the cursor moves only with each commit; a failed commit drops what was
+            // prepared ahead).
             let Some(last) = rows.last().map(|r| r.at.clone()) else {
-                break;
+                return Ok(());
             };
+            let mut full = rows.len() == n;
+            let mut batch = self.prepare_org(org, p, job, rows, &last)?;
+            let mut last = last;
+            loop {
+                let commit = commit_org(org.clone(), run.clone(), batch);
+                let ahead = async {
+                    if !full {
+                        return Ok(None);
+                    }
+                    let rows = source.page(Some(&last), false, n).await?;
+                    let Some(l) = rows.last().map(|r| r.at.clone()) else {
+                        return Ok(None);
+                    };
+                    let f = rows.len() == n;
+                    let b = self.prepare_org(org, p, job, rows, &l)?;
+                    Ok::<_, String>(Some((b, l, f)))
+                };
+                let (done, next) = tokio::join!(commit, ahead);
+                *run = done?;
+                if let Some(pr) = self.running.lock().get_mut(&job.def.name) {
+                    pr.read = run.read;
+                    pr.written = run.written;
+                    pr.failed = run.failed;
+                }
+                match next? {
+                    Some((b, l, f)) => {
+                        batch = b;
+                        last = l;
+                        full = f;
+                    }
+                    None => return Ok(()),
+                }
+            }
+        }
+        while let Some(last) = rows.last().map(|r| r.at.clone()) {
             let full = rows.len() == n;
             // Read the next page while this one is written (the cursor moves only with the
             // write; a failed write drops what was read ahead).
-            let write = async {
-                match &writer {
-                    Writer::Org => self.write_batch(org, p, job, run, rows, &last).await,
-                    w => self.write_external(org, w, job, run, rows, &last).await,
-                }
-            };
+            let write = self.write_external(org, &writer, job, run, rows, &last);
             let read_ahead = async {
                 if full {
                     Some(source.page(Some(&last), false, n).await)
@@ -298,17 +331,15 @@ impl Engine {
         }
     }
 
-    /// Maps a batch and writes it, its errors, the cursor and the run's counts in one
-    /// transaction.
-    async fn write_batch(
+    /// Maps a batch for the org and validates it (outside the writer); [`commit_org`] writes it.
+    fn prepare_org(
         &self,
         org: &Arc<Org>,
         p: &Principal,
         job: &Arc<Job>,
-        run: &mut SyncRunRow,
         rows: Vec<postgres::Row>,
         last: &Cursor,
-    ) -> Result<(), String> {
+    ) -> Result<OrgBatch, String> {
         let TargetDef::Org {
             object,
             external_id,
@@ -322,9 +353,6 @@ impl Engine {
             .object(object)
             .cloned()
             .ok_or_else(|| format!("the object {object} no longer exists"))?;
-        let mut next = run.clone();
-        next.read += rows.len() as u64;
-        next.cursor_to = Some(serde_json::to_string(last).expect("cursor serializes"));
         let (job2, p2, ext, op) = (
             job.def.name.clone(),
             p.clone(),
@@ -416,59 +444,113 @@ impl Engine {
                     .collect::<Vec<_>>()
             }),
         );
-        let done = org
-            .store()
-            .write(move |tx| {
-                let now = now_millis();
-                for (key, error, payload) in &early {
-                    tx.put_sync_error(&SyncErrorRow {
-                        job: job2.clone(),
-                        run: next.id,
-                        key: key.clone(),
-                        error: error.clone(),
-                        payload: payload.clone(),
-                        created_ms: now,
-                    })?;
-                    next.failed += 1;
-                }
-                let outcomes = plan.apply(tx, &p2, chunk, now)?;
-                let mut ok = Vec::new();
-                for ((key, cells), outcome) in keys.iter().zip(&texts).zip(outcomes) {
-                    match outcome {
-                        service::bulk::RowOutcome::Ok { .. } => {
-                            ok.push(key.clone());
-                            next.written += 1;
-                        }
-                        service::bulk::RowOutcome::Err { error, .. } => {
-                            // The row as written: its cells by column.
-                            let payload: serde_json::Map<String, Json> = header
-                                .iter()
-                                .zip(cells)
-                                .map(|(h, c)| (h.clone(), c.clone().map_or(Json::Null, Json::String)))
-                                .collect();
-                            tx.put_sync_error(&SyncErrorRow {
-                                job: job2.clone(),
-                                run: next.id,
-                                key: key.clone(),
-                                error: format!("{}: {}", error.code, error.message),
-                                payload: Json::Object(payload).to_string(),
-                                created_ms: now,
-                            })?;
-                            next.failed += 1;
-                        }
+        Ok(OrgBatch {
+            early,
+            plan,
+            p: p2,
+            chunk,
+            keys,
+            texts,
+            header,
+            job: job2,
+            setting,
+            read: rows.len() as u64,
+            cursor_to: serde_json::to_string(last).expect("cursor serializes"),
+            object: object.clone(),
+        })
+    }
+}
+
+/// A batch for the org, validated and ready for the writer.
+struct OrgBatch {
+    early: Vec<(String, String, String)>,
+    plan: service::bulk::IngestPlan,
+    p: Principal,
+    chunk: service::bulk::PreparedChunk,
+    keys: Vec<String>,
+    texts: Vec<Vec<Option<String>>>,
+    header: Vec<String>,
+    job: String,
+    setting: String,
+    read: u64,
+    cursor_to: String,
+    object: String,
+}
+
+/// Writes a prepared batch, its errors, the cursor and the run's counts (`next` continues the
+/// run's) in one transaction; the run as it is after it.
+async fn commit_org(
+    org: Arc<Org>,
+    mut next: SyncRunRow,
+    b: OrgBatch,
+) -> Result<SyncRunRow, String> {
+    let OrgBatch {
+        early,
+        plan,
+        p: p2,
+        chunk,
+        keys,
+        texts,
+        header,
+        job: job2,
+        setting,
+        read,
+        cursor_to,
+        object,
+    } = b;
+    next.read += read;
+    next.cursor_to = Some(cursor_to);
+    let done = org
+        .store()
+        .write(move |tx| {
+            let now = now_millis();
+            for (key, error, payload) in &early {
+                tx.put_sync_error(&SyncErrorRow {
+                    job: job2.clone(),
+                    run: next.id,
+                    key: key.clone(),
+                    error: error.clone(),
+                    payload: payload.clone(),
+                    created_ms: now,
+                })?;
+                next.failed += 1;
+            }
+            let outcomes = plan.apply(tx, &p2, chunk, now)?;
+            let mut ok = Vec::new();
+            for ((key, cells), outcome) in keys.iter().zip(&texts).zip(outcomes) {
+                match outcome {
+                    service::bulk::RowOutcome::Ok { .. } => {
+                        ok.push(key.clone());
+                        next.written += 1;
+                    }
+                    service::bulk::RowOutcome::Err { error, .. } => {
+                        // The row as written: its cells by column.
+                        let payload: serde_json::Map<String, Json> = header
+                            .iter()
+                            .zip(cells)
+                            .map(|(h, c)| (h.clone(), c.clone().map_or(Json::Null, Json::String)))
+                            .collect();
+                        tx.put_sync_error(&SyncErrorRow {
+                            job: job2.clone(),
+                            run: next.id,
+                            key: key.clone(),
+                            error: format!("{}: {}", error.code, error.message),
+                            payload: Json::Object(payload).to_string(),
+                            created_ms: now,
+                        })?;
+                        next.failed += 1;
                     }
                 }
-                tx.clear_sync_errors(&job2, &ok)?;
-                tx.set_setting(&setting, next.cursor_to.as_deref().unwrap_or("null"))?;
-                tx.put_sync_run(&next)?;
-                Ok(next)
-            })
-            .await
-            .map_err(|e| format!("writing a batch: {}", e.message))?;
-        org.note_write(object);
-        *run = done;
-        Ok(())
-    }
+            }
+            tx.clear_sync_errors(&job2, &ok)?;
+            tx.set_setting(&setting, next.cursor_to.as_deref().unwrap_or("null"))?;
+            tx.put_sync_run(&next)?;
+            Ok(next)
+        })
+        .await
+        .map_err(|e| format!("writing a batch: {}", e.message))?;
+    org.note_write(&object);
+    Ok(done)
 }
 
 /// An open source.
@@ -732,10 +814,15 @@ fn map_row(job: &Job, data: &Json) -> Result<serde_json::Map<String, Json>, Stri
 
 /// One mapping's value for a source row: `.column` (the usual mapping) is read directly,
 /// anything else runs through jq.
-fn map_value<'a>(e: &automation::jq::Expr, data: &'a Json) -> Result<std::borrow::Cow<'a, Json>, String> {
+fn map_value<'a>(
+    e: &automation::jq::Expr,
+    data: &'a Json,
+) -> Result<std::borrow::Cow<'a, Json>, String> {
     static NULL: Json = Json::Null;
     match simple_path(e.source()) {
-        Some(name) if data.is_object() => Ok(std::borrow::Cow::Borrowed(data.get(name).unwrap_or(&NULL))),
+        Some(name) if data.is_object() => {
+            Ok(std::borrow::Cow::Borrowed(data.get(name).unwrap_or(&NULL)))
+        }
         _ => e.first(data, &Json::Null).map(std::borrow::Cow::Owned),
     }
 }
