@@ -1119,7 +1119,7 @@ fn sync_bench(root: &Path, rows: u64) -> Result<()> {
 | PostgreSQL `COPY (SELECT …) TO STDOUT` into a CSV file | {copy:.2} s | {:.0} | |\n\
 | Bulk API 2.0 insert of that file (create, upload, close, until JobComplete) | {bulk:.2} s | {:.0} | |\n\
 | **Pipeline**: COPY TO + Bulk insert | {pipeline:.2} s | {:.0} | 1.00 |\n\
-| **Sync job** PostgreSQL → org, upsert on the external id, batches of 2,000 (run start to end) | {sync:.2} s | {:.0} | **{:.2}** of the pipeline (goal ≥ 0.5) |\n\
+| **Sync job** PostgreSQL → org, upsert on the external id, batches of 5,000 (run start to end) | {sync:.2} s | {:.0} | **{:.2}** of the pipeline (goal ≥ 0.5) |\n\
 | Server memory (VmRSS) before the sync run / max during it | {before:.0} MB / {max:.0} MB | | |\n",
         n / copy,
         n / bulk,

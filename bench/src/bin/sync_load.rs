@@ -7,7 +7,7 @@
 //!    table into a file under WORK, then a Bulk API 2.0 insert job of that file into a fresh
 //!    object, from job creation to JobComplete;
 //! 2. a sync job from the table into another fresh object (upsert on the external id, batches of
-//!    2,000), from the run's start to its end, sampling the server's resident memory.
+//!    5,000), from the run's start to its end, sampling the server's resident memory.
 //!
 //! Prints `sync <rows> <copy s> <bulk s> <sync s> <rss before MB> <rss max MB>`.
 
@@ -256,7 +256,7 @@ fn main() -> Result<()> {
             "target": {"type": "org", "object": "Sync_Target__c", "operation": "upsert",
                        "external_id": "External_Id__c"},
             "mapping": mapping,
-            "batch_size": 2000
+            "batch_size": 5000
         })),
     )?;
     let before = rss_mb(pid);
