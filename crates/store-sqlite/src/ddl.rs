@@ -229,7 +229,8 @@ CREATE TABLE IF NOT EXISTS sync_runs (
   failed INTEGER NOT NULL DEFAULT 0,
   cursor_from TEXT,
   cursor_to TEXT,
-  message TEXT
+  message TEXT,
+  report TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_sync_runs_job ON sync_runs(job, id);
 CREATE TABLE IF NOT EXISTS sync_errors (
@@ -255,6 +256,11 @@ pub const UPGRADES: &[(&str, &str, &str)] = &[
         "bulk_jobs",
         "parent",
         "ALTER TABLE bulk_jobs ADD COLUMN parent INTEGER;",
+    ),
+    (
+        "sync_runs",
+        "report",
+        "ALTER TABLE sync_runs ADD COLUMN report TEXT;",
     ),
 ];
 

@@ -9,8 +9,8 @@ fn param(n: u64) -> i64 {
     n.min(i64::MAX as u64) as i64
 }
 
-const RUN_COLUMNS: &str =
-    "id, job, started_ms, ended_ms, status, read, written, failed, cursor_from, cursor_to, message";
+const RUN_COLUMNS: &str = "id, job, started_ms, ended_ms, status, read, written, failed, \
+     cursor_from, cursor_to, message, report";
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SyncRunRow> {
     Ok(SyncRunRow {
@@ -25,6 +25,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SyncRunRow> {
         cursor_from: r.get(8)?,
         cursor_to: r.get(9)?,
         message: r.get(10)?,
+        report: r.get(11)?,
     })
 }
 
@@ -42,8 +43,8 @@ pub(crate) fn put_run(conn: &Connection, r: &SyncRunRow) -> StoreResult<u64> {
     if r.id == 0 {
         conn.prepare_cached(
             "INSERT INTO sync_runs (job, started_ms, ended_ms, status, read, written, failed,
-                                    cursor_from, cursor_to, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                    cursor_from, cursor_to, message, report)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(backend)?
         .execute(params![
@@ -56,14 +57,15 @@ pub(crate) fn put_run(conn: &Connection, r: &SyncRunRow) -> StoreResult<u64> {
             param(r.failed),
             r.cursor_from,
             r.cursor_to,
-            r.message
+            r.message,
+            r.report
         ])
         .map_err(backend)?;
         return Ok(conn.last_insert_rowid() as u64);
     }
     conn.prepare_cached(
         "UPDATE sync_runs SET ended_ms = ?2, status = ?3, read = ?4, written = ?5, failed = ?6,
-                              cursor_to = ?7, message = ?8
+                              cursor_to = ?7, message = ?8, report = ?9
          WHERE id = ?1",
     )
     .map_err(backend)?
@@ -75,7 +77,8 @@ pub(crate) fn put_run(conn: &Connection, r: &SyncRunRow) -> StoreResult<u64> {
         param(r.written),
         param(r.failed),
         r.cursor_to,
-        r.message
+        r.message,
+        r.report
     ])
     .map_err(backend)?;
     Ok(r.id)

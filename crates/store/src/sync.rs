@@ -27,6 +27,8 @@ pub struct SyncRunRow {
     pub cursor_to: Option<String>,
     /// Why it failed.
     pub message: Option<String>,
+    /// A migration's validation report (JSON).
+    pub report: Option<String>,
 }
 
 /// A source row the target refused.

@@ -26,6 +26,10 @@ pub struct JobDef {
     /// Rows read and written per transaction (default 500, at most 10,000).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// `incremental` (the default) or `migration`: a migration's run ends with a validation
+    /// report comparing the source's keys with the target's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// When to run by itself: a cron expression (`*/15 * * * *`, or six fields with seconds
     /// first), in UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -316,6 +320,14 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             Some(s)
         }
     };
+    match def.kind.as_deref() {
+        None | Some("incremental") | Some("migration") => {}
+        Some(other) => {
+            return Err(err(format!(
+                "kind {other:?} is not incremental or migration"
+            )))
+        }
+    }
     if def.batch_size == 0 || def.batch_size > 10_000 {
         return Err(err(format!(
             "batch_size {} is outside 1..=10000",

@@ -170,7 +170,13 @@ impl Engine {
     /// Runs `job` to the end (in the background task that `start` made).
     async fn run(self: Arc<Self>, org: Arc<Org>, p: Principal, job: Arc<Job>, mut run: SyncRunRow) {
         let name = job.def.name.clone();
-        let result = self.run_batches(&org, &p, &job, &mut run).await;
+        let mut result = self.run_batches(&org, &p, &job, &mut run).await;
+        if result.is_ok() && job.def.kind.as_deref() == Some("migration") {
+            match self.validate(&org, &p, &job).await {
+                Ok(report) => run.report = Some(report.to_string()),
+                Err(m) => result = Err(format!("validating the migration: {m}")),
+            }
+        }
         run.ended_ms = Some(now_millis());
         match result {
             Ok(()) => run.status = "succeeded".into(),
@@ -268,6 +274,101 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// A migration's validation report: the source's keys (the mapped key of every row) against
+    /// the target's, with counts and samples of what is missing on either side.
+    async fn validate(
+        &self,
+        org: &Arc<Org>,
+        p: &Principal,
+        job: &Arc<Job>,
+    ) -> Result<Json, String> {
+        use std::collections::BTreeSet;
+        let key_col = match &job.def.target {
+            TargetDef::Org {
+                external_id: Some(ext),
+                ..
+            } => ext.clone(),
+            TargetDef::Postgres { key, .. } | TargetDef::Mysql { key, .. } => key.clone(),
+            _ => {
+                return Ok(
+                    json!({"skipped": "keys are compared for upserts into the org and for database targets"}),
+                )
+            }
+        };
+        let Some((_, expr)) = job.mapping.iter().find(|(k, _)| *k == key_col) else {
+            return Ok(json!({"skipped": format!("the mapping does not set {key_col}")}));
+        };
+        let text = |v: &Json| match v {
+            Json::Null => None,
+            Json::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        };
+        // Every source row, in pages.
+        let source = Reader::open(&job.def.source, org, p, self).await?;
+        let mut src = BTreeSet::new();
+        let mut rows_read = 0u64;
+        let mut at: Option<Cursor> = None;
+        loop {
+            let rows = source.page(at.as_ref(), false, 5_000).await?;
+            rows_read += rows.len() as u64;
+            for r in &rows {
+                if let Some(k) = map_value(expr, &r.data).ok().and_then(|v| text(&v)) {
+                    src.insert(k);
+                }
+            }
+            match rows.last() {
+                Some(l) if rows.len() == 5_000 => at = Some(l.at.clone()),
+                _ => break,
+            }
+        }
+        // Every target key.
+        let tgt: BTreeSet<String> = match Writer::open(&job.def.target, self).await? {
+            Writer::Postgres(t) => t.keys().await?.into_iter().collect(),
+            Writer::Mysql(t) => t.keys().await?.into_iter().collect(),
+            Writer::Org => {
+                let TargetDef::Org { object, .. } = &job.def.target else {
+                    return Err("not an org target".into());
+                };
+                let mut keys = BTreeSet::new();
+                let mut page = org
+                    .query(
+                        p,
+                        &format!("SELECT {key_col} FROM {object} WHERE {key_col} != null"),
+                        false,
+                        2_000,
+                    )
+                    .map_err(|e| e.message)?;
+                loop {
+                    for r in &page.rows {
+                        if let Some(store::Cell::Value(v)) = r.cells.first() {
+                            if let Some(k) = text(&v.to_json()) {
+                                keys.insert(k);
+                            }
+                        }
+                    }
+                    match page.next_locator.clone() {
+                        Some(l) => page = org.query_more(p, &l).map_err(|e| e.message)?,
+                        None => break,
+                    }
+                }
+                keys
+            }
+            _ => BTreeSet::new(),
+        };
+        let missing: Vec<&String> = src.difference(&tgt).collect();
+        let extra: Vec<&String> = tgt.difference(&src).collect();
+        Ok(json!({
+            "key": key_col,
+            "sourceRows": rows_read,
+            "sourceKeys": src.len(),
+            "targetKeys": tgt.len(),
+            "matched": src.intersection(&tgt).count(),
+            "missingInTarget": {"count": missing.len(), "sample": missing.iter().take(20).collect::<Vec<_>>()},
+            "onlyInTarget": {"count": extra.len(), "sample": extra.iter().take(20).collect::<Vec<_>>()},
+            "valid": missing.is_empty(),
+        }))
     }
 
     /// Starts the runs of scheduled jobs when they are due, until `shutdown` (once, in the
@@ -850,6 +951,7 @@ fn run_json(r: &SyncRunRow) -> Json {
         "cursorFrom": r.cursor_from.as_deref().and_then(|t| serde_json::from_str::<Json>(t).ok()),
         "cursorTo": r.cursor_to.as_deref().and_then(|t| serde_json::from_str::<Json>(t).ok()),
         "message": r.message,
+        "report": r.report.as_deref().and_then(|t| serde_json::from_str::<Json>(t).ok()),
     })
 }
 

@@ -66,6 +66,24 @@ impl Postgres {
         })
     }
 
+    /// Every key in the table, as text.
+    pub async fn keys(&self) -> Result<Vec<String>, String> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {}::text FROM {} WHERE {} IS NOT NULL",
+                    pg_quote(&self.key),
+                    self.table,
+                    pg_quote(&self.key)
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| format!("PostgreSQL: {e}"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Upserts the rows in one transaction.
     pub async fn write(
         &self,
@@ -140,6 +158,7 @@ pub struct Mysql {
     conn: Mutex<mysql_async::Conn>,
     table: String,
     columns: Vec<String>,
+    key: String,
 }
 
 fn my_quote(name: &str) -> String {
@@ -169,7 +188,20 @@ impl Mysql {
             conn: Mutex::new(conn),
             table: qtable,
             columns,
+            key: key.to_string(),
         })
+    }
+
+    /// Every key in the table, as text.
+    pub async fn keys(&self) -> Result<Vec<String>, String> {
+        let mut conn = self.conn.lock().await;
+        let k = my_quote(&self.key);
+        conn.query::<String, _>(format!(
+            "SELECT CAST({k} AS CHAR) FROM {} WHERE {k} IS NOT NULL",
+            self.table
+        ))
+        .await
+        .map_err(|e| format!("MySQL: {e}"))
     }
 
     /// Upserts the rows in one transaction (`ON DUPLICATE KEY UPDATE`).

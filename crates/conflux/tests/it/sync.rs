@@ -1103,3 +1103,71 @@ fn csv_and_json_lines_files_in_and_out() {
     assert_eq!(lines.count(), 33);
     assert!(text.contains("V001,\"Csv, One\""), "{text}");
 }
+
+#[test]
+fn a_migration_ends_with_a_validation_report_of_counts_and_keys() {
+    let mut db = pg();
+    let table = format!("sync_mig_{}", std::process::id());
+    source_table(&mut db, &table);
+    let rows: Vec<(String, Option<String>, f64, String)> = (0..40)
+        .map(|i| {
+            (
+                format!("G{i:03}"),
+                if i == 7 {
+                    None
+                } else {
+                    Some(format!("Migrated {i}"))
+                },
+                i as f64,
+                format!("2026-10-01T00:{:02}:00Z", i),
+            )
+        })
+        .collect();
+    let refs: Vec<(String, Option<String>, f64, &str)> = rows
+        .iter()
+        .map(|(a, b, c, d)| (a.clone(), b.clone(), *c, d.as_str()))
+        .collect();
+    insert(&mut db, &table, &refs);
+    let data = data_dir("sync-migration");
+    write_customer_field(&data);
+    let org = Org::start_in(&data, &[], &[]);
+    // A record only the org has.
+    org.create(
+        "Account",
+        json!({"Name": "Org only", "Customer_Id__c": "G999"}),
+    );
+    let mut def = job(&table, 15);
+    def["kind"] = json!("migration");
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Migrate"),
+        Some(def.clone()),
+    );
+    assert_eq!(s, 201, "{b}");
+    def["kind"] = json!("teleport");
+    let (s, _) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Bad_Kind"),
+        Some(def),
+    );
+    assert_eq!(s, 400);
+    let r = run(&org, "Migrate");
+    assert_eq!(r["status"], "succeeded", "{r}");
+    let report = &r["report"];
+    assert_eq!(report["sourceRows"], 40, "{r}");
+    assert_eq!(report["matched"], 39, "{r}");
+    assert_eq!(report["missingInTarget"]["count"], 1, "{r}");
+    assert_eq!(report["missingInTarget"]["sample"][0], "G007", "{r}");
+    assert_eq!(report["onlyInTarget"]["sample"][0], "G999", "{r}");
+    assert_eq!(report["valid"], false, "{r}");
+    // Fixed and run again: the report says every key arrived.
+    db.execute(
+        &format!("UPDATE {table} SET name = 'Fixed', updated_at = '2026-10-02' WHERE id = 'G007'"),
+        &[],
+    )
+    .unwrap();
+    let r = run(&org, "Migrate");
+    assert_eq!(r["report"]["valid"], true, "{r}");
+    assert_eq!(r["report"]["matched"], 40, "{r}");
+    db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+}
