@@ -26,10 +26,15 @@ pub struct JobDef {
     /// Rows read and written per transaction (default 500, at most 10,000).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
-    /// `incremental` (the default) or `migration`: a migration's run ends with a validation
-    /// report comparing the source's keys with the target's.
+    /// `incremental` (the default), `migration` (a run ends with a validation report comparing
+    /// the source's keys with the target's), `broadcast` (`streams` add targets) or
+    /// `aggregation` (`streams` add sources merged into the target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The further targets (broadcast) or sources (aggregation), each with its own mapping and
+    /// its own cursor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamDef>,
     /// When to run by itself: a cron expression (`*/15 * * * *`, or six fields with seconds
     /// first), in UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,6 +42,22 @@ pub struct JobDef {
     /// The user scheduled runs act as (required with `schedule`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_as: Option<String>,
+}
+
+/// One more leg of a broadcast or aggregation job.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamDef {
+    /// Its name (letters, digits, underscores), unique in the job.
+    pub name: String,
+    /// Another source (aggregation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceDef>,
+    /// Another target (broadcast).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetDef>,
+    /// Its mapping.
+    pub mapping: Map<String, Json>,
 }
 
 fn default_batch() -> usize {
@@ -254,6 +275,9 @@ pub struct Job {
     pub def: JobDef,
     /// When it runs by itself.
     pub schedule: Option<cron::Schedule>,
+    /// The further legs of a broadcast or aggregation, compiled as jobs of their own (named
+    /// `Job.stream`, so each has its own cursor and error rows).
+    pub streams: Vec<std::sync::Arc<Job>>,
     /// Target field → expression.
     pub mapping: Vec<(String, Expr)>,
     /// The org target's operation.
@@ -320,11 +344,60 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             Some(s)
         }
     };
+    let mut streams = Vec::new();
     match def.kind.as_deref() {
-        None | Some("incremental") | Some("migration") => {}
+        None | Some("incremental") | Some("migration") => {
+            if !def.streams.is_empty() {
+                return Err(err(
+                    "streams belong to broadcast and aggregation jobs".into()
+                ));
+            }
+        }
+        Some(kind @ ("broadcast" | "aggregation")) => {
+            if def.streams.is_empty() {
+                return Err(err(format!("a {kind} job lists its further streams")));
+            }
+            let mut names = std::collections::HashSet::new();
+            for s in &def.streams {
+                if !names.insert(s.name.to_ascii_lowercase()) {
+                    return Err(err(format!("two streams are named {}", s.name)));
+                }
+                let leg = match (kind, &s.source, &s.target) {
+                    ("broadcast", None, Some(t)) => JobDef {
+                        target: t.clone(),
+                        ..def.clone()
+                    },
+                    ("aggregation", Some(src), None) => JobDef {
+                        source: src.clone(),
+                        ..def.clone()
+                    },
+                    ("broadcast", _, _) => {
+                        return Err(err(format!(
+                            "stream {}: a broadcast stream names a target (and no source)",
+                            s.name
+                        )))
+                    }
+                    _ => {
+                        return Err(err(format!(
+                            "stream {}: an aggregation stream names a source (and no target)",
+                            s.name
+                        )))
+                    }
+                };
+                let leg = JobDef {
+                    name: format!("{}_{}", def.name, s.name),
+                    kind: None,
+                    streams: Vec::new(),
+                    schedule: None,
+                    mapping: s.mapping.clone(),
+                    ..leg
+                };
+                streams.push(std::sync::Arc::new(compile(leg, schema)?));
+            }
+        }
         Some(other) => {
             return Err(err(format!(
-                "kind {other:?} is not incremental or migration"
+                "kind {other:?} is not incremental, migration, broadcast or aggregation"
             )))
         }
     }
@@ -375,6 +448,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             return Ok(Job {
                 def,
                 schedule,
+                streams: streams.clone(),
                 mapping,
                 operation: Operation::Insert,
             });
@@ -406,6 +480,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             return Ok(Job {
                 def,
                 schedule,
+                streams: streams.clone(),
                 mapping,
                 operation,
             });
@@ -431,6 +506,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             return Ok(Job {
                 def,
                 schedule,
+                streams: streams.clone(),
                 mapping,
                 operation: Operation::Upsert,
             });
@@ -483,6 +559,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             ..def
         },
         schedule,
+        streams,
         mapping,
         operation,
     })

@@ -193,6 +193,7 @@ impl Engine {
         self.running.lock().remove(&name);
     }
 
+    /// Runs every leg of the job (itself, then its streams), each from its own cursor.
     async fn run_batches(
         &self,
         org: &Arc<Org>,
@@ -200,12 +201,32 @@ impl Engine {
         job: &Arc<Job>,
         run: &mut SyncRunRow,
     ) -> Result<(), String> {
+        let parent = job.def.name.clone();
+        self.run_leg(org, p, job, &parent, run).await?;
+        for leg in &job.streams {
+            self.run_leg(org, p, leg, &parent, run)
+                .await
+                .map_err(|m| format!("stream {}: {m}", leg.def.name))?;
+        }
+        Ok(())
+    }
+
+    /// Runs one source-to-target leg from its cursor; progress goes to `parent`'s entry.
+    async fn run_leg(
+        &self,
+        org: &Arc<Org>,
+        p: &Principal,
+        job: &Arc<Job>,
+        parent: &str,
+        run: &mut SyncRunRow,
+    ) -> Result<(), String> {
         let source = Reader::open(&job.def.source, org, p, self).await?;
         let writer = Writer::open(&job.def.target, self).await?;
-        let at: Option<Cursor> = run
-            .cursor_from
-            .as_deref()
-            .and_then(|t| serde_json::from_str(t).ok());
+        let at: Option<Cursor> = org
+            .store()
+            .read(|tx| tx.setting(&cursor_setting(&job.def.name)))
+            .map_err(|e| format!("reading the cursor: {e}"))?
+            .and_then(|t| serde_json::from_str(&t).ok());
         let n = job.def.batch_size;
         let mut rows = source.page(at.as_ref(), true, n).await?;
         if matches!(writer, Writer::Org) {
@@ -234,7 +255,7 @@ impl Engine {
                 };
                 let (done, next) = tokio::join!(commit, ahead);
                 *run = done?;
-                if let Some(pr) = self.running.lock().get_mut(&job.def.name) {
+                if let Some(pr) = self.running.lock().get_mut(parent) {
                     pr.read = run.read;
                     pr.written = run.written;
                     pr.failed = run.failed;
@@ -263,7 +284,7 @@ impl Engine {
             };
             let (written, next) = tokio::join!(write, read_ahead);
             written?;
-            if let Some(pr) = self.running.lock().get_mut(&job.def.name) {
+            if let Some(pr) = self.running.lock().get_mut(parent) {
                 pr.read = run.read;
                 pr.written = run.written;
                 pr.failed = run.failed;
@@ -1101,10 +1122,17 @@ impl service::sync::SyncJobs for Engine {
     }
 
     fn errors(&self, org: &Org, name: &str, limit: usize) -> ApiResult<Vec<Json>> {
-        if !self.jobs.read().contains_key(name) {
+        let Some((job, _)) = self.jobs.read().get(name).cloned() else {
             return Err(ApiError::not_found());
+        };
+        let mut rows = org.store().read(|tx| tx.sync_errors(name, limit))?;
+        for leg in &job.streams {
+            rows.extend(
+                org.store()
+                    .read(|tx| tx.sync_errors(&leg.def.name, limit))?,
+            );
         }
-        let rows = org.store().read(|tx| tx.sync_errors(name, limit))?;
+        rows.truncate(limit);
         Ok(rows
             .iter()
             .map(|e| {
@@ -1126,11 +1154,31 @@ impl service::sync::SyncJobs for Engine {
         cursor: Option<Json>,
     ) -> BoxFuture<'a, ApiResult<()>> {
         Box::pin(async move {
-            if !self.jobs.read().contains_key(name) {
+            let Some((job, _)) = self.jobs.read().get(name).cloned() else {
                 return Err(ApiError::not_found());
-            }
+            };
             if self.running.lock().contains_key(name) {
                 return Err(invalid(format!("sync job {name} is running")));
+            }
+            if !job.streams.is_empty() {
+                if cursor.is_some() {
+                    return Err(invalid(
+                        "a job with streams is reset to the beginning only (each stream has its own cursor)",
+                    ));
+                }
+                let keys: Vec<String> = std::iter::once(name.to_string())
+                    .chain(job.streams.iter().map(|l| l.def.name.clone()))
+                    .map(|n| cursor_setting(&n))
+                    .collect();
+                return org
+                    .store()
+                    .write(move |tx| {
+                        for k in &keys {
+                            tx.set_setting(k, "null")?;
+                        }
+                        Ok(())
+                    })
+                    .await;
             }
             let value = match cursor {
                 None | Some(Json::Null) => None,

@@ -1171,3 +1171,123 @@ fn a_migration_ends_with_a_validation_report_of_counts_and_keys() {
     assert_eq!(r["report"]["matched"], 40, "{r}");
     db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
 }
+
+#[test]
+fn broadcast_and_aggregation_jobs_keep_a_cursor_per_stream() {
+    let pid = std::process::id();
+    let (pg_out, my_out) = (format!("bc_pg_{pid}"), format!("bc_my_{pid}"));
+    let (pg_in, my_in) = (format!("ag_pg_{pid}"), format!("ag_my_{pid}"));
+    let mut db = pg();
+    db.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {pg_out};
+         CREATE TABLE {pg_out} (id text PRIMARY KEY, name text);"
+    ))
+    .unwrap();
+    source_table(&mut db, &pg_in);
+    insert(
+        &mut db,
+        &pg_in,
+        &[
+            (
+                "X1".into(),
+                Some("From PostgreSQL".into()),
+                1.0,
+                "2026-11-01T00:00:00Z",
+            ),
+            (
+                "X2".into(),
+                Some("Also PostgreSQL".into()),
+                2.0,
+                "2026-11-01T00:00:01Z",
+            ),
+        ],
+    );
+    maria(&[
+        format!("DROP TABLE IF EXISTS {my_out}"),
+        format!("CREATE TABLE {my_out} (id VARCHAR(18) PRIMARY KEY, name VARCHAR(80))"),
+        format!("DROP TABLE IF EXISTS {my_in}"),
+        format!("CREATE TABLE {my_in} (code VARCHAR(10) PRIMARY KEY, label VARCHAR(80), changed DATETIME(6))"),
+        format!("INSERT INTO {my_in} VALUES ('Y1', 'From MariaDB', '2026-11-01 00:00:00'), ('X2', 'MariaDB wins X2', '2026-11-02 00:00:00')"),
+    ]);
+    let data = data_dir("sync-streams");
+    write_customer_field(&data);
+    let org = Org::start_in(&data, &[], &[]);
+    for i in 0..12 {
+        org.create("Account", json!({"Name": format!("Everywhere {i}")}));
+    }
+    // Broadcast: one source, two targets, each with its own mapping and cursor.
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Everywhere"),
+        Some(json!({
+            "kind": "broadcast",
+            "source": {"type": "org", "object": "Account", "overlap_seconds": 0},
+            "target": {"type": "postgres", "url": PG_URL, "table": pg_out, "key": "id"},
+            "mapping": {"id": ".Id", "name": ".Name"},
+            "streams": [{"name": "maria",
+                         "target": {"type": "mysql", "url": MY_URL, "table": my_out, "key": "id"},
+                         "mapping": {"id": ".Id", "name": "\"M \" + .Name"}}],
+            "batch_size": 5
+        })),
+    );
+    assert_eq!(s, 201, "{b}");
+    let r = run(&org, "Everywhere");
+    assert_eq!(
+        (r["status"].as_str(), r["written"].as_u64()),
+        (Some("succeeded"), Some(24)),
+        "{r}"
+    );
+    let pg_rows: i64 = db
+        .query_one(&format!("SELECT count(*) FROM {pg_out}"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(pg_rows, 12);
+    let my_rows = maria(&[format!("SELECT id, name, 0.0 FROM {my_out}")]);
+    assert_eq!(my_rows.len(), 12);
+    assert!(my_rows
+        .iter()
+        .all(|(_, n, _)| n.as_deref().unwrap().starts_with("M Everywhere")));
+    // One more record: each stream moves on from its own cursor.
+    org.create("Account", json!({"Name": "Everywhere late"}));
+    let r = run(&org, "Everywhere");
+    assert_eq!(r["written"].as_u64(), Some(2), "{r}");
+
+    // Aggregation: two sources merged into the org by key; the later source's value wins.
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Merged"),
+        Some(json!({
+            "kind": "aggregation",
+            "source": {"type": "postgres", "url": PG_URL, "table": pg_in, "cursor": "updated_at", "key": "id"},
+            "target": {"type": "org", "object": "Account", "operation": "upsert", "external_id": "Customer_Id__c"},
+            "mapping": {"Customer_Id__c": ".id", "Name": ".name"},
+            "streams": [{"name": "erp",
+                         "source": {"type": "mysql", "url": MY_URL, "table": my_in, "cursor": "changed", "key": "code"},
+                         "mapping": {"Customer_Id__c": ".code", "Name": ".label"}}]
+        })),
+    );
+    assert_eq!(s, 201, "{b}");
+    let r = run(&org, "Merged");
+    assert_eq!(r["status"], "succeeded", "{r}");
+    let got = org_side(&org, "X");
+    assert_eq!(got["X1"].0, "From PostgreSQL");
+    assert_eq!(got["X2"].0, "MariaDB wins X2");
+    assert_eq!(org_side(&org, "Y")["Y1"].0, "From MariaDB");
+    // A stream without its target or source is refused.
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Broken"),
+        Some(
+            json!({"kind": "broadcast", "source": {"type": "org", "object": "Account"},
+                    "target": {"type": "postgres", "url": PG_URL, "table": pg_out, "key": "id"},
+                    "mapping": {"id": ".Id"}, "streams": [{"name": "x", "mapping": {}}]}),
+        ),
+    );
+    assert_eq!(s, 400, "{b}");
+    db.batch_execute(&format!("DROP TABLE {pg_out}; DROP TABLE {pg_in};"))
+        .unwrap();
+    maria(&[
+        format!("DROP TABLE {my_out}"),
+        format!("DROP TABLE {my_in}"),
+    ]);
+}
