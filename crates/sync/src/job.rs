@@ -346,7 +346,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
     };
     let mut streams = Vec::new();
     match def.kind.as_deref() {
-        None | Some("incremental") | Some("migration") => {
+        None | Some("incremental") | Some("migration") | Some("correlation") => {
             if !def.streams.is_empty() {
                 return Err(err(
                     "streams belong to broadcast and aggregation jobs".into()
@@ -395,11 +395,9 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
                 streams.push(std::sync::Arc::new(compile(leg, schema)?));
             }
         }
-        Some(other) => {
-            return Err(err(format!(
-                "kind {other:?} is not incremental, migration, broadcast or aggregation"
-            )))
-        }
+        Some(other) => return Err(err(format!(
+            "kind {other:?} is not incremental, migration, broadcast, aggregation or correlation"
+        ))),
     }
     if def.batch_size == 0 || def.batch_size > 10_000 {
         return Err(err(format!(

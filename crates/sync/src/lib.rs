@@ -228,6 +228,36 @@ impl Engine {
             .map_err(|e| format!("reading the cursor: {e}"))?
             .and_then(|t| serde_json::from_str(&t).ok());
         let n = job.def.batch_size;
+        // A correlation only touches records the target already has (its keys, read once).
+        let present = match (
+            job.def.kind.as_deref(),
+            job.mapping
+                .iter()
+                .find(|(k, _)| Some(k.as_str()) == key_column(job)),
+        ) {
+            (Some("correlation"), Some((k, e))) => {
+                Some((self.target_keys(org, p, job, k).await?, e))
+            }
+            _ => None,
+        };
+        let keep = |rows: Vec<postgres::Row>| -> (Vec<postgres::Row>, u64) {
+            let Some((set, e)) = &present else {
+                return (rows, 0);
+            };
+            let n = rows.len() as u64;
+            let kept: Vec<postgres::Row> = rows
+                .into_iter()
+                .filter(|r| {
+                    map_value(e, &r.data).ok().is_some_and(|v| match &*v {
+                        Json::String(s) => set.contains(s),
+                        Json::Null => false,
+                        other => set.contains(&other.to_string()),
+                    })
+                })
+                .collect();
+            let skipped = n - kept.len() as u64;
+            (kept, skipped)
+        };
         let mut rows = source.page(at.as_ref(), true, n).await?;
         if matches!(writer, Writer::Org) {
             // Into the org: while the writer commits one batch, the next is read, mapped and
@@ -237,7 +267,8 @@ impl Engine {
                 return Ok(());
             };
             let mut full = rows.len() == n;
-            let mut batch = self.prepare_org(org, p, job, rows, &last)?;
+            let (rows, skipped) = keep(rows);
+            let mut batch = self.prepare_org(org, p, job, rows, &last, skipped)?;
             let mut last = last;
             loop {
                 let commit = commit_org(org.clone(), run.clone(), batch);
@@ -250,7 +281,8 @@ impl Engine {
                         return Ok(None);
                     };
                     let f = rows.len() == n;
-                    let b = self.prepare_org(org, p, job, rows, &l)?;
+                    let (rows, skipped) = keep(rows);
+                    let b = self.prepare_org(org, p, job, rows, &l, skipped)?;
                     Ok::<_, String>(Some((b, l, f)))
                 };
                 let (done, next) = tokio::join!(commit, ahead);
@@ -274,7 +306,8 @@ impl Engine {
             let full = rows.len() == n;
             // Read the next page while this one is written (the cursor moves only with the
             // write; a failed write drops what was read ahead).
-            let write = self.write_external(org, &writer, job, run, rows, &last);
+            let (kept, skipped) = keep(std::mem::take(&mut rows));
+            let write = self.write_external(org, &writer, job, run, kept, &last, skipped);
             let read_ahead = async {
                 if full {
                     Some(source.page(Some(&last), false, n).await)
@@ -344,8 +377,36 @@ impl Engine {
                 _ => break,
             }
         }
-        // Every target key.
-        let tgt: BTreeSet<String> = match Writer::open(&job.def.target, self).await? {
+        let tgt = self.target_keys(org, p, job, &key_col).await?;
+        let missing: Vec<&String> = src.difference(&tgt).collect();
+        let extra: Vec<&String> = tgt.difference(&src).collect();
+        Ok(json!({
+            "key": key_col,
+            "sourceRows": rows_read,
+            "sourceKeys": src.len(),
+            "targetKeys": tgt.len(),
+            "matched": src.intersection(&tgt).count(),
+            "missingInTarget": {"count": missing.len(), "sample": missing.iter().take(20).collect::<Vec<_>>()},
+            "onlyInTarget": {"count": extra.len(), "sample": extra.iter().take(20).collect::<Vec<_>>()},
+            "valid": missing.is_empty(),
+        }))
+    }
+
+    /// Every key of the job's target (its key column, or the external id field in the org).
+    async fn target_keys(
+        &self,
+        org: &Arc<Org>,
+        p: &Principal,
+        job: &Arc<Job>,
+        key_col: &str,
+    ) -> Result<std::collections::BTreeSet<String>, String> {
+        use std::collections::BTreeSet;
+        let text = |v: &Json| match v {
+            Json::Null => None,
+            Json::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        };
+        Ok(match Writer::open(&job.def.target, self).await? {
             Writer::Postgres(t) => t.keys().await?.into_iter().collect(),
             Writer::Mysql(t) => t.keys().await?.into_iter().collect(),
             Writer::Org => {
@@ -377,19 +438,7 @@ impl Engine {
                 keys
             }
             _ => BTreeSet::new(),
-        };
-        let missing: Vec<&String> = src.difference(&tgt).collect();
-        let extra: Vec<&String> = tgt.difference(&src).collect();
-        Ok(json!({
-            "key": key_col,
-            "sourceRows": rows_read,
-            "sourceKeys": src.len(),
-            "targetKeys": tgt.len(),
-            "matched": src.intersection(&tgt).count(),
-            "missingInTarget": {"count": missing.len(), "sample": missing.iter().take(20).collect::<Vec<_>>()},
-            "onlyInTarget": {"count": extra.len(), "sample": extra.iter().take(20).collect::<Vec<_>>()},
-            "valid": missing.is_empty(),
-        }))
+        })
     }
 
     /// Starts the runs of scheduled jobs when they are due, until `shutdown` (once, in the
@@ -461,6 +510,7 @@ impl Engine {
         job: &Arc<Job>,
         rows: Vec<postgres::Row>,
         last: &Cursor,
+        skipped: u64,
     ) -> Result<OrgBatch, String> {
         let TargetDef::Org {
             object,
@@ -576,7 +626,7 @@ impl Engine {
             header,
             job: job2,
             setting,
-            read: rows.len() as u64,
+            read: rows.len() as u64 + skipped,
             cursor_to: serde_json::to_string(last).expect("cursor serializes"),
             object: object.clone(),
         })
@@ -845,6 +895,7 @@ impl Engine {
         run: &mut SyncRunRow,
         rows: Vec<postgres::Row>,
         last: &Cursor,
+        skipped: u64,
     ) -> Result<(), String> {
         let mapped: Vec<(String, Result<Record, String>)> = rows
             .iter()
@@ -872,7 +923,7 @@ impl Engine {
         let mut outcomes = outcomes.into_iter();
         let now = now_millis();
         let mut next = run.clone();
-        next.read += rows.len() as u64;
+        next.read += rows.len() as u64 + skipped;
         next.cursor_to = Some(serde_json::to_string(last).expect("cursor serializes"));
         let mut errors = Vec::new();
         let mut ok = Vec::new();
@@ -918,6 +969,17 @@ impl Engine {
             .map_err(|e| format!("recording a batch: {}", e.message))?;
         *run = done;
         Ok(())
+    }
+}
+
+/// The mapping column that keys the target: its external id (org) or key column (databases).
+fn key_column(job: &Job) -> Option<&str> {
+    match &job.def.target {
+        TargetDef::Org { external_id, .. } | TargetDef::Salesforce { external_id, .. } => {
+            external_id.as_deref()
+        }
+        TargetDef::Postgres { key, .. } | TargetDef::Mysql { key, .. } => Some(key),
+        TargetDef::File { .. } => None,
     }
 }
 

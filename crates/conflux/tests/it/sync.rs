@@ -1291,3 +1291,63 @@ fn broadcast_and_aggregation_jobs_keep_a_cursor_per_stream() {
         format!("DROP TABLE {my_in}"),
     ]);
 }
+
+#[test]
+fn a_correlation_touches_only_records_both_sides_have() {
+    let mut db = pg();
+    let table = format!("sync_corr_{}", std::process::id());
+    source_table(&mut db, &table);
+    insert(
+        &mut db,
+        &table,
+        &[
+            (
+                "K1".into(),
+                Some("Both, renamed".into()),
+                1.0,
+                "2026-11-01T00:00:00Z",
+            ),
+            (
+                "K2".into(),
+                Some("Only in PostgreSQL".into()),
+                2.0,
+                "2026-11-01T00:00:01Z",
+            ),
+            (
+                "K3".into(),
+                Some("Both too".into()),
+                3.0,
+                "2026-11-01T00:00:02Z",
+            ),
+        ],
+    );
+    let data = data_dir("sync-correlation");
+    write_customer_field(&data);
+    let org = Org::start_in(&data, &[], &[]);
+    org.create("Account", json!({"Name": "Old K1", "Customer_Id__c": "K1"}));
+    org.create("Account", json!({"Name": "Old K3", "Customer_Id__c": "K3"}));
+    org.create(
+        "Account",
+        json!({"Name": "Only in the org", "Customer_Id__c": "K9"}),
+    );
+    let mut def = job(&table, 2);
+    def["kind"] = json!("correlation");
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Correlate"),
+        Some(def),
+    );
+    assert_eq!(s, 201, "{b}");
+    let r = run(&org, "Correlate");
+    assert_eq!(
+        (r["read"].as_u64(), r["written"].as_u64()),
+        (Some(3), Some(2)),
+        "{r}"
+    );
+    let got = org_side(&org, "K");
+    assert_eq!(got.len(), 3, "nothing created: {got:?}");
+    assert_eq!(got["K1"].0, "Both, renamed");
+    assert_eq!(got["K3"].0, "Both too");
+    assert_eq!(got["K9"].0, "Only in the org");
+    db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+}
