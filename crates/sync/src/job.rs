@@ -395,9 +395,11 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
                 streams.push(std::sync::Arc::new(compile(leg, schema)?));
             }
         }
-        Some(other) => return Err(err(format!(
+        Some(other) => {
+            return Err(err(format!(
             "kind {other:?} is not incremental, migration, broadcast, aggregation or correlation"
-        ))),
+        )))
+        }
     }
     if def.batch_size == 0 || def.batch_size > 10_000 {
         return Err(err(format!(

@@ -887,6 +887,7 @@ impl Writer {
 impl Engine {
     /// Maps a batch, writes it to a database target (committed there first), then records its
     /// errors, the cursor and the run's counts in the org.
+    #[allow(clippy::too_many_arguments)]
     async fn write_external(
         &self,
         org: &Arc<Org>,
