@@ -246,6 +246,12 @@ pub fn parse(text: &str, what: &str) -> Result<FlowDef, String> {
 
 /// Reads every `*.yaml`, `*.yml` and `*.json` file of `dir` (sorted by name).
 pub fn read_dir(dir: &Path) -> Result<Vec<FlowDef>, String> {
+    read_documents(dir)
+}
+
+/// Reads every `*.yaml`, `*.yml` and `*.json` file of `dir` (sorted by name) as a `T`: the
+/// metadata folders of flows and sync jobs, one definition per file.
+pub fn read_documents<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<T>, String> {
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -262,7 +268,7 @@ pub fn read_dir(dir: &Path) -> Result<Vec<FlowDef>, String> {
         .map(|p| {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            parse(&text, &p.display().to_string())
+            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
         })
         .collect()
 }

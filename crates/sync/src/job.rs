@@ -284,32 +284,9 @@ pub struct Job {
     pub operation: Operation,
 }
 
-/// Reads a job document (YAML or JSON).
-pub fn parse(text: &str, what: &str) -> Result<JobDef, String> {
-    serde_yaml::from_str(text).map_err(|e| format!("{what}: {e}"))
-}
-
-/// Reads every `*.yaml`, `*.yml` and `*.json` file of `dir` (sorted by name).
+/// Reads every job file of `dir` (`*.yaml`, `*.yml`, `*.json`, sorted by name).
 pub fn read_dir(dir: &Path) -> Result<Vec<JobDef>, String> {
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            )
-        })
-        .collect();
-    paths.sort();
-    paths
-        .iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            parse(&text, &p.display().to_string())
-        })
-        .collect()
+    automation::flows::read_documents(dir)
 }
 
 /// Checks a job against the schema and compiles its mapping.

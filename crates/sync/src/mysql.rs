@@ -21,7 +21,7 @@ pub struct Source {
 }
 
 /// `name` as a quoted identifier (`db.table` → `` `db`.`table` ``).
-fn quote(name: &str) -> String {
+pub(crate) fn quote(name: &str) -> String {
     name.split('.')
         .map(|p| format!("`{}`", p.replace('`', "``")))
         .collect::<Vec<_>>()

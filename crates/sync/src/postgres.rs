@@ -29,7 +29,7 @@ pub struct Source {
 }
 
 /// `name` as a quoted SQL identifier (`schema.table` → `"schema"."table"`).
-fn quote(name: &str) -> String {
+pub(crate) fn quote(name: &str) -> String {
     name.split('.')
         .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
         .collect::<Vec<_>>()

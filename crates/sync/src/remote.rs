@@ -132,7 +132,11 @@ impl Remote {
         soql.push_str(&format!(" ORDER BY SystemModstamp, Id LIMIT {limit}"));
         let mut out = Vec::new();
         let mut page = self
-            .call(Method::GET, &format!("/query?q={}", urlencode(&soql)), None)
+            .call(
+                Method::GET,
+                &format!("/query?q={}", automation::external::encode_segment(&soql)),
+                None,
+            )
             .await?;
         loop {
             for r in page["records"].as_array().cloned().unwrap_or_default() {
@@ -238,17 +242,4 @@ impl Remote {
         }
         Ok(out)
     }
-}
-
-/// Percent-encodes a query string value.
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -26,13 +26,6 @@ pub struct Postgres {
     types: std::collections::HashMap<String, String>,
 }
 
-fn pg_quote(name: &str) -> String {
-    name.split('.')
-        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
 impl Postgres {
     /// Connects and reads the table's column types.
     pub async fn open(url: &str, table: &str, key: &str) -> Result<Postgres, String> {
@@ -44,7 +37,7 @@ impl Postgres {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let qtable = pg_quote(table);
+        let qtable = crate::postgres::quote(table);
         let rows = client
             .query(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
@@ -73,9 +66,9 @@ impl Postgres {
             .query(
                 &format!(
                     "SELECT {}::text FROM {} WHERE {} IS NOT NULL",
-                    pg_quote(&self.key),
+                    crate::postgres::quote(&self.key),
                     self.table,
-                    pg_quote(&self.key)
+                    crate::postgres::quote(&self.key)
                 ),
                 &[],
             )
@@ -102,21 +95,24 @@ impl Postgres {
                 continue;
             }
             let values: Vec<Option<String>> = cols.iter().map(|c| text(&row[c.as_str()])).collect();
-            let sql =
-                format!(
+            let sql = format!(
                 "INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) DO UPDATE SET {sets}",
                 t = self.table,
-                cols = cols.iter().map(|c| pg_quote(c)).collect::<Vec<_>>().join(", "),
+                cols = cols
+                    .iter()
+                    .map(|c| crate::postgres::quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 vals = cols
                     .iter()
                     .enumerate()
                     .map(|(i, c)| format!("(${}::text)::{}", i + 1, self.types[c.as_str()]))
                     .collect::<Vec<_>>()
                     .join(", "),
-                key = pg_quote(&self.key),
+                key = crate::postgres::quote(&self.key),
                 sets = cols
                     .iter()
-                    .map(|c| format!("{q} = EXCLUDED.{q}", q = pg_quote(c)))
+                    .map(|c| format!("{q} = EXCLUDED.{q}", q = crate::postgres::quote(c)))
                     .collect::<Vec<_>>()
                     .join(", "),
             );
@@ -161,13 +157,6 @@ pub struct Mysql {
     key: String,
 }
 
-fn my_quote(name: &str) -> String {
-    name.split('.')
-        .map(|p| format!("`{}`", p.replace('`', "``")))
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
 impl Mysql {
     /// Connects and reads the table's columns.
     pub async fn open(url: &str, table: &str, key: &str) -> Result<Mysql, String> {
@@ -175,7 +164,7 @@ impl Mysql {
         let mut conn = mysql_async::Conn::new(opts).await.map_err(|e| {
             format!("cannot connect to MySQL/MariaDB ({e}); is it running at that address?")
         })?;
-        let qtable = my_quote(table);
+        let qtable = crate::mysql::quote(table);
         let cols: Vec<mysql_async::Row> =
             conn.query(format!("SHOW COLUMNS FROM {qtable}"))
                 .await
@@ -195,7 +184,7 @@ impl Mysql {
     /// Every key in the table, as text.
     pub async fn keys(&self) -> Result<Vec<String>, String> {
         let mut conn = self.conn.lock().await;
-        let k = my_quote(&self.key);
+        let k = crate::mysql::quote(&self.key);
         conn.query::<String, _>(format!(
             "SELECT CAST({k} AS CHAR) FROM {} WHERE {k} IS NOT NULL",
             self.table
@@ -231,13 +220,13 @@ impl Mysql {
                 t = self.table,
                 cols = cols
                     .iter()
-                    .map(|c| my_quote(c))
+                    .map(|c| crate::mysql::quote(c))
                     .collect::<Vec<_>>()
                     .join(", "),
                 marks = vec!["?"; cols.len()].join(", "),
                 sets = cols
                     .iter()
-                    .map(|c| format!("{q} = VALUES({q})", q = my_quote(c)))
+                    .map(|c| format!("{q} = VALUES({q})", q = crate::mysql::quote(c)))
                     .collect::<Vec<_>>()
                     .join(", "),
             );
