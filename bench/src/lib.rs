@@ -52,3 +52,83 @@ impl Nats {
         Ok(nats)
     }
 }
+
+/// A REST client of a Conflux server logged in with the OAuth password flow.
+pub struct Api {
+    /// The HTTP client (long timeouts: benchmark calls can be big).
+    pub http: reqwest::blocking::Client,
+    /// The server's base URL.
+    pub base: String,
+    /// The access token.
+    pub token: String,
+}
+
+impl Api {
+    /// Logs in as `user` through the connected app `id`/`secret`.
+    pub fn login(base: &str, user: &str, pass: &str, id: &str, secret: &str) -> Result<Api> {
+        let http = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(3600))
+            .build()?;
+        let tok: serde_json::Value = http
+            .post(format!("{base}/services/oauth2/token"))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", id),
+                ("client_secret", secret),
+                ("username", user),
+                ("password", pass),
+            ])
+            .send()?
+            .json()?;
+        let token = tok["access_token"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("login failed: {tok}"))?
+            .to_string();
+        Ok(Api {
+            http,
+            base: base.to_string(),
+            token,
+        })
+    }
+
+    /// Calls `/services/data/v60.0{rest}`; the JSON answer (null when empty), an error on any
+    /// status but 2xx.
+    pub fn call(
+        &self,
+        method: reqwest::Method,
+        rest: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/services/data/v60.0{rest}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send()?;
+        let status = resp.status();
+        let text = resp.text()?;
+        if !status.is_success() {
+            bail!("{rest}: HTTP {status}: {text}");
+        }
+        Ok(if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        })
+    }
+}
+
+/// Resident memory (VmRSS) of process `pid` now, in MB.
+pub fn rss_mb(pid: impl std::fmt::Display) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}

@@ -16,78 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use reqwest::blocking::Client;
+use bench::{rss_mb, Api};
 use serde_json::{json, Value};
-
-const V: &str = "v60.0";
-
-struct Api {
-    http: Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    fn login(base: &str, user: &str, pass: &str, id: &str, secret: &str) -> Result<Api> {
-        let http = Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(600))
-            .build()?;
-        let tok: Value = http
-            .post(format!("{base}/services/oauth2/token"))
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", id),
-                ("client_secret", secret),
-                ("username", user),
-                ("password", pass),
-            ])
-            .send()?
-            .json()?;
-        let token = tok["access_token"]
-            .as_str()
-            .ok_or_else(|| anyhow!("login failed: {tok}"))?
-            .to_string();
-        Ok(Api {
-            http,
-            base: base.to_string(),
-            token,
-        })
-    }
-
-    fn call(&self, method: reqwest::Method, rest: &str, body: Option<Value>) -> Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}/services/data/{V}{rest}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send()?;
-        let status = resp.status();
-        let text = resp.text()?;
-        if !status.is_success() {
-            bail!("{rest}: HTTP {status}: {text}");
-        }
-        Ok(if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)?
-        })
-    }
-}
-
-/// Resident memory of `pid` now, in MB.
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
 
 /// Samples `pid`'s memory every 200 ms until dropped; keeps the maximum.
 struct Sampler {

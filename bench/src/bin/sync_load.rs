@@ -15,72 +15,16 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use reqwest::blocking::Client;
+use bench::{rss_mb, Api};
 use serde_json::{json, Value};
 
 const V: &str = "v60.0";
 const CATEGORIES: [&str; 5] = ["Prospect", "Customer", "Partner", "Reseller", "Other"];
 
-struct Api {
-    http: Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    fn login(base: &str, user: &str, pass: &str, id: &str, secret: &str) -> Result<Api> {
-        let http = Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(3600))
-            .build()?;
-        let tok: Value = http
-            .post(format!("{base}/services/oauth2/token"))
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", id),
-                ("client_secret", secret),
-                ("username", user),
-                ("password", pass),
-            ])
-            .send()?
-            .json()?;
-        let token = tok["access_token"]
-            .as_str()
-            .ok_or_else(|| anyhow!("login failed: {tok}"))?
-            .to_string();
-        Ok(Api {
-            http,
-            base: base.to_string(),
-            token,
-        })
-    }
-
-    fn send(&self, method: reqwest::Method, rest: &str, body: Option<Value>) -> Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}/services/data/{V}{rest}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send()?;
-        let status = resp.status();
-        let text = resp.text()?;
-        if !status.is_success() {
-            bail!("{rest}: HTTP {status}: {text}");
-        }
-        Ok(if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)?
-        })
-    }
-}
-
 /// A custom object with the CSV's fields and a unique external id.
 fn create_object(api: &Api, object: &str) -> Result<()> {
     let tooling = |kind: &str, name: &str, meta: Value| {
-        api.send(
+        api.call(
             reqwest::Method::POST,
             &format!("/tooling/sobjects/{kind}"),
             Some(json!({"FullName": name, "Metadata": meta})),
@@ -130,17 +74,6 @@ fn create_object(api: &Api, object: &str) -> Result<()> {
         tooling("CustomField", &format!("{object}.{field}"), meta)?;
     }
     Ok(())
-}
-
-fn rss_mb(pid: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 const TABLE: &str = "conflux_bench_sync";
@@ -200,7 +133,7 @@ fn main() -> Result<()> {
     let copy_s = t.elapsed().as_secs_f64();
     eprintln!("    Bulk API 2.0 insert of the copy");
     let t = Instant::now();
-    let job = api.send(
+    let job = api.call(
         reqwest::Method::POST,
         "/jobs/ingest",
         Some(json!({"object": "Bulk_Target__c", "operation": "insert", "contentType": "CSV", "lineEnding": "LF"})),
@@ -219,13 +152,13 @@ fn main() -> Result<()> {
     if !resp.status().is_success() {
         bail!("upload: {}", resp.text()?);
     }
-    api.send(
+    api.call(
         reqwest::Method::PATCH,
         &format!("/jobs/ingest/{id}"),
         Some(json!({"state": "UploadComplete"})),
     )?;
     loop {
-        let j = api.send(reqwest::Method::GET, &format!("/jobs/ingest/{id}"), None)?;
+        let j = api.call(reqwest::Method::GET, &format!("/jobs/ingest/{id}"), None)?;
         match j["state"].as_str() {
             Some("JobComplete") => {
                 if j["numberRecordsFailed"] != 0 || j["numberRecordsProcessed"] != rows {
@@ -247,7 +180,7 @@ fn main() -> Result<()> {
         "Is_Active__c": ".is_active", "Category__c": ".category", "Score__c": ".score",
         "Description__c": ".description"
     });
-    api.send(
+    api.call(
         reqwest::Method::PUT,
         "/conflux/sync-jobs/Bench_Sync",
         Some(json!({
@@ -262,7 +195,7 @@ fn main() -> Result<()> {
     let before = rss_mb(pid);
     let mut max = before;
     let t = Instant::now();
-    let run = api.send(
+    let run = api.call(
         reqwest::Method::POST,
         "/conflux/sync-jobs/Bench_Sync/run",
         None,
@@ -271,7 +204,7 @@ fn main() -> Result<()> {
     let mut last_print = Instant::now();
     let r = loop {
         max = max.max(rss_mb(pid));
-        let runs = api.send(
+        let runs = api.call(
             reqwest::Method::GET,
             "/conflux/sync-jobs/Bench_Sync/runs?limit=3",
             None,
@@ -285,7 +218,7 @@ fn main() -> Result<()> {
             break r;
         }
         if last_print.elapsed() > Duration::from_secs(10) {
-            let j = api.send(reqwest::Method::GET, "/conflux/sync-jobs/Bench_Sync", None)?;
+            let j = api.call(reqwest::Method::GET, "/conflux/sync-jobs/Bench_Sync", None)?;
             eprintln!(
                 "      {} rows written, server RSS {:.0} MB",
                 j["running"]["written"],
