@@ -242,6 +242,12 @@ CREATE TABLE IF NOT EXISTS sync_errors (
   created_ms INTEGER NOT NULL,
   PRIMARY KEY (job, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sync_state (
+  job TEXT NOT NULL,
+  key TEXT NOT NULL,
+  image TEXT NOT NULL,
+  PRIMARY KEY (job, key)
+) WITHOUT ROWID;
 "#;
 
 /// Upgrades of the system tables, applied in order when the column they add is missing:

@@ -1,4 +1,4 @@
-//! SQLite side of the sync control tables (`sync_runs`, `sync_errors`).
+//! SQLite side of the sync control tables (`sync_runs`, `sync_errors`, `sync_state`).
 
 use rusqlite::{params, Connection};
 use store::{StoreResult, SyncErrorRow, SyncRunRow};
@@ -144,5 +144,39 @@ pub(crate) fn end_running(conn: &Connection, now: i64) -> StoreResult<u64> {
         )
         .map_err(backend)?
         .execute([now])
+        .map_err(backend)? as u64)
+}
+
+pub(crate) fn state(
+    conn: &Connection,
+    job: &str,
+    keys: &[String],
+) -> StoreResult<Vec<(String, String)>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT image FROM sync_state WHERE job = ?1 AND key = ?2")
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for k in keys {
+        let mut rows = stmt.query(params![job, k]).map_err(backend)?;
+        if let Some(r) = rows.next().map_err(backend)? {
+            out.push((k.clone(), r.get(0).map_err(backend)?));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn put_state(conn: &Connection, job: &str, key: &str, image: &str) -> StoreResult<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO sync_state (job, key, image) VALUES (?1, ?2, ?3)")
+        .map_err(backend)?
+        .execute(params![job, key, image])
+        .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn clear_state(conn: &Connection, job: &str) -> StoreResult<u64> {
+    Ok(conn
+        .prepare_cached("DELETE FROM sync_state WHERE job = ?1")
+        .map_err(backend)?
+        .execute([job])
         .map_err(backend)? as u64)
 }

@@ -360,6 +360,9 @@ impl ReadTx for Conn<'_> {
     fn sync_errors(&self, job: &str, limit: usize) -> StoreResult<Vec<store::SyncErrorRow>> {
         crate::sync::errors(self.conn, job, limit)
     }
+    fn sync_state(&self, job: &str, keys: &[String]) -> StoreResult<Vec<(String, String)>> {
+        crate::sync::state(self.conn, job, keys)
+    }
 }
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
@@ -567,6 +570,9 @@ impl ReadTx for WConn<'_> {
     }
     fn sync_errors(&self, job: &str, limit: usize) -> StoreResult<Vec<store::SyncErrorRow>> {
         self.read.sync_errors(job, limit)
+    }
+    fn sync_state(&self, job: &str, keys: &[String]) -> StoreResult<Vec<(String, String)>> {
+        self.read.sync_state(job, keys)
     }
 }
 
@@ -1120,6 +1126,14 @@ impl<'a> WriteTx for WConn<'a> {
 
     fn clear_sync_errors(&mut self, job: &str, keys: &[String]) -> StoreResult<u64> {
         crate::sync::clear_errors(self.conn(), job, keys)
+    }
+
+    fn put_sync_state(&mut self, job: &str, key: &str, image: &str) -> StoreResult<()> {
+        crate::sync::put_state(self.conn(), job, key, image)
+    }
+
+    fn clear_sync_state(&mut self, job: &str) -> StoreResult<u64> {
+        crate::sync::clear_state(self.conn(), job)
     }
 
     fn rewrite_event(&mut self, replay_id: u64, payload: Option<&str>) -> StoreResult<()> {

@@ -199,6 +199,9 @@ pub trait ReadTx {
     fn sync_runs(&self, job: &str, limit: usize) -> StoreResult<Vec<SyncRunRow>>;
     /// The rows sync job `job`'s target refused, newest first.
     fn sync_errors(&self, job: &str, limit: usize) -> StoreResult<Vec<SyncErrorRow>>;
+    /// What bidirectional sync job `job` last left both sides agreeing on, for those of `keys`
+    /// it has synchronized: `(key, image)` with the image as JSON text.
+    fn sync_state(&self, job: &str, keys: &[String]) -> StoreResult<Vec<(String, String)>>;
 }
 
 /// What a write transaction can do in addition.
@@ -350,6 +353,10 @@ pub trait WriteTx: ReadTx {
     fn put_sync_error(&mut self, e: &SyncErrorRow) -> StoreResult<()>;
     /// Removes the errors of the source rows `keys` (written since); returns how many.
     fn clear_sync_errors(&mut self, job: &str, keys: &[String]) -> StoreResult<u64>;
+    /// Records what both sides of bidirectional job `job` now agree on for `key`.
+    fn put_sync_state(&mut self, job: &str, key: &str, image: &str) -> StoreResult<()>;
+    /// Forgets every agreed image of job `job` (a reset); returns how many there were.
+    fn clear_sync_state(&mut self, job: &str) -> StoreResult<u64>;
     /// Selects (or deselects) `object` for change events. Returns the selection's number (its
     /// `PlatformEventChannelMember` id), also when it already was selected.
     fn set_change_events(&mut self, object: &str, selected: bool) -> StoreResult<u64>;

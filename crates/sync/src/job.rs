@@ -39,9 +39,95 @@ pub struct JobDef {
     /// first), in UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
-    /// The user scheduled runs act as (required with `schedule`).
+    /// The user scheduled runs act as (required with `schedule` and `trigger`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_as: Option<String>,
+    /// `changes`: a run starts by itself when the org source's object changes (its change
+    /// events; Change Data Capture must be on for it). Changes the job made itself do not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// A bidirectional job's way back: the table's rows into the org.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse: Option<ReverseDef>,
+    /// A bidirectional job's conflict policy: which side wins a field both sides changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<ConflictDef>,
+}
+
+/// The database-to-org direction of a bidirectional job.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseDef {
+    /// The org's external id field that holds the table's key.
+    pub external_id: String,
+    /// The table column that grows when a row changes (a timestamp: it also dates the row's
+    /// edits for `last_writer_wins`).
+    pub cursor: String,
+    /// Seconds before the committed cursor each run reads again (default 5).
+    #[serde(default = "default_overlap")]
+    pub overlap_seconds: u64,
+    /// Org field → jq expression over the table row (`.`).
+    pub mapping: Map<String, Json>,
+}
+
+/// Who wins when both sides changed a field since they last agreed.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConflictDef {
+    /// The policy of fields not listed: `last_writer_wins` (the default), `source` (the org is
+    /// the source of truth) or `target` (the table is).
+    #[serde(default = "default_policy")]
+    pub default: String,
+    /// Table column → policy.
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+fn default_policy() -> String {
+    "last_writer_wins".into()
+}
+
+/// A compiled conflict policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// The side whose row changed last wins.
+    LastWriterWins,
+    /// The org wins.
+    Source,
+    /// The table wins.
+    Target,
+}
+
+impl Policy {
+    fn parse(s: &str) -> Result<Policy, String> {
+        Ok(match s {
+            "last_writer_wins" => Policy::LastWriterWins,
+            "source" => Policy::Source,
+            "target" => Policy::Target,
+            other => {
+                return Err(format!(
+                    "conflict policy {other:?} is not last_writer_wins, source or target"
+                ))
+            }
+        })
+    }
+}
+
+/// What a bidirectional job adds, compiled.
+#[derive(Debug)]
+pub struct Bidirectional {
+    /// The org object.
+    pub object: String,
+    /// Its external id field holding the table's key.
+    pub external_id: String,
+    /// The table's key column.
+    pub key: String,
+    /// Org field → expression over the table row.
+    pub reverse: Vec<(String, Expr)>,
+    /// The policy of columns not in `fields`.
+    pub default: Policy,
+    /// Column → policy.
+    pub fields: std::collections::BTreeMap<String, Policy>,
 }
 
 /// One more leg of a broadcast or aggregation job.
@@ -282,6 +368,8 @@ pub struct Job {
     pub mapping: Vec<(String, Expr)>,
     /// The org target's operation.
     pub operation: Operation,
+    /// A bidirectional job's way back and conflict policy.
+    pub bidirectional: Option<Bidirectional>,
 }
 
 /// Reads every job file of `dir` (`*.yaml`, `*.yml`, `*.json`, sorted by name).
@@ -291,6 +379,132 @@ pub fn read_dir(dir: &Path) -> Result<Vec<JobDef>, String> {
 
 /// Checks a job against the schema and compiles its mapping.
 pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
+    let name = def.name.clone();
+    let err = |m: String| format!("sync job {name}: {m}");
+    let bidirectional = def.kind.as_deref() == Some("bidirectional");
+    if !bidirectional && (def.reverse.is_some() || def.conflicts.is_some()) {
+        return Err(err(
+            "`reverse` and `conflicts` belong to bidirectional jobs".into(),
+        ));
+    }
+    match def.trigger.as_deref() {
+        None => {}
+        Some("changes") => {
+            let SourceDef::Org { object, .. } = &def.source else {
+                return Err(err(
+                    "trigger: changes follows the org's change events; the source is not the org"
+                        .into(),
+                ));
+            };
+            let o = schema
+                .object(object)
+                .ok_or_else(|| err(format!("there is no object {object} to read")))?;
+            if !o.change_events {
+                return Err(err(format!(
+                    "trigger: changes needs Change Data Capture on {object} \
+                     (select it: PlatformEventChannelMember on ChangeEvents)"
+                )));
+            }
+            if def.run_as.is_none() {
+                return Err(err(
+                    "a triggered job names the user its runs act as (`run_as: username`)".into(),
+                ));
+            }
+        }
+        Some(other) => return Err(err(format!("trigger {other:?} is not `changes`"))),
+    }
+    if !bidirectional {
+        return compile_one_way(def, schema);
+    }
+    // A bidirectional job pairs an object of the org with a PostgreSQL table: `mapping` is the
+    // way out, `reverse` the way back; both are checked as one-way jobs would be.
+    let Some(reverse) = def.reverse.clone() else {
+        return Err(err(
+            "a bidirectional job has `reverse` (external_id, cursor, mapping)".into(),
+        ));
+    };
+    let SourceDef::Org { object, .. } = &def.source else {
+        return Err(err("a bidirectional job's source is the org".into()));
+    };
+    let object = object.clone();
+    let TargetDef::Postgres { key, .. } = &def.target else {
+        return Err(err(
+            "a bidirectional job's target is a PostgreSQL table".into()
+        ));
+    };
+    let key = key.clone();
+    let o = schema
+        .object(&object)
+        .ok_or_else(|| err(format!("there is no object {object}")))?;
+    if !o.change_events {
+        return Err(err(format!(
+            "a bidirectional job follows {object}'s change events (their change origin tells the \
+             job's own writes from others'): select {object} for Change Data Capture \
+             (PlatformEventChannelMember on ChangeEvents)"
+        )));
+    }
+    let back = JobDef {
+        name: def.name.clone(),
+        kind: None,
+        trigger: None,
+        reverse: None,
+        conflicts: None,
+        schedule: None,
+        streams: Vec::new(),
+        mapping: reverse.mapping.clone(),
+        source: SourceDef::Org {
+            object: object.clone(),
+            overlap_seconds: 0,
+        },
+        target: TargetDef::Org {
+            object: object.clone(),
+            operation: "upsert".into(),
+            external_id: Some(reverse.external_id.clone()),
+        },
+        ..def.clone()
+    };
+    let back = compile_one_way(back, schema)?;
+    if reverse.cursor.trim().is_empty() {
+        return Err(err("reverse.cursor is empty".into()));
+    }
+    let conflicts = def.conflicts.clone().unwrap_or(ConflictDef {
+        default: default_policy(),
+        fields: Default::default(),
+    });
+    let default = Policy::parse(&conflicts.default).map_err(err)?;
+    let mut fields = std::collections::BTreeMap::new();
+    for (c, p) in &conflicts.fields {
+        if !def.mapping.contains_key(c) {
+            return Err(err(format!(
+                "conflicts.fields names {c}, which the mapping does not set"
+            )));
+        }
+        fields.insert(c.clone(), Policy::parse(p).map_err(err)?);
+    }
+    let one_way = JobDef {
+        kind: None,
+        reverse: None,
+        conflicts: None,
+        ..def
+    };
+    let mut job = compile_one_way(one_way, schema)?;
+    job.def.kind = Some("bidirectional".into());
+    job.def.reverse = Some(reverse.clone());
+    job.def.conflicts = Some(conflicts);
+    job.bidirectional = Some(Bidirectional {
+        object: o.name.clone(),
+        external_id: reverse.external_id,
+        key,
+        reverse: back.mapping,
+        default,
+        fields,
+    });
+    Ok(job)
+}
+
+/// Checks a job that moves rows one way (every kind but bidirectional, and each direction of
+/// that).
+fn compile_one_way(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
     let name = def.name.clone();
     let err = |m: String| format!("sync job {name}: {m}");
     if name.is_empty()
@@ -364,6 +578,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
                 let leg = JobDef {
                     name: format!("{}_{}", def.name, s.name),
                     kind: None,
+                    trigger: None,
                     streams: Vec::new(),
                     schedule: None,
                     mapping: s.mapping.clone(),
@@ -374,7 +589,8 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
         }
         Some(other) => {
             return Err(err(format!(
-            "kind {other:?} is not incremental, migration, broadcast, aggregation or correlation"
+            "kind {other:?} is not incremental, migration, broadcast, aggregation, correlation \
+             or bidirectional"
         )))
         }
     }
@@ -428,6 +644,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
                 streams: streams.clone(),
                 mapping,
                 operation: Operation::Insert,
+                bidirectional: None,
             });
         }
         TargetDef::Salesforce {
@@ -460,6 +677,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
                 streams: streams.clone(),
                 mapping,
                 operation,
+                bidirectional: None,
             });
         }
         TargetDef::Postgres { url, table, key } | TargetDef::Mysql { url, table, key } => {
@@ -486,6 +704,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
                 streams: streams.clone(),
                 mapping,
                 operation: Operation::Upsert,
+                bidirectional: None,
             });
         }
     };
@@ -539,6 +758,7 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
         streams,
         mapping,
         operation,
+        bidirectional: None,
     })
 }
 

@@ -4,6 +4,7 @@
 //! where the committed data ends. Rows the target refuses go to the job's error table with the
 //! source key, the reason and the payload; a later run that writes them clears them.
 
+pub mod bidirectional;
 pub mod files;
 pub mod job;
 pub mod mysql;
@@ -156,6 +157,15 @@ impl Engine {
                 json!(if from_api { "api" } else { "file" }),
             );
             m.insert("cursor".into(), cursor.unwrap_or(Json::Null));
+            if job.bidirectional.is_some() {
+                let at = org
+                    .store()
+                    .read(|tx| tx.setting(&bidirectional::change_setting(name)))
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.parse::<u64>().ok());
+                m.insert("changeCursor".into(), json!(at));
+            }
             m.insert("lastRun".into(), last.as_ref().map_or(Json::Null, run_json));
             m.insert(
                 "running".into(),
@@ -193,6 +203,15 @@ impl Engine {
         self.running.lock().remove(&name);
     }
 
+    /// Shows a run's counts as its job's progress.
+    fn progress(&self, parent: &str, run: &SyncRunRow) {
+        if let Some(pr) = self.running.lock().get_mut(parent) {
+            pr.read = run.read;
+            pr.written = run.written;
+            pr.failed = run.failed;
+        }
+    }
+
     /// Runs every leg of the job (itself, then its streams), each from its own cursor.
     async fn run_batches(
         &self,
@@ -201,6 +220,9 @@ impl Engine {
         job: &Arc<Job>,
         run: &mut SyncRunRow,
     ) -> Result<(), String> {
+        if job.bidirectional.is_some() {
+            return bidirectional::run(self, org, p, job, run).await;
+        }
         let parent = job.def.name.clone();
         self.run_leg(org, p, job, &parent, run).await?;
         for leg in &job.streams {
@@ -287,11 +309,7 @@ impl Engine {
                 };
                 let (done, next) = tokio::join!(commit, ahead);
                 *run = done?;
-                if let Some(pr) = self.running.lock().get_mut(parent) {
-                    pr.read = run.read;
-                    pr.written = run.written;
-                    pr.failed = run.failed;
-                }
+                self.progress(parent, run);
                 match next? {
                     Some((b, l, f)) => {
                         batch = b;
@@ -317,11 +335,7 @@ impl Engine {
             };
             let (written, next) = tokio::join!(write, read_ahead);
             written?;
-            if let Some(pr) = self.running.lock().get_mut(parent) {
-                pr.read = run.read;
-                pr.written = run.written;
-                pr.failed = run.failed;
-            }
+            self.progress(parent, run);
             match next {
                 Some(next) => rows = next?,
                 None => break,
@@ -441,8 +455,9 @@ impl Engine {
         })
     }
 
-    /// Starts the runs of scheduled jobs when they are due, until `shutdown` (once, in the
-    /// background). A run still going when the next is due is not started twice.
+    /// Starts the runs of scheduled jobs when they are due, and of change-triggered jobs when
+    /// their object changed (by anyone but the job), until `shutdown` (once, in the
+    /// background). A job still running is not started twice; its changes wait for the end.
     pub async fn run_schedules(
         self: Arc<Self>,
         org: Arc<Org>,
@@ -450,29 +465,38 @@ impl Engine {
     ) {
         use chrono::Utc;
         let mut next: HashMap<String, chrono::DateTime<Utc>> = HashMap::new();
+        // Change-triggered jobs: the replay id up to which changes were looked at (0 at start:
+        // changes still in the log start a run that catches up).
+        let mut seen: HashMap<String, u64> = HashMap::new();
         loop {
             let jobs: Vec<Arc<Job>> = self
                 .jobs
                 .read()
                 .values()
                 .map(|(j, _)| j.clone())
-                .filter(|j| j.schedule.is_some())
+                .filter(|j| j.schedule.is_some() || j.def.trigger.is_some())
                 .collect();
             let now = Utc::now();
             next.retain(|name, _| jobs.iter().any(|j| &j.def.name == name));
+            seen.retain(|name, _| jobs.iter().any(|j| &j.def.name == name));
             for job in &jobs {
-                let Some(schedule) = &job.schedule else {
-                    continue;
-                };
                 let name = &job.def.name;
-                let due = *next
-                    .entry(name.clone())
-                    .or_insert_with(|| schedule.after(&now).next().unwrap_or(now));
-                if due > now {
-                    continue;
+                let mut start = false;
+                if let Some(schedule) = &job.schedule {
+                    let due = *next
+                        .entry(name.clone())
+                        .or_insert_with(|| schedule.after(&now).next().unwrap_or(now));
+                    if due <= now {
+                        next.insert(name.clone(), schedule.after(&now).next().unwrap_or(now));
+                        start = true;
+                    }
                 }
-                next.insert(name.clone(), schedule.after(&now).next().unwrap_or(now));
-                if self.running.lock().contains_key(name) {
+                let running = self.running.lock().contains_key(name);
+                if job.def.trigger.is_some() && !running {
+                    let at = seen.entry(name.clone()).or_insert(0);
+                    start |= self.changed_since(&org, job, at);
+                }
+                if !start || running {
                     continue;
                 }
                 let user = job.def.run_as.clone().unwrap_or_default();
@@ -485,14 +509,14 @@ impl Engine {
                 {
                     Some(Ok(p)) => p,
                     _ => {
-                        tracing::warn!(job = %name, "scheduled sync run skipped: no active user {user}");
+                        tracing::warn!(job = %name, "sync run skipped: no active user {user}");
                         continue;
                     }
                 };
                 if let Err(e) =
                     service::sync::SyncJobs::start(self.clone(), org.clone(), p, name).await
                 {
-                    tracing::warn!(job = %name, error = %e.message, "scheduled sync run not started");
+                    tracing::warn!(job = %name, error = %e.message, "sync run not started");
                 }
             }
             tokio::select! {
@@ -500,6 +524,37 @@ impl Engine {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
             }
         }
+    }
+
+    /// Whether the source object of change-triggered `job` has change events after `at` that
+    /// the job did not cause; moves `at` past what was looked at.
+    fn changed_since(&self, org: &Org, job: &Job, at: &mut u64) -> bool {
+        let SourceDef::Org { object, .. } = &job.def.source else {
+            return false;
+        };
+        let Some(stream) = org.schema().object(object).map(|o| o.change_event_name()) else {
+            return false;
+        };
+        let bus = org.events();
+        let mut found = false;
+        while *at < bus.tip() {
+            let Ok(b) = bus.read(
+                &service::events::Selection::Stream(stream.clone()),
+                *at,
+                500,
+            ) else {
+                break;
+            };
+            found |= b
+                .events
+                .iter()
+                .any(|e| !bidirectional::is_own(&e.event.payload, &job.def.name));
+            if b.through <= *at {
+                break;
+            }
+            *at = b.through;
+        }
+        found
     }
 
     /// Maps a batch for the org and validates it (outside the writer); [`commit_org`] writes it.
@@ -1239,6 +1294,27 @@ impl service::sync::SyncJobs for Engine {
                         for k in &keys {
                             tx.set_setting(k, "null")?;
                         }
+                        Ok(())
+                    })
+                    .await;
+            }
+            if job.bidirectional.is_some() {
+                if cursor.is_some() {
+                    return Err(invalid(
+                        "a bidirectional job is reset to the beginning only (it then compares every record)",
+                    ));
+                }
+                let (name, ds, cs) = (
+                    name.to_string(),
+                    cursor_setting(name),
+                    bidirectional::change_setting(name),
+                );
+                return org
+                    .store()
+                    .write(move |tx| {
+                        tx.set_setting(&ds, "null")?;
+                        tx.set_setting(&cs, "null")?;
+                        tx.clear_sync_state(&name)?;
                         Ok(())
                     })
                     .await;

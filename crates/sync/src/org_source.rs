@@ -88,9 +88,97 @@ impl Source {
             }
         }
         soql.push_str(&format!(" ORDER BY SystemModstamp, Id LIMIT {limit}"));
+        self.rows(&soql, limit)
+    }
+
+    /// The records whose `field` holds one of `values` (as JSON objects by field name).
+    pub fn by_values(&self, field: &str, values: &[String]) -> Result<Vec<Json>, String> {
+        let mut out = Vec::new();
+        for chunk in values.chunks(200) {
+            let list: Vec<String> = chunk
+                .iter()
+                .map(|v| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
+                .collect();
+            let names: Vec<&str> = self
+                .fields
+                .iter()
+                .map(|i| self.object.fields[*i].name.as_str())
+                .collect();
+            let soql = format!(
+                "SELECT {} FROM {} WHERE {field} IN ({})",
+                names.join(", "),
+                self.object.name,
+                list.join(", ")
+            );
+            out.extend(self.rows(&soql, 2_000)?.into_iter().map(|r| r.data));
+        }
+        Ok(out)
+    }
+
+    /// The values of `field` of the records `ids` (those that still exist).
+    pub fn values_of(&self, field: &str, ids: &[String]) -> Result<Vec<Json>, String> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(200) {
+            let list: Vec<String> = chunk
+                .iter()
+                .map(|v| format!("'{}'", v.replace(['\\', '\''], "")))
+                .collect();
+            let soql = format!(
+                "SELECT Id, {field} FROM {} WHERE Id IN ({})",
+                self.object.name,
+                list.join(", ")
+            );
+            let page = self
+                .org
+                .query(&self.p, &soql, false, chunk.len().max(1))
+                .map_err(|e| format!("reading {}: {}", self.object.name, e.message))?;
+            for r in &page.rows {
+                if let Some(Cell::Value(v)) = r.cells.get(1) {
+                    out.push(v.to_json());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every value of `field` (paged through query locators).
+    pub fn all_values(&self, field: &str) -> Result<Vec<Json>, String> {
+        let o = &self.object;
+        let mut page = self
+            .org
+            .query(
+                &self.p,
+                &format!("SELECT {field} FROM {}", o.name),
+                false,
+                2_000,
+            )
+            .map_err(|e| format!("reading {}: {}", o.name, e.message))?;
+        let mut out = Vec::new();
+        loop {
+            for r in &page.rows {
+                if let Some(Cell::Value(v)) = r.cells.first() {
+                    out.push(v.to_json());
+                }
+            }
+            match page.next_locator.clone() {
+                Some(l) => {
+                    page = self
+                        .org
+                        .query_more(&self.p, &l)
+                        .map_err(|e| format!("reading {}: {}", o.name, e.message))?
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs a query selecting this source's fields; its rows with their positions.
+    fn rows(&self, soql: &str, limit: usize) -> Result<Vec<Row>, String> {
+        let o = &self.object;
         let page = self
             .org
-            .query(&self.p, &soql, false, limit.max(1))
+            .query(&self.p, soql, false, limit.max(1))
             .map_err(|e| format!("reading {}: {}", o.name, e.message))?;
         let id_of = |seq: u64| model::Id::new(o.key_prefix, self.org.store().marker(), seq).to_18();
         page.rows

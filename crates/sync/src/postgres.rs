@@ -135,4 +135,33 @@ impl Source {
             })
             .collect()
     }
+
+    /// The rows whose key is one of `keys`.
+    pub async fn by_keys(&self, keys: &[String]) -> Result<Vec<Row>, String> {
+        let (c, k, t) = (&self.cursor, &self.key, &self.table);
+        let tk = &self.types.1;
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT to_jsonb(s)::text, s.{c}::text, s.{k}::text FROM {t} s \
+                     WHERE s.{k} = ANY(($1::text[])::{tk}[])"
+                ),
+                &[&keys],
+            )
+            .await
+            .map_err(|e| format!("reading {}: {e}", self.table))?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get(0);
+                Ok(Row {
+                    data: serde_json::from_str(&text).map_err(|e| e.to_string())?,
+                    at: Cursor {
+                        value: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                        key: r.get(2),
+                    },
+                })
+            })
+            .collect()
+    }
 }

@@ -82,6 +82,23 @@ impl Postgres {
         &self,
         rows: &[&serde_json::Map<String, Json>],
     ) -> Result<Vec<Outcome>, String> {
+        self.apply(rows, false).await
+    }
+
+    /// Updates the columns each row names of the existing row with its key, in one
+    /// transaction (a row no longer there is refused).
+    pub async fn update(
+        &self,
+        rows: &[&serde_json::Map<String, Json>],
+    ) -> Result<Vec<Outcome>, String> {
+        self.apply(rows, true).await
+    }
+
+    async fn apply(
+        &self,
+        rows: &[&serde_json::Map<String, Json>],
+        update: bool,
+    ) -> Result<Vec<Outcome>, String> {
         let mut client = self.client.lock().await;
         let tx = client
             .transaction()
@@ -95,27 +112,48 @@ impl Postgres {
                 continue;
             }
             let values: Vec<Option<String>> = cols.iter().map(|c| text(&row[c.as_str()])).collect();
-            let sql = format!(
-                "INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) DO UPDATE SET {sets}",
-                t = self.table,
-                cols = cols
-                    .iter()
-                    .map(|c| crate::postgres::quote(c))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                vals = cols
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("(${}::text)::{}", i + 1, self.types[c.as_str()]))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                key = crate::postgres::quote(&self.key),
-                sets = cols
-                    .iter()
-                    .map(|c| format!("{q} = EXCLUDED.{q}", q = crate::postgres::quote(c)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
+            let cast = |i: usize, c: &str| format!("(${}::text)::{}", i + 1, self.types[c]);
+            let sql = if update {
+                let Some(k) = cols.iter().position(|c| **c == self.key) else {
+                    out.push(Err(format!("the row has no {}", self.key)));
+                    continue;
+                };
+                format!(
+                    "UPDATE {t} SET {sets} WHERE {key} = {kv}",
+                    t = self.table,
+                    sets = cols
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != k)
+                        .map(|(i, c)| format!("{} = {}", crate::postgres::quote(c), cast(i, c)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    key = crate::postgres::quote(&self.key),
+                    kv = cast(k, &self.key),
+                )
+            } else {
+                format!(
+                    "INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) DO UPDATE SET {sets}",
+                    t = self.table,
+                    cols = cols
+                        .iter()
+                        .map(|c| crate::postgres::quote(c))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    vals = cols
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| format!("(${}::text)::{}", i + 1, self.types[c.as_str()]))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    key = crate::postgres::quote(&self.key),
+                    sets = cols
+                        .iter()
+                        .map(|c| format!("{q} = EXCLUDED.{q}", q = crate::postgres::quote(c)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            };
             let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
                 .iter()
                 .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
@@ -124,6 +162,12 @@ impl Postgres {
                 .await
                 .map_err(|e| format!("PostgreSQL: {e}"))?;
             match tx.execute(&sql, &params).await {
+                Ok(0) if update => {
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT row")
+                        .await
+                        .map_err(|e| format!("PostgreSQL: {e}"))?;
+                    out.push(Err("the row is no longer in the table".into()));
+                }
                 Ok(_) => {
                     tx.batch_execute("RELEASE SAVEPOINT row")
                         .await

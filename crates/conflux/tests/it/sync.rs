@@ -1351,3 +1351,348 @@ fn a_correlation_touches_only_records_both_sides_have() {
     assert_eq!(got["K9"].0, "Only in the org");
     db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
 }
+
+/// The Accounts of a bidirectional test, by customer id: (name, phone, revenue).
+fn org_rows(org: &Org, prefix: &str) -> BTreeMap<String, (Value, Value, Value)> {
+    let page = org.query(&format!(
+        "SELECT Customer_Id__c, Name, Phone, AnnualRevenue FROM Account WHERE Customer_Id__c LIKE '{prefix}%'"
+    ));
+    page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let rev = r["AnnualRevenue"]
+                .as_f64()
+                .map_or(Value::Null, |f| json!(f));
+            (
+                r["Customer_Id__c"].as_str().unwrap().to_string(),
+                (r["Name"].clone(), r["Phone"].clone(), rev),
+            )
+        })
+        .collect()
+}
+
+fn table_rows(db: &mut postgres::Client, table: &str) -> BTreeMap<String, (Value, Value, Value)> {
+    db.query(
+        &format!("SELECT id, name, phone, revenue::float8 FROM {table}"),
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| {
+        let rev: Option<f64> = r.get(3);
+        (
+            r.get::<_, String>(0),
+            (
+                json!(r.get::<_, String>(1)),
+                json!(r.get::<_, Option<String>>(2)),
+                json!(rev),
+            ),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn bidirectional_sync_with_postgres_converges_after_concurrent_edits_without_echo() {
+    let mut db = pg();
+    let table = format!("sync_bi_{}", std::process::id());
+    db.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table};
+         CREATE TABLE {table} (id text PRIMARY KEY, name text NOT NULL, phone text,
+                              revenue numeric(12,2),
+                              updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+         CREATE OR REPLACE FUNCTION {table}_touch() RETURNS trigger AS $$
+           BEGIN NEW.updated_at := clock_timestamp(); RETURN NEW; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER {table}_touch BEFORE UPDATE ON {table}
+           FOR EACH ROW EXECUTE FUNCTION {table}_touch();
+         INSERT INTO {table} (id, name, phone, revenue) VALUES
+           ('B1', 'Table one', '555-0101', 10), ('B2', 'Table two', NULL, 20),
+           ('B3', 'Table three', '555-0103', NULL);"
+    ))
+    .unwrap();
+    let data = data_dir("sync-bidirectional");
+    write_customer_field(&data);
+    let members = data.join("metadata/platformEventChannelMembers");
+    std::fs::create_dir_all(&members).unwrap();
+    std::fs::write(
+        members.join("ChangeEvents_AccountChangeEvent.yaml"),
+        "eventChannel: ChangeEvents\nselectedEntity: AccountChangeEvent\n",
+    )
+    .unwrap();
+    let org = Org::start_in(&data, &[], &[]);
+    for (k, name, phone, rev) in [
+        ("A1", "Org one", Some("555-0201"), Some(1.5)),
+        ("A2", "Org two", None, Some(2.0)),
+        ("A3", "Org three", Some("555-0203"), None),
+    ] {
+        org.create(
+            "Account",
+            json!({"Customer_Id__c": k, "Name": name, "Phone": phone, "AnnualRevenue": rev}),
+        );
+    }
+    let def = json!({
+        "kind": "bidirectional",
+        "source": {"type": "org", "object": "Account"},
+        "target": {"type": "postgres", "url": PG_URL, "table": table, "key": "id"},
+        "mapping": {"id": ".Customer_Id__c", "name": ".Name", "phone": ".Phone",
+                    "revenue": ".AnnualRevenue"},
+        "reverse": {"external_id": "Customer_Id__c", "cursor": "updated_at",
+                    "mapping": {"Customer_Id__c": ".id", "Name": ".name", "Phone": ".phone",
+                                "AnnualRevenue": ".revenue"}},
+        "conflicts": {"default": "last_writer_wins",
+                      "fields": {"phone": "source", "revenue": "target"}},
+        "batch_size": 2
+    });
+    // A bidirectional job needs the object's change events; without `reverse` it is refused.
+    let mut bad = def.clone();
+    bad.as_object_mut().unwrap().remove("reverse");
+    let (s, b) = org.call(Method::PUT, &org.data("/conflux/sync-jobs/Both"), Some(bad));
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = org.call(Method::PUT, &org.data("/conflux/sync-jobs/Both"), Some(def));
+    assert_eq!(s, 201, "{b}");
+
+    // The first run: each side gets the other's records.
+    let r = run(&org, "Both");
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(r["written"], 6, "{r}");
+    let (o, t) = (org_rows(&org, ""), table_rows(&mut db, &table));
+    assert_eq!(o.len(), 6, "{o:?}");
+    assert_eq!(o, t, "both sides hold the same six rows");
+    assert_eq!(t["A1"], (json!("Org one"), json!("555-0201"), json!(1.5)));
+    assert_eq!(
+        o["B1"],
+        (json!("Table one"), json!("555-0101"), json!(10.0))
+    );
+
+    // Run again: the writes of the first run come back on both sides, and are not echoed.
+    let r = run(&org, "Both");
+    assert_eq!(
+        (r["status"].as_str(), r["written"].as_u64()),
+        (Some("succeeded"), Some(0)),
+        "{r}"
+    );
+
+    // Concurrent edits on both sides, some to the same fields.
+    let patch = |k: &str, body: Value| {
+        let (s, b) = org.call(
+            Method::PATCH,
+            &org.data(&format!("/sobjects/Account/Customer_Id__c/{k}")),
+            Some(body),
+        );
+        assert!(s == 200 || s == 204, "{s} {b}");
+    };
+    let sql = |db: &mut postgres::Client, stmt: String| db.batch_execute(&stmt).unwrap();
+    let pause = || std::thread::sleep(Duration::from_millis(30));
+    // Different fields of one record: both edits stay.
+    patch("A1", json!({"Name": "Org one, renamed in the org"}));
+    sql(
+        &mut db,
+        format!("UPDATE {table} SET phone = '555-9991' WHERE id = 'A1'"),
+    );
+    // Both change the phone: the org is the phone's source of truth.
+    patch("A2", json!({"Phone": "555-ORG"}));
+    sql(
+        &mut db,
+        format!("UPDATE {table} SET phone = '555-TABLE' WHERE id = 'A2'"),
+    );
+    // Both change the revenue: the table is the revenue's source of truth.
+    sql(
+        &mut db,
+        format!("UPDATE {table} SET revenue = 77 WHERE id = 'B1'"),
+    );
+    patch("B1", json!({"AnnualRevenue": 66}));
+    // Both rename: the last writer wins, whichever side it is.
+    patch("B2", json!({"Name": "B2 renamed in the org first"}));
+    pause();
+    sql(
+        &mut db,
+        format!("UPDATE {table} SET name = 'B2 renamed in the table last' WHERE id = 'B2'"),
+    );
+    sql(
+        &mut db,
+        format!("UPDATE {table} SET name = 'B3 renamed in the table first' WHERE id = 'B3'"),
+    );
+    pause();
+    patch("B3", json!({"Name": "B3 renamed in the org last"}));
+    // New on each side.
+    org.create(
+        "Account",
+        json!({"Customer_Id__c": "A4", "Name": "Org four"}),
+    );
+    sql(
+        &mut db,
+        format!("INSERT INTO {table} (id, name) VALUES ('B4', 'Table four')"),
+    );
+
+    let r = run(&org, "Both");
+    assert_eq!(r["status"], "succeeded", "{r}");
+    let (_, errors) = org.call(
+        Method::GET,
+        &org.data("/conflux/sync-jobs/Both/errors"),
+        None,
+    );
+    assert_eq!(r["failed"], 0, "{r} {errors}");
+    let (o, t) = (org_rows(&org, ""), table_rows(&mut db, &table));
+    assert_eq!(o, t, "the sides converged");
+    assert_eq!(o.len(), 8);
+    assert_eq!(o["A1"].0, "Org one, renamed in the org");
+    assert_eq!(o["A1"].1, "555-9991");
+    assert_eq!(o["A2"].1, "555-ORG");
+    assert_eq!(o["B1"].2, json!(77.0));
+    assert_eq!(o["B2"].0, "B2 renamed in the table last");
+    assert_eq!(o["B3"].0, "B3 renamed in the org last");
+    assert_eq!(o["A4"].0, "Org four");
+    assert_eq!(o["B4"].0, "Table four");
+
+    // The job's own org writes carry its change origin (so its change events are not read back
+    // as changes); the users' edits carry theirs.
+    let mut c = crate::events::Bayeux::new(&org);
+    c.handshake();
+    let r = c.subscribe("/data/AccountChangeEvent", Some(-2));
+    assert_eq!(r["successful"], true, "{r}");
+    let mut events = Vec::new();
+    loop {
+        let (data, reply) = c.connect(true);
+        assert_eq!(reply["successful"], true, "{reply}");
+        if data.is_empty() {
+            break;
+        }
+        events.extend(data);
+    }
+    let header = |e: &Value| e["data"]["payload"]["ChangeEventHeader"].clone();
+    let own: Vec<Value> = events
+        .iter()
+        .map(header)
+        .filter(|h| {
+            h["changeOrigin"]
+                .as_str()
+                .unwrap()
+                .ends_with(";client=conflux-sync:Both")
+        })
+        .collect();
+    assert!(
+        own.iter().any(|h| h["changeType"] == "UPDATE"
+            && h["changedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "AnnualRevenue")),
+        "the job's update of B1's revenue: {own:?}"
+    );
+    assert!(own.iter().any(|h| h["changeType"] == "CREATE"), "{own:?}");
+    assert!(
+        events
+            .iter()
+            .map(header)
+            .any(|h| h["changeType"] == "UPDATE"
+                && !h["changeOrigin"].as_str().unwrap().contains("conflux-sync")),
+        "the users' edits: {events:?}"
+    );
+
+    // Nothing more to do: no echo loop.
+    for _ in 0..2 {
+        let r = run(&org, "Both");
+        assert_eq!(
+            (r["status"].as_str(), r["written"].as_u64()),
+            (Some("succeeded"), Some(0)),
+            "{r}"
+        );
+    }
+    let (s, b) = org.call(Method::GET, &org.data("/conflux/sync-jobs/Both"), None);
+    assert_eq!(s, 200, "{b}");
+    assert!(b["changeCursor"].as_u64().unwrap() > 0, "{b}");
+
+    // A reset compares every record again, and finds them agreeing.
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/conflux/sync-jobs/Both/reset"),
+        None,
+    );
+    assert_eq!(s, 204, "{b}");
+    let r = run(&org, "Both");
+    assert_eq!(
+        (r["status"].as_str(), r["written"].as_u64()),
+        (Some("succeeded"), Some(0)),
+        "{r}"
+    );
+    assert_eq!(r["read"], 8, "{r}");
+    db.batch_execute(&format!(
+        "DROP TABLE {table}; DROP FUNCTION {table}_touch();"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn change_triggered_jobs_run_when_the_org_changes() {
+    let mut db = pg();
+    let table = format!("sync_trig_{}", std::process::id());
+    db.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table};
+         CREATE TABLE {table} (id text PRIMARY KEY, name text);"
+    ))
+    .unwrap();
+    let data = data_dir("sync-trigger");
+    let org = Org::start_in(&data, &[], &[]);
+    let def = json!({
+        "source": {"type": "org", "object": "Account"},
+        "target": {"type": "postgres", "url": PG_URL, "table": table, "key": "id"},
+        "mapping": {"id": ".Id", "name": ".Name"},
+        "trigger": "changes",
+        "run_as": crate::harness::USERNAME
+    });
+    // Change events must be on for the object.
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Live"),
+        Some(def.clone()),
+    );
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Change Data Capture"),
+        "{b}"
+    );
+    let (s, b) = org.tooling(
+        "PlatformEventChannelMember",
+        "ChangeEvents_AccountChangeEvent",
+        json!({"eventChannel": "ChangeEvents", "selectedEntity": "AccountChangeEvent"}),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = org.call(Method::PUT, &org.data("/conflux/sync-jobs/Live"), Some(def));
+    assert_eq!(s, 201, "{b}");
+
+    // Each change reaches the table without anyone starting a run.
+    let id = org.create("Account", json!({"Name": "Live one"}));
+    let wait_for = |db: &mut postgres::Client, want: &str| {
+        let t = Instant::now();
+        loop {
+            let got: Option<String> = db
+                .query_opt(&format!("SELECT name FROM {table} WHERE id = $1"), &[&id])
+                .unwrap()
+                .map(|r| r.get(0));
+            if got.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the change did not reach the table: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&mut db, "Live one");
+    let (s, _) = org.call(
+        Method::PATCH,
+        &org.data(&format!("/sobjects/Account/{id}")),
+        Some(json!({"Name": "Live one, renamed"})),
+    );
+    assert_eq!(s, 204);
+    wait_for(&mut db, "Live one, renamed");
+    let (_, b) = org.call(Method::GET, &org.data("/conflux/sync-jobs/Live/runs"), None);
+    assert!(b["runs"].as_array().unwrap().len() >= 2, "{b}");
+    db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+}
