@@ -280,6 +280,11 @@ pub fn build(name: &str, doc: &Json) -> Result<Credential, String> {
 }
 
 impl Credential {
+    /// Whether it fetches tokens itself (a refused one is worth fetching again).
+    pub fn renews_tokens(&self) -> bool {
+        matches!(self.auth, Auth::ClientCredentials { .. })
+    }
+
     /// The OAuth token to use, fetched (and cached) when needed; `fresh` drops the cached one.
     pub async fn bearer(&self, fresh: bool, timeout: Duration) -> Result<Option<String>, String> {
         let Auth::ClientCredentials {

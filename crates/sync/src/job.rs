@@ -154,6 +154,10 @@ fn default_version() -> String {
     "60.0".into()
 }
 
+fn default_method() -> String {
+    "POST".into()
+}
+
 fn default_overlap() -> u64 {
     5
 }
@@ -209,6 +213,31 @@ pub enum SourceDef {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         format: Option<String>,
     },
+    /// An HTTP JSON API, followed page by page from the committed cursor.
+    Http {
+        /// The first page: an absolute URL, or a path after the credential's URL.
+        url: String,
+        /// A named credential (base URL and authentication).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
+        /// jq finding the records in a response (default: the response itself when it is an
+        /// array, else its `records`, `data` or `items`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        records: Option<String>,
+        /// jq finding the next page's URL in a response (absolute or relative; null ends).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+        /// The query parameter the API filters by: it is given the cursor value to read from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_param: Option<String>,
+        /// jq giving a record's cursor value (`.updated_at`).
+        cursor: String,
+        /// jq giving a record's unique key (`.id`).
+        key: String,
+        /// Seconds before the committed cursor each run reads again (default 5).
+        #[serde(default = "default_overlap")]
+        overlap_seconds: u64,
+    },
     /// A MySQL or MariaDB table, read the same way.
     Mysql {
         /// `mysql://user:password@host:port/database`.
@@ -234,6 +263,7 @@ impl SourceDef {
             SourceDef::Org { .. } => "org",
             SourceDef::Salesforce { .. } => "salesforce",
             SourceDef::File { .. } => "file",
+            SourceDef::Http { .. } => "http",
         }
     }
 }
@@ -257,9 +287,10 @@ impl SourceDef {
     /// Its connection, table and columns (database sources).
     pub fn table(&self) -> Option<TableSource<'_>> {
         Some(match self {
-            SourceDef::Org { .. } | SourceDef::Salesforce { .. } | SourceDef::File { .. } => {
-                return None
-            }
+            SourceDef::Org { .. }
+            | SourceDef::Salesforce { .. }
+            | SourceDef::File { .. }
+            | SourceDef::Http { .. } => return None,
             SourceDef::Postgres {
                 url,
                 table,
@@ -320,6 +351,18 @@ pub enum TargetDef {
         /// `csv` or `jsonl` (default: by extension).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         format: Option<String>,
+    },
+    /// An HTTP JSON API: each row sent as a JSON body.
+    Http {
+        /// Where: an absolute URL or a path after the credential's URL, `{column}` replaced by
+        /// the row's value (`/customers/{id}`).
+        url: String,
+        /// `POST` (the default), `PUT` or `PATCH`.
+        #[serde(default = "default_method")]
+        method: String,
+        /// A named credential (base URL and authentication).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
     },
     /// A PostgreSQL table, rows upserted by `key` (`INSERT … ON CONFLICT`).
     Postgres {
@@ -624,6 +667,32 @@ fn compile_one_way(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
                 .object(object)
                 .ok_or_else(|| err(format!("there is no object {object} to read")))?;
         }
+        (
+            SourceDef::Http {
+                url,
+                records,
+                next,
+                cursor,
+                key,
+                ..
+            },
+            None,
+        ) => {
+            if url.is_empty() {
+                return Err(err("the source's url is empty".into()));
+            }
+            for (what, e) in [
+                ("records", records.as_deref()),
+                ("next", next.as_deref()),
+                ("cursor", Some(cursor.as_str())),
+                ("key", Some(key.as_str())),
+            ] {
+                if let Some(e) = e {
+                    Expr::compile(e)
+                        .map_err(|m| err(format!("the source's {what} expression: {m}")))?;
+                }
+            }
+        }
         _ => {}
     }
     let (object, operation, external_id) = match &def.target {
@@ -632,6 +701,23 @@ fn compile_one_way(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             operation,
             external_id,
         } => (object, operation, external_id),
+        TargetDef::Http { url, method, .. } => {
+            if url.is_empty() {
+                return Err(err("the target's url is empty".into()));
+            }
+            if !["POST", "PUT", "PATCH"].contains(&method.to_ascii_uppercase().as_str()) {
+                return Err(err(format!("method {method:?} is not POST, PUT or PATCH")));
+            }
+            let mapping = compile_mapping(&def, &err)?;
+            return Ok(Job {
+                def,
+                schedule,
+                streams: streams.clone(),
+                mapping,
+                operation: Operation::Insert,
+                bidirectional: None,
+            });
+        }
         TargetDef::File { path, format } => {
             crate::files::Format::parse(format.as_deref(), path).map_err(err)?;
             if path.is_empty() {

@@ -5,7 +5,9 @@
 //! source key, the reason and the payload; a later run that writes them clears them.
 
 pub mod bidirectional;
+pub mod connector;
 pub mod files;
+pub mod http;
 pub mod job;
 pub mod mysql;
 pub mod org_source;
@@ -242,8 +244,8 @@ impl Engine {
         parent: &str,
         run: &mut SyncRunRow,
     ) -> Result<(), String> {
-        let source = Reader::open(&job.def.source, org, p, self).await?;
-        let writer = Writer::open(&job.def.target, self).await?;
+        let source = open_source(&job.def.source, org, p, self).await?;
+        let writer = Writer::open(&job.def.target, &mapping_columns(job), self).await?;
         let at: Option<Cursor> = org
             .store()
             .read(|tx| tx.setting(&cursor_setting(&job.def.name)))
@@ -374,7 +376,7 @@ impl Engine {
             other => Some(other.to_string()),
         };
         // Every source row, in pages.
-        let source = Reader::open(&job.def.source, org, p, self).await?;
+        let source = open_source(&job.def.source, org, p, self).await?;
         let mut src = BTreeSet::new();
         let mut rows_read = 0u64;
         let mut at: Option<Cursor> = None;
@@ -414,44 +416,26 @@ impl Engine {
         job: &Arc<Job>,
         key_col: &str,
     ) -> Result<std::collections::BTreeSet<String>, String> {
-        use std::collections::BTreeSet;
-        let text = |v: &Json| match v {
-            Json::Null => None,
-            Json::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        };
-        Ok(match Writer::open(&job.def.target, self).await? {
-            Writer::Postgres(t) => t.keys().await?.into_iter().collect(),
-            Writer::Mysql(t) => t.keys().await?.into_iter().collect(),
+        let columns = mapping_columns(job);
+        Ok(match Writer::open(&job.def.target, &columns, self).await? {
+            Writer::External(t) => t.keys().await?.unwrap_or_default().into_iter().collect(),
             Writer::Org => {
                 let TargetDef::Org { object, .. } = &job.def.target else {
                     return Err("not an org target".into());
                 };
-                let mut keys = BTreeSet::new();
-                let mut page = org
-                    .query(
-                        p,
-                        &format!("SELECT {key_col} FROM {object} WHERE {key_col} != null"),
-                        false,
-                        2_000,
-                    )
-                    .map_err(|e| e.message)?;
-                loop {
-                    for r in &page.rows {
-                        if let Some(store::Cell::Value(v)) = r.cells.first() {
-                            if let Some(k) = text(&v.to_json()) {
-                                keys.insert(k);
-                            }
-                        }
-                    }
-                    match page.next_locator.clone() {
-                        Some(l) => page = org.query_more(p, &l).map_err(|e| e.message)?,
-                        None => break,
-                    }
-                }
-                keys
+                let target = connector::OrgTarget {
+                    org: org.clone(),
+                    p: p.clone(),
+                    object: object.clone(),
+                    operation: job.operation,
+                    external_id: Some(key_col.to_string()),
+                };
+                connector::Target::keys(&target)
+                    .await?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect()
             }
-            _ => BTreeSet::new(),
         })
     }
 
@@ -780,19 +764,6 @@ async fn commit_org(
     Ok(done)
 }
 
-/// An open source.
-enum Reader {
-    Postgres(postgres::Source),
-    Mysql(mysql::Source),
-    Org(org_source::Source),
-    Remote {
-        remote: remote::Remote,
-        fields: Vec<String>,
-        overlap: u64,
-    },
-    File(String, files::Format),
-}
-
 impl Engine {
     /// A file path of a job, inside the files folder (relative paths are taken from it).
     fn file_path(&self, path: &str) -> Result<String, String> {
@@ -814,6 +785,21 @@ impl Engine {
         Ok(full.to_string_lossy().into_owned())
     }
 
+    /// The credential of an HTTP connector: the named one, or one without authentication for
+    /// an absolute URL.
+    fn http_credential(
+        &self,
+        name: Option<&str>,
+        url: &str,
+    ) -> Result<Arc<automation::credentials::Credential>, String> {
+        match name {
+            Some(n) => self.credential(n),
+            None => automation::credentials::build("http", &json!({"url": url}))
+                .map(Arc::new)
+                .map_err(|m| format!("{m} (give an absolute URL, or a credential)")),
+        }
+    }
+
     fn credential(&self, name: &str) -> Result<Arc<automation::credentials::Credential>, String> {
         self.automation.named_credential(name).ok_or_else(|| {
             format!("there is no named credential {name} (conflux/named-credentials/{name})")
@@ -821,121 +807,127 @@ impl Engine {
     }
 }
 
-impl Reader {
-    async fn open(
-        def: &SourceDef,
-        org: &Arc<Org>,
-        p: &Principal,
-        engine: &Engine,
-    ) -> Result<Reader, String> {
-        Ok(match (def, def.table()) {
-            (SourceDef::File { path, format }, _) => Reader::File(
-                engine.file_path(path)?,
-                files::Format::parse(format.as_deref(), path)?,
-            ),
-            (
-                SourceDef::Salesforce {
-                    credential,
-                    object,
-                    fields,
-                    api_version,
-                    overlap_seconds,
-                },
-                _,
-            ) => Reader::Remote {
-                remote: remote::Remote::new(engine.credential(credential)?, api_version, object),
-                fields: fields.clone(),
-                overlap: *overlap_seconds,
-            },
-            (
-                SourceDef::Org {
-                    object,
-                    overlap_seconds,
-                },
-                _,
-            ) => Reader::Org(org_source::Source::open(
-                org.clone(),
-                p.clone(),
+/// Opens a job's source.
+async fn open_source(
+    def: &SourceDef,
+    org: &Arc<Org>,
+    p: &Principal,
+    engine: &Engine,
+) -> Result<Box<dyn connector::Source>, String> {
+    use connector::{FileSource, RemoteSource};
+    Ok(match (def, def.table()) {
+        (SourceDef::File { path, format }, _) => Box::new(FileSource {
+            path: engine.file_path(path)?,
+            format: files::Format::parse(format.as_deref(), path)?,
+        }),
+        (
+            SourceDef::Salesforce {
+                credential,
                 object,
-                *overlap_seconds,
-            )?),
-            (SourceDef::Postgres { .. }, Some(t)) => Reader::Postgres(
-                postgres::Source::open(t.url, t.table, t.cursor, t.key, t.overlap_seconds).await?,
-            ),
-            (SourceDef::Mysql { .. }, Some(t)) => Reader::Mysql(
-                mysql::Source::open(t.url, t.table, t.cursor, t.key, t.overlap_seconds).await?,
-            ),
-            _ => return Err("the source is incomplete".into()),
-        })
-    }
-
-    async fn page(
-        &self,
-        after: Option<&Cursor>,
-        rewind: bool,
-        limit: usize,
-    ) -> Result<Vec<postgres::Row>, String> {
-        match self {
-            Reader::Postgres(s) => s.page(after, rewind, limit).await,
-            Reader::Mysql(s) => s.page(after, rewind, limit).await,
-            Reader::Org(s) => s.page(after, rewind, limit),
-            Reader::Remote {
-                remote,
                 fields,
-                overlap,
-            } => remote.page(fields, after, rewind, *overlap, limit).await,
-            Reader::File(path, format) => {
-                let (path, format, after) = (path.clone(), *format, after.cloned());
-                tokio::task::spawn_blocking(move || {
-                    files::page(&path, format, after.as_ref(), limit)
-                })
-                .await
-                .map_err(|e| e.to_string())?
-            }
+                api_version,
+                overlap_seconds,
+            },
+            _,
+        ) => Box::new(RemoteSource {
+            remote: remote::Remote::new(engine.credential(credential)?, api_version, object),
+            fields: fields.clone(),
+            overlap: *overlap_seconds,
+        }),
+        (
+            SourceDef::Http {
+                url,
+                credential,
+                records,
+                next,
+                since_param,
+                cursor,
+                key,
+                overlap_seconds,
+            },
+            _,
+        ) => Box::new(http::HttpSource::new(
+            engine.http_credential(credential.as_deref(), url)?,
+            http::HttpSourceDef {
+                url,
+                records: records.as_deref(),
+                next: next.as_deref(),
+                since: since_param.as_deref(),
+                cursor,
+                key,
+                overlap_secs: *overlap_seconds,
+            },
+        )?),
+        (
+            SourceDef::Org {
+                object,
+                overlap_seconds,
+            },
+            _,
+        ) => Box::new(org_source::Source::open(
+            org.clone(),
+            p.clone(),
+            object,
+            *overlap_seconds,
+        )?),
+        (SourceDef::Postgres { .. }, Some(t)) => Box::new(
+            postgres::Source::open(t.url, t.table, t.cursor, t.key, t.overlap_seconds).await?,
+        ),
+        (SourceDef::Mysql { .. }, Some(t)) => {
+            Box::new(mysql::Source::open(t.url, t.table, t.cursor, t.key, t.overlap_seconds).await?)
         }
-    }
+        _ => return Err("the source is incomplete".into()),
+    })
 }
 
-/// An open target.
+/// An open target: this org (written by the engine together with the cursor) or another.
 enum Writer {
     Org,
-    Postgres(targets::Postgres),
-    Mysql(targets::Mysql),
-    Remote(remote::Remote, Operation, Option<String>),
-    File(String, files::Format),
+    External(Box<dyn connector::Target>),
 }
 
 impl Writer {
-    async fn open(def: &TargetDef, engine: &Engine) -> Result<Writer, String> {
-        Ok(match def {
-            TargetDef::Org { .. } => Writer::Org,
-            TargetDef::File { path, format } => Writer::File(
-                engine.file_path(path)?,
-                files::Format::parse(format.as_deref(), path)?,
-            ),
+    async fn open(def: &TargetDef, columns: &[String], engine: &Engine) -> Result<Writer, String> {
+        use connector::{FileTarget, RemoteTarget};
+        Ok(Writer::External(match def {
+            TargetDef::Org { .. } => return Ok(Writer::Org),
+            TargetDef::File { path, format } => Box::new(FileTarget {
+                path: engine.file_path(path)?,
+                format: files::Format::parse(format.as_deref(), path)?,
+                columns: columns.to_vec(),
+            }),
+            TargetDef::Http {
+                url,
+                method,
+                credential,
+            } => Box::new(http::HttpTarget::new(
+                engine.http_credential(credential.as_deref(), url)?,
+                url,
+                method,
+            )?),
             TargetDef::Salesforce {
                 credential,
                 object,
                 operation,
                 external_id,
                 api_version,
-            } => Writer::Remote(
-                remote::Remote::new(engine.credential(credential)?, api_version, object),
-                match operation.as_str() {
+            } => Box::new(RemoteTarget {
+                remote: remote::Remote::new(engine.credential(credential)?, api_version, object),
+                operation: match operation.as_str() {
                     "insert" => Operation::Insert,
                     "update" => Operation::Update,
                     "delete" => Operation::Delete,
                     _ => Operation::Upsert,
                 },
-                external_id.clone(),
-            ),
+                external_id: external_id.clone(),
+            }),
             TargetDef::Postgres { url, table, key } => {
-                Writer::Postgres(targets::Postgres::open(url, table, key).await?)
+                Box::new(targets::Postgres::open(url, table, key).await?)
             }
             TargetDef::Mysql { url, table, key } => {
-                Writer::Mysql(targets::Mysql::open(url, table, key).await?)
+                Box::new(targets::Mysql::open(url, table, key).await?)
             }
-        })
+        }))
     }
 }
 
@@ -960,21 +952,8 @@ impl Engine {
         let good: Vec<&serde_json::Map<String, Json>> =
             mapped.iter().filter_map(|(_, m)| m.as_ref().ok()).collect();
         let outcomes = match writer {
-            Writer::Postgres(t) => t.write(&good).await?,
-            Writer::Mysql(t) => t.write(&good).await?,
-            Writer::Remote(r, op, ext) => r.write(*op, ext.as_deref(), &good).await?,
-            Writer::File(path, format) => {
-                let columns: Vec<String> = job.mapping.iter().map(|(c, _)| c.clone()).collect();
-                let rows: Vec<Record> = good.iter().map(|r| (*r).clone()).collect();
-                let (path, format) = (path.clone(), *format);
-                tokio::task::spawn_blocking(move || {
-                    let refs: Vec<&Record> = rows.iter().collect();
-                    files::append(&path, format, &columns, &refs)
-                })
-                .await
-                .map_err(|e| e.to_string())??
-            }
-            Writer::Org => unreachable!("org targets are written by write_batch"),
+            Writer::External(t) => t.write(&good).await?,
+            Writer::Org => unreachable!("org targets are written by commit_org"),
         };
         let mut outcomes = outcomes.into_iter();
         let now = now_millis();
@@ -1028,6 +1007,11 @@ impl Engine {
     }
 }
 
+/// The mapping's target columns, in order.
+fn mapping_columns(job: &Job) -> Vec<String> {
+    job.mapping.iter().map(|(c, _)| c.clone()).collect()
+}
+
 /// The mapping column that keys the target: its external id (org) or key column (databases).
 fn key_column(job: &Job) -> Option<&str> {
     match &job.def.target {
@@ -1035,7 +1019,7 @@ fn key_column(job: &Job) -> Option<&str> {
             external_id.as_deref()
         }
         TargetDef::Postgres { key, .. } | TargetDef::Mysql { key, .. } => Some(key),
-        TargetDef::File { .. } => None,
+        TargetDef::File { .. } | TargetDef::Http { .. } => None,
     }
 }
 

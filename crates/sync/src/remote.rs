@@ -37,63 +37,60 @@ impl Remote {
     }
 
     /// Calls the org's REST API (`path` after `/services/data/vNN.N`), authenticating through
-    /// the credential and fetching a new token once when the cached one is refused.
+    /// the credential; the answer's JSON.
     async fn call(&self, method: Method, path: &str, body: Option<&Json>) -> Result<Json, String> {
         let url = format!(
             "{}/services/data/v{}{path}",
             self.cred.url.trim_end_matches('/'),
             self.version
         );
-        let mut fresh = false;
-        loop {
-            let mut req = self
-                .cred
-                .http
-                .request(method.clone(), &url)
-                .timeout(TIMEOUT);
-            match &self.cred.auth {
-                Auth::Basic { username, password } => {
-                    req = req.basic_auth(username, Some(password))
-                }
-                Auth::Bearer { token } => req = req.bearer_auth(token),
-                _ => {}
-            }
-            if let Some(t) = self.cred.bearer(fresh, TIMEOUT).await? {
-                req = req.bearer_auth(t);
-            }
-            for (k, v) in &self.cred.headers {
-                req = req.header(k, v);
-            }
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| format!("{} {url}: {e}", method.as_str()))?;
-            let status = resp.status();
-            if status == reqwest::StatusCode::UNAUTHORIZED
-                && !fresh
-                && matches!(self.cred.auth, Auth::ClientCredentials { .. })
-            {
-                fresh = true;
-                continue;
-            }
-            let text = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
-            if !status.is_success() {
-                return Err(format!(
-                    "{} {url} answered HTTP {}: {}",
-                    method.as_str(),
-                    status.as_u16(),
-                    text.chars().take(500).collect::<String>()
-                ));
-            }
-            return Ok(if text.trim().is_empty() {
-                Json::Null
-            } else {
-                serde_json::from_str(&text).map_err(|e| format!("{url}: not JSON: {e}"))?
-            });
+        let (status, text) = send(&self.cred, method.clone(), &url, body).await?;
+        if !status.is_success() {
+            return Err(format!(
+                "{} {url} answered HTTP {}: {}",
+                method.as_str(),
+                status.as_u16(),
+                text.chars().take(500).collect::<String>()
+            ));
         }
+        Ok(if text.trim().is_empty() {
+            Json::Null
+        } else {
+            serde_json::from_str(&text).map_err(|e| format!("{url}: not JSON: {e}"))?
+        })
+    }
+
+    /// Every value of `field` of the object (through the query resource, page by page).
+    pub async fn values(&self, field: &str) -> Result<Vec<String>, String> {
+        let soql = format!("SELECT {field} FROM {}", self.object);
+        let mut page = self
+            .call(
+                Method::GET,
+                &format!("/query?q={}", automation::external::encode_segment(&soql)),
+                None,
+            )
+            .await?;
+        let mut out = Vec::new();
+        loop {
+            for r in page["records"].as_array().cloned().unwrap_or_default() {
+                match &r[field] {
+                    Json::Null => {}
+                    Json::String(s) => out.push(s.clone()),
+                    other => out.push(other.to_string()),
+                }
+            }
+            match page["nextRecordsUrl"].as_str() {
+                Some(next) => {
+                    let rest = next
+                        .split_once(&format!("/v{}", self.version))
+                        .map_or(next, |(_, r)| r)
+                        .to_string();
+                    page = self.call(Method::GET, &rest, None).await?;
+                }
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     /// Up to `limit` records after `after` (see the PostgreSQL source); `fields` are selected
@@ -241,5 +238,44 @@ impl Remote {
             }
         }
         Ok(out)
+    }
+}
+
+/// Sends one request through a named credential (its authentication and headers; a cached
+/// OAuth token refused with 401 is fetched again once); the status and body.
+pub async fn send(
+    cred: &Credential,
+    method: Method,
+    url: &str,
+    body: Option<&Json>,
+) -> Result<(reqwest::StatusCode, String), String> {
+    let mut fresh = false;
+    loop {
+        let mut req = cred.http.request(method.clone(), url).timeout(TIMEOUT);
+        match &cred.auth {
+            Auth::Basic { username, password } => req = req.basic_auth(username, Some(password)),
+            Auth::Bearer { token } => req = req.bearer_auth(token),
+            _ => {}
+        }
+        if let Some(t) = cred.bearer(fresh, TIMEOUT).await? {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in &cred.headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{} {url}: {e}", method.as_str()))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED && !fresh && cred.renews_tokens() {
+            fresh = true;
+            continue;
+        }
+        let text = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
+        return Ok((status, text));
     }
 }

@@ -1,0 +1,300 @@
+//! An HTTP JSON API as a source or a target. As a source, the API's pages are followed (a jq
+//! expression finds each response's records, another the next page's URL) from the committed
+//! cursor's value, given in a query parameter when the API filters by it; the records are put in
+//! `(cursor, key)` order and served from there, so ties and a changing page layout never skip or
+//! repeat a record. As a target, each row is sent as a JSON body to a URL made from the row's
+//! columns (`/customers/{id}`), a 2xx answer meaning written.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use automation::credentials::Credential;
+use automation::jq::Expr;
+use parking_lot::Mutex;
+use reqwest::Method;
+use serde_json::Value as Json;
+use service::automation::BoxFuture;
+
+use crate::connector::{Source, Target};
+use crate::postgres::Row;
+use crate::targets::Outcome;
+use crate::{Cursor, Record};
+
+/// At most this many pages are followed in one read (a loop in `next` ends there).
+const MAX_PAGES: usize = 10_000;
+
+/// Orders two cursor values: as numbers when both are, as instants when both are, else as text.
+pub fn compare(a: &str, b: &str) -> Ordering {
+    if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
+        return x.partial_cmp(&y).unwrap_or(Ordering::Equal);
+    }
+    if let (Some(x), Some(y)) = (
+        model::value::parse_datetime(a),
+        model::value::parse_datetime(b),
+    ) {
+        return x.cmp(&y);
+    }
+    a.cmp(b)
+}
+
+fn position(r: &Cursor, at: &Cursor) -> Ordering {
+    compare(&r.value, &at.value).then_with(|| compare(&r.key, &at.key))
+}
+
+fn text(v: &Json) -> Option<String> {
+    match v {
+        Json::Null => None,
+        Json::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// An HTTP JSON API source.
+pub struct HttpSource {
+    cred: Arc<Credential>,
+    url: String,
+    records: Option<Expr>,
+    next: Option<Expr>,
+    since: Option<String>,
+    cursor: Expr,
+    key: Expr,
+    overlap_secs: u64,
+    /// The records of the current read, in order (filled by the first page of a run).
+    read: Mutex<Option<Arc<Vec<Row>>>>,
+}
+
+/// How an HTTP source is read.
+pub struct HttpSourceDef<'a> {
+    /// Where the first page is (absolute, or a path after the credential's URL).
+    pub url: &'a str,
+    /// jq finding a response's records (default: the response when it is an array, else its
+    /// `records`, `data` or `items`).
+    pub records: Option<&'a str>,
+    /// jq finding the next page's URL in a response (none: one page).
+    pub next: Option<&'a str>,
+    /// The query parameter given the cursor value to read from.
+    pub since: Option<&'a str>,
+    /// jq giving a record's cursor value.
+    pub cursor: &'a str,
+    /// jq giving a record's key.
+    pub key: &'a str,
+    /// The overlap window, seconds.
+    pub overlap_secs: u64,
+}
+
+/// The full URL of `url`: itself when absolute, else after the credential's base URL.
+fn full_url(cred: &Credential, url: &str) -> String {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        url.to_string()
+    } else {
+        format!(
+            "{}/{}",
+            cred.url.trim_end_matches('/'),
+            url.trim_start_matches('/')
+        )
+    }
+}
+
+impl HttpSource {
+    /// Compiles the expressions.
+    pub fn new(cred: Arc<Credential>, def: HttpSourceDef<'_>) -> Result<HttpSource, String> {
+        let compile = |what: &str, e: &str| {
+            Expr::compile(e).map_err(|m| format!("the source's {what} expression: {m}"))
+        };
+        Ok(HttpSource {
+            url: full_url(&cred, def.url),
+            cred,
+            records: def.records.map(|e| compile("records", e)).transpose()?,
+            next: def.next.map(|e| compile("next", e)).transpose()?,
+            since: def.since.map(str::to_string),
+            cursor: compile("cursor", def.cursor)?,
+            key: compile("key", def.key)?,
+            overlap_secs: def.overlap_secs,
+            read: Mutex::new(None),
+        })
+    }
+
+    /// Every record from `from` on (the cursor value the API is asked for), in order.
+    async fn fetch(&self, from: Option<&str>) -> Result<Vec<Row>, String> {
+        let mut url = self.url.clone();
+        if let (Some(param), Some(v)) = (&self.since, from) {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            url = format!(
+                "{url}{sep}{}={}",
+                automation::external::encode_segment(param),
+                automation::external::encode_segment(v)
+            );
+        }
+        let mut rows = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let (status, body) = crate::remote::send(&self.cred, Method::GET, &url, None).await?;
+            if !status.is_success() {
+                return Err(format!(
+                    "GET {url} answered HTTP {}: {}",
+                    status.as_u16(),
+                    body.chars().take(500).collect::<String>()
+                ));
+            }
+            let doc: Json =
+                serde_json::from_str(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
+            let records = match &self.records {
+                Some(e) => e.first(&doc, &Json::Null)?,
+                None => match &doc {
+                    Json::Array(_) => doc.clone(),
+                    _ => ["records", "data", "items"]
+                        .iter()
+                        .find_map(|k| doc.get(*k).filter(|v| v.is_array()).cloned())
+                        .unwrap_or(Json::Null),
+                },
+            };
+            let Json::Array(records) = records else {
+                return Err(format!(
+                    "GET {url}: no array of records in the answer (set `records` to a jq expression that finds it)"
+                ));
+            };
+            for r in records {
+                let c = text(&self.cursor.first(&r, &Json::Null)?)
+                    .ok_or_else(|| format!("a record from {url} has no cursor value: {r}"))?;
+                let k = text(&self.key.first(&r, &Json::Null)?)
+                    .ok_or_else(|| format!("a record from {url} has no key: {r}"))?;
+                rows.push(Row {
+                    data: r,
+                    at: Cursor { value: c, key: k },
+                });
+            }
+            let next = match &self.next {
+                Some(e) => text(&e.first(&doc, &Json::Null)?),
+                None => None,
+            };
+            match next {
+                Some(n) if !n.is_empty() => url = full_url(&self.cred, &n),
+                _ => {
+                    rows.sort_by(|a, b| position(&a.at, &b.at));
+                    return Ok(rows);
+                }
+            }
+        }
+        Err(format!(
+            "{} kept answering a next page after {MAX_PAGES} pages",
+            self.url
+        ))
+    }
+}
+
+impl Source for HttpSource {
+    fn page<'a>(
+        &'a self,
+        after: Option<&'a Cursor>,
+        rewind: bool,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Row>, String>> {
+        Box::pin(async move {
+            let cached = self.read.lock().clone();
+            let all = match cached {
+                Some(all) if !rewind && after.is_some() => all,
+                _ => {
+                    // A new read: from the cursor (less the overlap window when rewinding).
+                    let from = after.map(|at| match model::value::parse_datetime(&at.value) {
+                        Some(ms) if rewind && self.overlap_secs > 0 => {
+                            model::value::format_datetime_z(ms - self.overlap_secs as i64 * 1000)
+                        }
+                        _ => at.value.clone(),
+                    });
+                    let mut rows = self.fetch(from.as_deref()).await?;
+                    if let (Some(f), true) = (&from, rewind) {
+                        rows.retain(|r| compare(&r.at.value, f) != Ordering::Less);
+                    }
+                    let all = Arc::new(rows);
+                    *self.read.lock() = Some(all.clone());
+                    if rewind || after.is_none() {
+                        return Ok(all.iter().take(limit).cloned().collect());
+                    }
+                    all
+                }
+            };
+            let start = match after {
+                Some(at) => all.partition_point(|r| position(&r.at, at) != Ordering::Greater),
+                None => 0,
+            };
+            Ok(all.iter().skip(start).take(limit).cloned().collect())
+        })
+    }
+}
+
+/// An HTTP JSON API target.
+pub struct HttpTarget {
+    cred: Arc<Credential>,
+    url: String,
+    method: Method,
+}
+
+impl HttpTarget {
+    /// Rows go to `url` (with `{column}` replaced by the row's value) by `method`.
+    pub fn new(cred: Arc<Credential>, url: &str, method: &str) -> Result<HttpTarget, String> {
+        let method = match method.to_ascii_uppercase().as_str() {
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            other => return Err(format!("method {other:?} is not POST, PUT or PATCH")),
+        };
+        Ok(HttpTarget {
+            url: full_url(&cred, url),
+            cred,
+            method,
+        })
+    }
+
+    fn url_for(&self, row: &Record) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = self.url.as_str();
+        while let Some(i) = rest.find('{') {
+            out.push_str(&rest[..i]);
+            let end = rest[i..]
+                .find('}')
+                .ok_or_else(|| format!("the URL {} has an unclosed {{", self.url))?;
+            let column = &rest[i + 1..i + end];
+            let v = row
+                .get(column)
+                .and_then(text)
+                .ok_or_else(|| format!("the URL needs {column}, which the row does not have"))?;
+            out.push_str(&automation::external::encode_segment(&v));
+            rest = &rest[i + end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+impl Target for HttpTarget {
+    fn write<'a>(&'a self, rows: &'a [&'a Record]) -> BoxFuture<'a, Result<Vec<Outcome>, String>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let url = match self.url_for(r) {
+                    Ok(u) => u,
+                    Err(m) => {
+                        out.push(Err(m));
+                        continue;
+                    }
+                };
+                let body = Json::Object((*r).clone());
+                let (status, text) =
+                    crate::remote::send(&self.cred, self.method.clone(), &url, Some(&body)).await?;
+                out.push(if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "HTTP {}: {}",
+                        status.as_u16(),
+                        text.chars().take(500).collect::<String>()
+                    ))
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn keys(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, String>> {
+        Box::pin(async { Ok(None) })
+    }
+}
