@@ -172,7 +172,7 @@ impl Callout {
                 req = req.header("X-Conflux-Record-Id", id);
             }
             match &cred.auth {
-                Auth::None | Auth::ClientCredentials { .. } => {}
+                Auth::None | Auth::ClientCredentials { .. } | Auth::JwtBearer { .. } => {}
                 Auth::Basic { username, password } => {
                     req = req.basic_auth(username, Some(password));
                 }
@@ -222,10 +222,7 @@ impl Callout {
                 }
             })?;
             let status = resp.status();
-            if status == reqwest::StatusCode::UNAUTHORIZED
-                && matches!(cred.auth, Auth::ClientCredentials { .. })
-                && !refreshed
-            {
+            if status == reqwest::StatusCode::UNAUTHORIZED && cred.renews_tokens() && !refreshed {
                 // The cached token may have been revoked: fetch a new one and try once more.
                 refreshed = true;
                 continue;

@@ -17,7 +17,14 @@ use serde_json::{json, Map, Value as Json};
 /// The setting holding the named credentials (secrets encrypted).
 pub const SETTING: &str = "credentials.named";
 /// Properties holding secrets, wherever they appear.
-const SECRET_KEYS: &[&str] = &["password", "token", "clientSecret", "secret", "key"];
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "token",
+    "clientSecret",
+    "secret",
+    "key",
+    "privateKey",
+];
 /// What the API shows instead of a secret.
 pub const REDACTED: &str = "********";
 
@@ -143,6 +150,20 @@ pub enum Auth {
         /// Scope, if any.
         scope: Option<String>,
     },
+    /// OAuth 2.0 JWT bearer flow (Salesforce's server-to-server login): an RS256 assertion
+    /// signed with the private key is exchanged for a token, cached like client credentials'.
+    JwtBearer {
+        /// The token endpoint (`https://login.salesforce.com/services/oauth2/token`).
+        token_url: String,
+        /// The connected app's consumer key (`iss`).
+        client_id: String,
+        /// The user the token acts as (`sub`).
+        username: String,
+        /// The RSA private key, PEM (PKCS#8 or PKCS#1).
+        private_key: String,
+        /// The audience (`aud`; default `https://login.salesforce.com`).
+        audience: String,
+    },
     /// HMAC-SHA256 over timestamp and body, as webhooks are signed.
     Hmac {
         /// The key.
@@ -212,12 +233,28 @@ pub fn build(name: &str, doc: &Json) -> Result<Credential, String> {
                 client_secret: text(a, "clientSecret", &what)?,
                 scope: a.get("scope").and_then(Json::as_str).map(str::to_string),
             },
+            Some("oauth_jwt_bearer") => {
+                let private_key = text(a, "privateKey", &what)?;
+                rsa_key(&private_key).map_err(|m| format!("{what}: {m}"))?;
+                Auth::JwtBearer {
+                    token_url: text(a, "tokenUrl", &what)?,
+                    client_id: text(a, "clientId", &what)?,
+                    username: text(a, "username", &what)?,
+                    private_key,
+                    audience: a
+                        .get("audience")
+                        .and_then(Json::as_str)
+                        .unwrap_or("https://login.salesforce.com")
+                        .to_string(),
+                }
+            }
             Some("hmac") => Auth::Hmac {
                 secret: text(a, "secret", &what)?,
             },
             other => {
                 return Err(format!(
-                    "{what}: auth type {other:?} is not none, basic, bearer, oauth_client_credentials or hmac"
+                    "{what}: auth type {other:?} is not none, basic, bearer, oauth_client_credentials, \
+                     oauth_jwt_bearer or hmac"
                 ))
             }
         },
@@ -282,20 +319,17 @@ pub fn build(name: &str, doc: &Json) -> Result<Credential, String> {
 impl Credential {
     /// Whether it fetches tokens itself (a refused one is worth fetching again).
     pub fn renews_tokens(&self) -> bool {
-        matches!(self.auth, Auth::ClientCredentials { .. })
+        matches!(
+            self.auth,
+            Auth::ClientCredentials { .. } | Auth::JwtBearer { .. }
+        )
     }
 
     /// The OAuth token to use, fetched (and cached) when needed; `fresh` drops the cached one.
     pub async fn bearer(&self, fresh: bool, timeout: Duration) -> Result<Option<String>, String> {
-        let Auth::ClientCredentials {
-            token_url,
-            client_id,
-            client_secret,
-            scope,
-        } = &self.auth
-        else {
+        if !self.renews_tokens() {
             return Ok(None);
-        };
+        }
         if !fresh {
             if let Some((t, until)) = self.token.lock().clone() {
                 if Instant::now() < until {
@@ -303,14 +337,44 @@ impl Credential {
                 }
             }
         }
-        let mut form = vec![
-            ("grant_type", "client_credentials".to_string()),
-            ("client_id", client_id.clone()),
-            ("client_secret", client_secret.clone()),
-        ];
-        if let Some(s) = scope {
-            form.push(("scope", s.clone()));
-        }
+        let (token_url, form) = match &self.auth {
+            Auth::ClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => {
+                let mut form = vec![
+                    ("grant_type", "client_credentials".to_string()),
+                    ("client_id", client_id.clone()),
+                    ("client_secret", client_secret.clone()),
+                ];
+                if let Some(s) = scope {
+                    form.push(("scope", s.clone()));
+                }
+                (token_url, form)
+            }
+            Auth::JwtBearer {
+                token_url,
+                client_id,
+                username,
+                private_key,
+                audience,
+            } => (
+                token_url,
+                vec![
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:jwt-bearer".to_string(),
+                    ),
+                    (
+                        "assertion",
+                        jwt_assertion(private_key, client_id, username, audience)?,
+                    ),
+                ],
+            ),
+            _ => return Ok(None),
+        };
         let resp = self
             .http
             .post(token_url)
@@ -337,6 +401,41 @@ impl Credential {
         *self.token.lock() = Some((token.to_string(), Instant::now() + keep));
         Ok(Some(token.to_string()))
     }
+}
+
+fn rsa_key(pem: &str) -> Result<rsa::RsaPrivateKey, String> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    rsa::RsaPrivateKey::from_pkcs8_pem(pem)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(pem))
+        .map_err(|_| "privateKey is not an RSA private key in PEM (PKCS#8 or PKCS#1)".to_string())
+}
+
+/// A JWT bearer assertion: RS256 over `{iss, sub, aud, exp}`, valid for three minutes.
+fn jwt_assertion(
+    key_pem: &str,
+    client_id: &str,
+    username: &str,
+    audience: &str,
+) -> Result<String, String> {
+    use base64::Engine;
+    use rsa::pkcs1v15::SigningKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    let key = rsa_key(key_pem)?;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        + 180;
+    let claims = json!({"iss": client_id, "sub": username, "aud": audience, "exp": exp});
+    let signing = format!(
+        "{}.{}",
+        b64(br#"{"alg":"RS256"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig = SigningKey::<sha2::Sha256>::new(key).sign(signing.as_bytes());
+    Ok(format!("{signing}.{}", b64(&sig.to_bytes())))
 }
 
 /// The credentials of an org, by name.

@@ -59,8 +59,9 @@ pub struct HttpSource {
     cursor: Expr,
     key: Expr,
     overlap_secs: u64,
-    /// The records of the current read, in order (filled by the first page of a run).
-    read: Mutex<Option<Arc<Vec<Row>>>>,
+    /// The records of the current read, in order, and the position of the last one handed out
+    /// (a read continues from there; any other position starts a new read).
+    read: Mutex<Option<(Arc<Vec<Row>>, Cursor)>>,
 }
 
 /// How an HTTP source is read.
@@ -189,34 +190,41 @@ impl Source for HttpSource {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Row>, String>> {
         Box::pin(async move {
-            let cached = self.read.lock().clone();
-            let all = match cached {
-                Some(all) if !rewind && after.is_some() => all,
+            let cached = self.read.lock().take();
+            let (all, start) = match (cached, after) {
+                (Some((all, served)), Some(at)) if !rewind && served == *at => {
+                    let start = all.partition_point(|r| position(&r.at, at) != Ordering::Greater);
+                    (all, start)
+                }
                 _ => {
-                    // A new read: from the cursor (less the overlap window when rewinding).
-                    let from = after.map(|at| match model::value::parse_datetime(&at.value) {
-                        Some(ms) if rewind && self.overlap_secs > 0 => {
+                    // A new read: from the cursor, less the overlap window when rewinding a
+                    // point-in-time cursor (other cursors have no window: strictly after).
+                    let window = after.and_then(|at| {
+                        let ms = model::value::parse_datetime(&at.value)?;
+                        (rewind && self.overlap_secs > 0).then(|| {
                             model::value::format_datetime_z(ms - self.overlap_secs as i64 * 1000)
-                        }
-                        _ => at.value.clone(),
+                        })
                     });
+                    let from = window.clone().or_else(|| after.map(|at| at.value.clone()));
                     let mut rows = self.fetch(from.as_deref()).await?;
-                    if let (Some(f), true) = (&from, rewind) {
-                        rows.retain(|r| compare(&r.at.value, f) != Ordering::Less);
+                    match (after, &window) {
+                        (Some(_), Some(w)) => {
+                            rows.retain(|r| compare(&r.at.value, w) != Ordering::Less)
+                        }
+                        (Some(at), None) => {
+                            rows.retain(|r| position(&r.at, at) == Ordering::Greater)
+                        }
+                        (None, _) => {}
                     }
-                    let all = Arc::new(rows);
-                    *self.read.lock() = Some(all.clone());
-                    if rewind || after.is_none() {
-                        return Ok(all.iter().take(limit).cloned().collect());
-                    }
-                    all
+                    (Arc::new(rows), 0)
                 }
             };
-            let start = match after {
-                Some(at) => all.partition_point(|r| position(&r.at, at) != Ordering::Greater),
-                None => 0,
-            };
-            Ok(all.iter().skip(start).take(limit).cloned().collect())
+            let page: Vec<Row> = all.iter().skip(start).take(limit).cloned().collect();
+            // Keep the read for the next page, unless this one was its last.
+            if let Some(last) = page.last().filter(|_| page.len() == limit) {
+                *self.read.lock() = Some((all.clone(), last.at.clone()));
+            }
+            Ok(page)
         })
     }
 }

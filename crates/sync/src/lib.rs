@@ -6,6 +6,7 @@
 
 pub mod bidirectional;
 pub mod connector;
+pub mod contract;
 pub mod files;
 pub mod http;
 pub mod job;

@@ -7,6 +7,7 @@ mod bulk1;
 mod changes;
 mod cli;
 mod composite;
+mod contract;
 mod durability;
 mod events;
 mod flows;
