@@ -80,6 +80,9 @@ pub struct RemoteSource {
     pub fields: Vec<String>,
     /// Overlap window, seconds.
     pub overlap: u64,
+    /// Read by Bulk API 2.0 query jobs (the rows of the current one held here); `None`: through
+    /// the REST query resource, page by page.
+    pub bulk: Option<crate::http::Held>,
 }
 
 impl Source for RemoteSource {
@@ -89,10 +92,25 @@ impl Source for RemoteSource {
         rewind: bool,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Row>, String>> {
-        Box::pin(
-            self.remote
-                .page(&self.fields, after, rewind, self.overlap, limit),
-        )
+        let Some(held) = &self.bulk else {
+            return Box::pin(
+                self.remote
+                    .page(&self.fields, after, rewind, self.overlap, limit),
+            );
+        };
+        Box::pin(async move {
+            let (all, start) = match held.resume(after, rewind) {
+                Some(h) => h,
+                None => {
+                    let rows = self
+                        .remote
+                        .bulk_read(&self.fields, after, rewind, self.overlap)
+                        .await?;
+                    (Arc::new(rows), 0)
+                }
+            };
+            Ok(held.serve(all, start, limit))
+        })
     }
 }
 
@@ -148,14 +166,18 @@ pub struct RemoteTarget {
     pub operation: Operation,
     /// The external id field upserts match on.
     pub external_id: Option<String>,
+    /// Write each batch as one Bulk API 2.0 ingest job (else sObject Collections calls).
+    pub bulk: bool,
 }
 
 impl Target for RemoteTarget {
     fn write<'a>(&'a self, rows: &'a [&'a Record]) -> BoxFuture<'a, Result<Vec<Outcome>, String>> {
-        Box::pin(
-            self.remote
-                .write(self.operation, self.external_id.as_deref(), rows),
-        )
+        let ext = self.external_id.as_deref();
+        if self.bulk {
+            Box::pin(self.remote.bulk_write(self.operation, ext, rows))
+        } else {
+            Box::pin(self.remote.write(self.operation, ext, rows))
+        }
     }
 
     fn keys(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, String>> {

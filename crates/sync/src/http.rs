@@ -49,6 +49,32 @@ fn text(v: &Json) -> Option<String> {
     }
 }
 
+/// The rows of a read made all at once (an API's pages, a Bulk query job), put in order and
+/// handed out page by page: a read continues while each page asks for the position of the last
+/// row handed out, any other position starts a new read.
+#[derive(Default)]
+pub struct Held(Mutex<Option<(Arc<Vec<Row>>, Cursor)>>);
+
+impl Held {
+    /// The held rows and where to continue in them, when `after` continues the held read.
+    pub fn resume(&self, after: Option<&Cursor>, rewind: bool) -> Option<(Arc<Vec<Row>>, usize)> {
+        let (all, served) = self.0.lock().take()?;
+        let at = after.filter(|at| !rewind && served == **at)?;
+        let start = all.partition_point(|r| position(&r.at, at) != Ordering::Greater);
+        Some((all, start))
+    }
+
+    /// Up to `limit` rows of `all` from `start`; keeps the read for the next page unless this
+    /// one was its last.
+    pub fn serve(&self, all: Arc<Vec<Row>>, start: usize, limit: usize) -> Vec<Row> {
+        let page: Vec<Row> = all.iter().skip(start).take(limit).cloned().collect();
+        if let Some(last) = page.last().filter(|_| page.len() == limit) {
+            *self.0.lock() = Some((all.clone(), last.at.clone()));
+        }
+        page
+    }
+}
+
 /// An HTTP JSON API source.
 pub struct HttpSource {
     cred: Arc<Credential>,
@@ -59,9 +85,8 @@ pub struct HttpSource {
     cursor: Expr,
     key: Expr,
     overlap_secs: u64,
-    /// The records of the current read, in order, and the position of the last one handed out
-    /// (a read continues from there; any other position starts a new read).
-    read: Mutex<Option<(Arc<Vec<Row>>, Cursor)>>,
+    /// The records of the current read.
+    read: Held,
 }
 
 /// How an HTTP source is read.
@@ -111,7 +136,7 @@ impl HttpSource {
             cursor: compile("cursor", def.cursor)?,
             key: compile("key", def.key)?,
             overlap_secs: def.overlap_secs,
-            read: Mutex::new(None),
+            read: Held::default(),
         })
     }
 
@@ -190,13 +215,9 @@ impl Source for HttpSource {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Row>, String>> {
         Box::pin(async move {
-            let cached = self.read.lock().take();
-            let (all, start) = match (cached, after) {
-                (Some((all, served)), Some(at)) if !rewind && served == *at => {
-                    let start = all.partition_point(|r| position(&r.at, at) != Ordering::Greater);
-                    (all, start)
-                }
-                _ => {
+            let (all, start) = match self.read.resume(after, rewind) {
+                Some(held) => held,
+                None => {
                     // A new read: from the cursor, less the overlap window when rewinding a
                     // point-in-time cursor (other cursors have no window: strictly after).
                     let window = after.and_then(|at| {
@@ -219,12 +240,7 @@ impl Source for HttpSource {
                     (Arc::new(rows), 0)
                 }
             };
-            let page: Vec<Row> = all.iter().skip(start).take(limit).cloned().collect();
-            // Keep the read for the next page, unless this one was its last.
-            if let Some(last) = page.last().filter(|_| page.len() == limit) {
-                *self.read.lock() = Some((all.clone(), last.at.clone()));
-            }
-            Ok(page)
+            Ok(self.read.serve(all, start, limit))
         })
     }
 }

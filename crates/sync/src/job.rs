@@ -204,6 +204,10 @@ pub enum SourceDef {
         /// Seconds before the committed cursor each run reads again (default 5).
         #[serde(default = "default_overlap")]
         overlap_seconds: u64,
+        /// Read through one Bulk API 2.0 query job per run instead of the REST query resource
+        /// (for large reads).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        bulk: bool,
     },
     /// A CSV or JSON-lines file, read as an append-only log (the cursor counts rows read).
     File {
@@ -343,6 +347,10 @@ pub enum TargetDef {
         /// The API version (default 60.0).
         #[serde(default = "default_version")]
         api_version: String,
+        /// Write each batch as one Bulk API 2.0 ingest job instead of sObject Collections calls
+        /// (for large batches).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        bulk: bool,
     },
     /// A CSV or JSON-lines file rows are appended to (at least once).
     File {

@@ -828,12 +828,14 @@ async fn open_source(
                 fields,
                 api_version,
                 overlap_seconds,
+                bulk,
             },
             _,
         ) => Box::new(RemoteSource {
             remote: remote::Remote::new(engine.credential(credential)?, api_version, object),
             fields: fields.clone(),
             overlap: *overlap_seconds,
+            bulk: bulk.then(http::Held::default),
         }),
         (
             SourceDef::Http {
@@ -912,7 +914,9 @@ impl Writer {
                 operation,
                 external_id,
                 api_version,
+                bulk,
             } => Box::new(RemoteTarget {
+                bulk: *bulk,
                 remote: remote::Remote::new(engine.credential(credential)?, api_version, object),
                 operation: match operation.as_str() {
                     "insert" => Operation::Insert,

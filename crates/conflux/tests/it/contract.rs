@@ -142,15 +142,17 @@ fn mariadb_keeps_the_connector_contract() {
     );
 }
 
-/// The fields an Account needs for the contract: an external id to upsert by.
+/// What Accounts and Contacts need for the contract: an external id to upsert by.
 fn customer_field(meta: &std::path::Path) {
     let objects = meta.join("objects");
     std::fs::create_dir_all(&objects).unwrap();
-    std::fs::write(
-        objects.join("Account.yaml"),
-        "fields:\n  - fullName: Customer_Id__c\n    type: Text\n    length: 40\n    externalId: true\n    unique: true\n",
-    )
-    .unwrap();
+    for object in ["Account", "Contact"] {
+        std::fs::write(
+            objects.join(format!("{object}.yaml")),
+            "fields:\n  - fullName: Customer_Id__c\n    type: Text\n    length: 40\n    externalId: true\n    unique: true\n",
+        )
+        .unwrap();
+    }
 }
 
 #[test]
@@ -239,31 +241,43 @@ fn a_remote_org_through_jwt_bearer_keeps_the_connector_contract() {
         refused.as_ref().is_err_and(|m| m.contains("token")),
         "{refused:?}"
     );
-    passes(
-        &rt,
-        Fixture {
-            name: "remote org".into(),
-            source: Box::new(RemoteSource {
-                remote: sync::remote::Remote::new(cred.clone(), "60.0", "Account"),
-                fields: vec!["Customer_Id__c".into(), "Name".into()],
-                overlap: 0,
-            }),
-            target: Box::new(RemoteTarget {
-                remote: sync::remote::Remote::new(cred, "60.0", "Account"),
-                operation: Operation::Upsert,
-                external_id: Some("Customer_Id__c".into()),
-            }),
-            record: Box::new(|k, name, _| {
-                record(&[("Customer_Id__c", json!(k)), ("Name", json!(name))])
-            }),
-            read: Box::new(|r| (text(&r.data["Customer_Id__c"]), text(&r.data["Name"]))),
-            upserts: true,
-            refused: Some(record(&[
-                ("Customer_Id__c", json!("bad")),
-                ("Name", Value::Null),
-            ])),
-        },
-    );
+    // Through REST (sObject Collections and the query resource) on Accounts, through Bulk API
+    // 2.0 (ingest and query jobs) on Contacts.
+    passes(&rt, remote_fixture(&cred, "Account", "Name", false));
+    passes(&rt, remote_fixture(&cred, "Contact", "LastName", true));
+}
+
+fn remote_fixture(
+    cred: &Arc<automation::credentials::Credential>,
+    object: &str,
+    name_field: &'static str,
+    bulk: bool,
+) -> Fixture {
+    let remote = || sync::remote::Remote::new(cred.clone(), "60.0", object);
+    Fixture {
+        name: format!("remote org ({object}, bulk: {bulk})"),
+        source: Box::new(RemoteSource {
+            remote: remote(),
+            fields: vec!["Customer_Id__c".into(), name_field.into()],
+            overlap: 0,
+            bulk: bulk.then(sync::http::Held::default),
+        }),
+        target: Box::new(RemoteTarget {
+            remote: remote(),
+            operation: Operation::Upsert,
+            external_id: Some("Customer_Id__c".into()),
+            bulk,
+        }),
+        record: Box::new(move |k, name, _| {
+            record(&[("Customer_Id__c", json!(k)), (name_field, json!(name))])
+        }),
+        read: Box::new(move |r| (text(&r.data["Customer_Id__c"]), text(&r.data[name_field]))),
+        upserts: true,
+        refused: Some(record(&[
+            ("Customer_Id__c", json!("bad")),
+            (name_field, Value::Null),
+        ])),
+    }
 }
 
 #[test]
