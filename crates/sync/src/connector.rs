@@ -37,6 +37,16 @@ pub trait Target: Send + Sync {
     /// Every key the target holds (correlations and migration reports); `None` when the target
     /// has no keys (append-only files).
     fn keys(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, String>>;
+
+    /// The values of `columns` of every row the target holds (correlations by several
+    /// fields); `None` when the target cannot list its rows.
+    fn tuples<'a>(
+        &'a self,
+        columns: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Vec<Vec<Json>>>, String>> {
+        let _ = columns;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 impl Source for postgres::Source {
@@ -146,6 +156,13 @@ impl Target for targets::Postgres {
     fn keys(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, String>> {
         Box::pin(async move { targets::Postgres::keys(self).await.map(Some) })
     }
+
+    fn tuples<'a>(
+        &'a self,
+        columns: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Vec<Vec<Json>>>, String>> {
+        Box::pin(async move { targets::Postgres::tuples(self, columns).await.map(Some) })
+    }
 }
 
 impl Target for targets::Mysql {
@@ -155,6 +172,13 @@ impl Target for targets::Mysql {
 
     fn keys(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, String>> {
         Box::pin(async move { targets::Mysql::keys(self).await.map(Some) })
+    }
+
+    fn tuples<'a>(
+        &'a self,
+        columns: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Vec<Vec<Json>>>, String>> {
+        Box::pin(async move { targets::Mysql::tuples(self, columns).await.map(Some) })
     }
 }
 
@@ -183,6 +207,13 @@ impl Target for RemoteTarget {
     fn keys(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, String>> {
         let field = self.external_id.clone().unwrap_or_else(|| "Id".into());
         Box::pin(async move { self.remote.values(&field).await.map(Some) })
+    }
+
+    fn tuples<'a>(
+        &'a self,
+        columns: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Vec<Vec<Json>>>, String>> {
+        Box::pin(async move { self.remote.tuples(columns).await.map(Some) })
     }
 }
 
@@ -323,6 +354,17 @@ impl Target for OrgTarget {
                     })
                     .collect(),
             ))
+        })
+    }
+
+    fn tuples<'a>(
+        &'a self,
+        columns: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<Vec<Vec<Json>>>, String>> {
+        Box::pin(async move {
+            let source =
+                org_source::Source::open(self.org.clone(), self.p.clone(), &self.object, 0)?;
+            source.all_tuples(columns).map(Some)
         })
     }
 }

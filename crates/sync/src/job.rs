@@ -31,6 +31,11 @@ pub struct JobDef {
     /// `aggregation` (`streams` add sources merged into the target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// A correlation's matching fields: target fields or columns the mapping sets; a source row
+    /// is written only when a target record has the same values in all of them (default: the
+    /// target's key or external id).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_on: Vec<String>,
     /// The further targets (broadcast) or sources (aggregation), each with its own mapping and
     /// its own cursor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -464,6 +469,16 @@ pub fn compile(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
         }
         Some(other) => return Err(err(format!("trigger {other:?} is not `changes`"))),
     }
+    if !def.match_on.is_empty() {
+        if def.kind.as_deref() != Some("correlation") {
+            return Err(err("match_on belongs to correlation jobs".into()));
+        }
+        if let Some(f) = def.match_on.iter().find(|f| !def.mapping.contains_key(*f)) {
+            return Err(err(format!(
+                "match_on names {f}, which the mapping does not set"
+            )));
+        }
+    }
     if !bidirectional {
         return compile_one_way(def, schema);
     }
@@ -630,6 +645,7 @@ fn compile_one_way(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
                     name: format!("{}_{}", def.name, s.name),
                     kind: None,
                     trigger: None,
+                    match_on: Vec::new(),
                     streams: Vec::new(),
                     schedule: None,
                     mapping: s.mapping.clone(),

@@ -253,31 +253,70 @@ impl Engine {
             .map_err(|e| format!("reading the cursor: {e}"))?
             .and_then(|t| serde_json::from_str(&t).ok());
         let n = job.def.batch_size;
-        // A correlation only touches records the target already has (its keys, read once).
-        let present = match (
-            job.def.kind.as_deref(),
-            job.mapping
-                .iter()
-                .find(|(k, _)| Some(k.as_str()) == key_column(job)),
-        ) {
-            (Some("correlation"), Some((k, e))) => {
-                Some((self.target_keys(org, p, job, k).await?, e))
+        // A correlation only touches records the target already has: those with the same
+        // values in the matching fields (its key by default), read once. A row matched by other
+        // fields is written to the matched record: its key goes where the key's mapping reads.
+        let present = if job.def.kind.as_deref() == Some("correlation") {
+            let key = key_column(job)
+                .ok_or("a correlation writes by the target's key (external id or key column)")?
+                .to_string();
+            let fields: Vec<String> = if job.def.match_on.is_empty() {
+                vec![key.clone()]
+            } else {
+                job.def.match_on.clone()
+            };
+            let expr = |f: &String| job.mapping.iter().find(|(k, _)| k == f).map(|(_, e)| e);
+            let exprs: Vec<&automation::jq::Expr> = fields.iter().filter_map(expr).collect();
+            if exprs.len() != fields.len() {
+                return Err("a correlation matches on fields the mapping sets".into());
             }
-            _ => None,
+            let rekey = if fields.contains(&key) {
+                None
+            } else {
+                let e = expr(&key).ok_or("the mapping does not set the target's key")?;
+                Some(simple_path(e.source()).map(str::to_string).ok_or_else(|| {
+                    format!(
+                        "with match_on, the mapping of {key} reads one source field (`.id`), \
+                         where the matched record's key is put"
+                    )
+                })?)
+            };
+            let mut with_key = fields.clone();
+            let at = match fields.iter().position(|f| *f == key) {
+                Some(i) => i,
+                None => {
+                    with_key.push(key);
+                    fields.len()
+                }
+            };
+            let mut matched: HashMap<String, Json> = HashMap::new();
+            for t in self.target_tuples(org, p, job, &with_key).await? {
+                let k = t.get(at).cloned().unwrap_or(Json::Null);
+                if let Some(m) = tuple_key(t[..fields.len()].iter()) {
+                    matched.insert(m, k);
+                }
+            }
+            Some((matched, exprs, rekey))
+        } else {
+            None
         };
         let keep = |rows: Vec<postgres::Row>| -> (Vec<postgres::Row>, u64) {
-            let Some((set, e)) = &present else {
+            let Some((matched, exprs, rekey)) = &present else {
                 return (rows, 0);
             };
             let n = rows.len() as u64;
             let kept: Vec<postgres::Row> = rows
                 .into_iter()
-                .filter(|r| {
-                    map_value(e, &r.data).ok().is_some_and(|v| match &*v {
-                        Json::String(s) => set.contains(s),
-                        Json::Null => false,
-                        other => set.contains(&other.to_string()),
-                    })
+                .filter_map(|mut r| {
+                    let values: Vec<Json> = exprs
+                        .iter()
+                        .map(|e| map_value(e, &r.data).map_or(Json::Null, |v| v.into_owned()))
+                        .collect();
+                    let key = matched.get(&tuple_key(values.iter())?)?;
+                    if let (Some(path), Json::Object(m)) = (rekey, &mut r.data) {
+                        m.insert(path.clone(), key.clone());
+                    }
+                    Some(r)
                 })
                 .collect();
             let skipped = n - kept.len() as u64;
@@ -407,6 +446,38 @@ impl Engine {
             "onlyInTarget": {"count": extra.len(), "sample": extra.iter().take(20).collect::<Vec<_>>()},
             "valid": missing.is_empty(),
         }))
+    }
+
+    /// The values of `fields` of every record of the job's target.
+    async fn target_tuples(
+        &self,
+        org: &Arc<Org>,
+        p: &Principal,
+        job: &Arc<Job>,
+        fields: &[String],
+    ) -> Result<Vec<Vec<Json>>, String> {
+        let columns = mapping_columns(job);
+        let tuples = match Writer::open(&job.def.target, &columns, self).await? {
+            Writer::External(t) => t.tuples(fields).await?,
+            Writer::Org => {
+                let TargetDef::Org { object, .. } = &job.def.target else {
+                    return Err("not an org target".into());
+                };
+                let target = connector::OrgTarget {
+                    org: org.clone(),
+                    p: p.clone(),
+                    object: object.clone(),
+                    operation: job.operation,
+                    external_id: None,
+                };
+                connector::Target::tuples(&target, fields).await?
+            }
+        };
+        tuples.ok_or_else(|| {
+            "a correlation reads the target's records; this target cannot list them (use the \
+             org, a remote org or a database)"
+                .to_string()
+        })
     }
 
     /// Every key of the job's target (its key column, or the external id field in the org).
@@ -1010,6 +1081,23 @@ impl Engine {
         *run = done;
         Ok(())
     }
+}
+
+/// Values as one text (`None` when one of them is null or empty: such rows match nothing).
+fn tuple_key<'a>(values: impl Iterator<Item = &'a Json>) -> Option<String> {
+    let mut out = String::new();
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            out.push('\u{1f}');
+        }
+        match v {
+            Json::Null => return None,
+            Json::String(s) if s.is_empty() => return None,
+            Json::String(s) => out.push_str(s),
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    Some(out)
 }
 
 /// The mapping's target columns, in order.

@@ -143,12 +143,21 @@ impl Source {
 
     /// Every value of `field` (paged through query locators).
     pub fn all_values(&self, field: &str) -> Result<Vec<Json>, String> {
+        Ok(self
+            .all_tuples(&[field.to_string()])?
+            .into_iter()
+            .filter_map(|mut t| t.pop())
+            .collect())
+    }
+
+    /// The values of `fields` of every record (paged through query locators).
+    pub fn all_tuples(&self, fields: &[String]) -> Result<Vec<Vec<Json>>, String> {
         let o = &self.object;
         let mut page = self
             .org
             .query(
                 &self.p,
-                &format!("SELECT {field} FROM {}", o.name),
+                &format!("SELECT {} FROM {}", fields.join(", "), o.name),
                 false,
                 2_000,
             )
@@ -156,9 +165,15 @@ impl Source {
         let mut out = Vec::new();
         loop {
             for r in &page.rows {
-                if let Some(Cell::Value(v)) = r.cells.first() {
-                    out.push(v.to_json());
-                }
+                out.push(
+                    r.cells
+                        .iter()
+                        .map(|c| match c {
+                            Cell::Value(v) => v.to_json(),
+                            _ => Json::Null,
+                        })
+                        .collect(),
+                );
             }
             match page.next_locator.clone() {
                 Some(l) => {

@@ -63,7 +63,21 @@ impl Remote {
 
     /// Every value of `field` of the object (through the query resource, page by page).
     pub async fn values(&self, field: &str) -> Result<Vec<String>, String> {
-        let soql = format!("SELECT {field} FROM {}", self.object);
+        Ok(self
+            .tuples(&[field.to_string()])
+            .await?
+            .into_iter()
+            .filter_map(|mut t| match t.pop()? {
+                Json::Null => None,
+                Json::String(s) => Some(s),
+                other => Some(other.to_string()),
+            })
+            .collect())
+    }
+
+    /// The values of `fields` of every record of the object.
+    pub async fn tuples(&self, fields: &[String]) -> Result<Vec<Vec<Json>>, String> {
+        let soql = format!("SELECT {} FROM {}", fields.join(", "), self.object);
         let mut page = self
             .call(
                 Method::GET,
@@ -74,11 +88,7 @@ impl Remote {
         let mut out = Vec::new();
         loop {
             for r in page["records"].as_array().cloned().unwrap_or_default() {
-                match &r[field] {
-                    Json::Null => {}
-                    Json::String(s) => out.push(s.clone()),
-                    other => out.push(other.to_string()),
-                }
+                out.push(fields.iter().map(|f| r[f.as_str()].clone()).collect());
             }
             match page["nextRecordsUrl"].as_str() {
                 Some(next) => {

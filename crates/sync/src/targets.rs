@@ -85,6 +85,33 @@ impl Postgres {
         self.apply(rows, false).await
     }
 
+    /// The values of `columns` of every row, as text (null when null).
+    pub async fn tuples(&self, columns: &[String]) -> Result<Vec<Vec<Json>>, String> {
+        let client = self.client.lock().await;
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{}::text", crate::postgres::quote(c)))
+            .collect();
+        let rows = client
+            .query(
+                &format!("SELECT {} FROM {}", list.join(", "), self.table),
+                &[],
+            )
+            .await
+            .map_err(|e| format!("PostgreSQL: {e}"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (0..columns.len())
+                    .map(|i| {
+                        r.get::<_, Option<String>>(i)
+                            .map_or(Json::Null, Json::String)
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
     /// Updates the columns each row names of the existing row with its key, in one
     /// transaction (a row no longer there is refused).
     pub async fn update(
@@ -223,6 +250,31 @@ impl Mysql {
             columns,
             key: key.to_string(),
         })
+    }
+
+    /// The values of `columns` of every row, as text (null when null).
+    pub async fn tuples(&self, columns: &[String]) -> Result<Vec<Vec<Json>>, String> {
+        let mut conn = self.conn.lock().await;
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| format!("CAST({} AS CHAR)", crate::mysql::quote(c)))
+            .collect();
+        let rows: Vec<mysql_async::Row> = conn
+            .query(format!("SELECT {} FROM {}", list.join(", "), self.table))
+            .await
+            .map_err(|e| format!("MySQL: {e}"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (0..columns.len())
+                    .map(|i| {
+                        r.get::<Option<String>, _>(i)
+                            .flatten()
+                            .map_or(Json::Null, Json::String)
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     /// Every key in the table, as text.

@@ -1696,3 +1696,72 @@ fn change_triggered_jobs_run_when_the_org_changes() {
     assert!(b["runs"].as_array().unwrap().len() >= 2, "{b}");
     db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
 }
+
+#[test]
+fn a_correlation_matches_records_by_configured_fields() {
+    let mut db = pg();
+    let table = format!("sync_corr_multi_{}", std::process::id());
+    db.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {table};
+         CREATE TABLE {table} (id text PRIMARY KEY, name text, city text, phone text);
+         INSERT INTO {table} VALUES ('P1', 'Acme', 'Paris', NULL), ('P2', 'Acme', 'Lyon', NULL),
+                                    ('P3', 'Zeta', 'Oslo', NULL);"
+    ))
+    .unwrap();
+    let org = Org::start("sync-correlation-fields");
+    for (name, city, phone) in [
+        ("Acme", "Paris", "111"),
+        ("Acme", "Berlin", "222"),
+        ("Zeta", "Oslo", "333"),
+    ] {
+        org.create(
+            "Account",
+            json!({"Name": name, "BillingCity": city, "Phone": phone}),
+        );
+    }
+    let mut def = json!({
+        "kind": "correlation",
+        "match_on": ["name", "city"],
+        "source": {"type": "org", "object": "Account"},
+        "target": {"type": "postgres", "url": PG_URL, "table": table, "key": "id"},
+        "mapping": {"id": ".Id", "name": ".Name", "city": ".BillingCity", "phone": ".Phone"}
+    });
+    // The matching fields are ones the mapping sets.
+    def["match_on"] = json!(["name", "country"]);
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Match"),
+        Some(def.clone()),
+    );
+    assert_eq!(s, 400, "{b}");
+    def["match_on"] = json!(["name", "city"]);
+    let (s, b) = org.call(
+        Method::PUT,
+        &org.data("/conflux/sync-jobs/Match"),
+        Some(def),
+    );
+    assert_eq!(s, 201, "{b}");
+    let r = run(&org, "Match");
+    assert_eq!(
+        (
+            r["status"].as_str(),
+            r["read"].as_u64(),
+            r["written"].as_u64()
+        ),
+        (Some("succeeded"), Some(3), Some(2)),
+        "{r}"
+    );
+    let rows: BTreeMap<String, Option<String>> = db
+        .query(&format!("SELECT id, phone FROM {table}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let want: BTreeMap<String, Option<String>> =
+        [("P1", Some("111")), ("P2", None), ("P3", Some("333"))]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect();
+    assert_eq!(rows, want, "matched rows updated in place, nothing added");
+    db.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+}
