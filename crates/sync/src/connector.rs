@@ -192,6 +192,8 @@ pub struct RemoteTarget {
     pub external_id: Option<String>,
     /// Write each batch as one Bulk API 2.0 ingest job (else sObject Collections calls).
     pub bulk: bool,
+    /// Collections calls in flight at once.
+    pub parallelism: usize,
 }
 
 impl Target for RemoteTarget {
@@ -200,7 +202,10 @@ impl Target for RemoteTarget {
         if self.bulk {
             Box::pin(self.remote.bulk_write(self.operation, ext, rows))
         } else {
-            Box::pin(self.remote.write(self.operation, ext, rows))
+            Box::pin(
+                self.remote
+                    .write(self.operation, ext, rows, self.parallelism),
+            )
         }
     }
 

@@ -250,11 +250,18 @@ pub struct HttpTarget {
     cred: Arc<Credential>,
     url: String,
     method: Method,
+    parallelism: usize,
 }
 
 impl HttpTarget {
-    /// Rows go to `url` (with `{column}` replaced by the row's value) by `method`.
-    pub fn new(cred: Arc<Credential>, url: &str, method: &str) -> Result<HttpTarget, String> {
+    /// Rows go to `url` (with `{column}` replaced by the row's value) by `method`, up to
+    /// `parallelism` requests at once.
+    pub fn new(
+        cred: Arc<Credential>,
+        url: &str,
+        method: &str,
+        parallelism: usize,
+    ) -> Result<HttpTarget, String> {
         let method = match method.to_ascii_uppercase().as_str() {
             "POST" => Method::POST,
             "PUT" => Method::PUT,
@@ -265,6 +272,27 @@ impl HttpTarget {
             url: full_url(&cred, url),
             cred,
             method,
+            parallelism: parallelism.max(1),
+        })
+    }
+
+    /// Sends one row; its outcome (`Err` only when the request could not be made).
+    async fn send(&self, r: &Record) -> Result<Outcome, String> {
+        let url = match self.url_for(r) {
+            Ok(u) => u,
+            Err(m) => return Ok(Err(m)),
+        };
+        let body = Json::Object(r.clone());
+        let (status, text) =
+            crate::remote::send(&self.cred, self.method.clone(), &url, Some(&body)).await?;
+        Ok(if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                text.chars().take(500).collect::<String>()
+            ))
         })
     }
 
@@ -291,31 +319,16 @@ impl HttpTarget {
 
 impl Target for HttpTarget {
     fn write<'a>(&'a self, rows: &'a [&'a Record]) -> BoxFuture<'a, Result<Vec<Outcome>, String>> {
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(rows.len());
-            for r in rows {
-                let url = match self.url_for(r) {
-                    Ok(u) => u,
-                    Err(m) => {
-                        out.push(Err(m));
-                        continue;
-                    }
-                };
-                let body = Json::Object((*r).clone());
-                let (status, text) =
-                    crate::remote::send(&self.cred, self.method.clone(), &url, Some(&body)).await?;
-                out.push(if status.is_success() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "HTTP {}: {}",
-                        status.as_u16(),
-                        text.chars().take(500).collect::<String>()
-                    ))
-                });
-            }
-            Ok(out)
-        })
+        use futures::{StreamExt, TryStreamExt};
+        let mut sends = Vec::with_capacity(rows.len());
+        for r in rows {
+            sends.push(self.send(r));
+        }
+        Box::pin(
+            futures::stream::iter(sends)
+                .buffered(self.parallelism)
+                .try_collect(),
+        )
     }
 
     fn keys(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, String>> {

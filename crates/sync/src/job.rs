@@ -26,6 +26,10 @@ pub struct JobDef {
     /// Rows read and written per transaction (default 500, at most 10,000).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// Requests a remote-org or HTTP target has in flight at once within a batch (default 1, at
+    /// most 32); outcomes keep the rows' order, and the cursor still moves per batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<usize>,
     /// `incremental` (the default), `migration` (a run ends with a validation report comparing
     /// the source's keys with the target's), `broadcast` (`streams` add targets) or
     /// `aggregation` (`streams` add sources merged into the target).
@@ -660,6 +664,9 @@ fn compile_one_way(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
              or bidirectional"
         )))
         }
+    }
+    if def.parallelism.is_some_and(|n| n == 0 || n > 32) {
+        return Err(err("parallelism is outside 1..=32".into()));
     }
     if def.batch_size == 0 || def.batch_size > 10_000 {
         return Err(err(format!(

@@ -246,7 +246,7 @@ impl Engine {
         run: &mut SyncRunRow,
     ) -> Result<(), String> {
         let source = open_source(&job.def.source, org, p, self).await?;
-        let writer = Writer::open(&job.def.target, &mapping_columns(job), self).await?;
+        let writer = Writer::open(job, self).await?;
         let at: Option<Cursor> = org
             .store()
             .read(|tx| tx.setting(&cursor_setting(&job.def.name)))
@@ -456,8 +456,7 @@ impl Engine {
         job: &Arc<Job>,
         fields: &[String],
     ) -> Result<Vec<Vec<Json>>, String> {
-        let columns = mapping_columns(job);
-        let tuples = match Writer::open(&job.def.target, &columns, self).await? {
+        let tuples = match Writer::open(job, self).await? {
             Writer::External(t) => t.tuples(fields).await?,
             Writer::Org => {
                 let TargetDef::Org { object, .. } = &job.def.target else {
@@ -488,8 +487,7 @@ impl Engine {
         job: &Arc<Job>,
         key_col: &str,
     ) -> Result<std::collections::BTreeSet<String>, String> {
-        let columns = mapping_columns(job);
-        Ok(match Writer::open(&job.def.target, &columns, self).await? {
+        Ok(match Writer::open(job, self).await? {
             Writer::External(t) => t.keys().await?.unwrap_or_default().into_iter().collect(),
             Writer::Org => {
                 let TargetDef::Org { object, .. } = &job.def.target else {
@@ -961,14 +959,17 @@ enum Writer {
 }
 
 impl Writer {
-    async fn open(def: &TargetDef, columns: &[String], engine: &Engine) -> Result<Writer, String> {
+    async fn open(job: &Job, engine: &Engine) -> Result<Writer, String> {
+        let def = &job.def.target;
+        let columns = mapping_columns(job);
+        let parallelism = job.def.parallelism.unwrap_or(1);
         use connector::{FileTarget, RemoteTarget};
         Ok(Writer::External(match def {
             TargetDef::Org { .. } => return Ok(Writer::Org),
             TargetDef::File { path, format } => Box::new(FileTarget {
                 path: engine.file_path(path)?,
                 format: files::Format::parse(format.as_deref(), path)?,
-                columns: columns.to_vec(),
+                columns,
             }),
             TargetDef::Http {
                 url,
@@ -978,6 +979,7 @@ impl Writer {
                 engine.http_credential(credential.as_deref(), url)?,
                 url,
                 method,
+                parallelism,
             )?),
             TargetDef::Salesforce {
                 credential,
@@ -988,6 +990,7 @@ impl Writer {
                 bulk,
             } => Box::new(RemoteTarget {
                 bulk: *bulk,
+                parallelism,
                 remote: remote::Remote::new(engine.credential(credential)?, api_version, object),
                 operation: match operation.as_str() {
                     "insert" => Operation::Insert,

@@ -180,15 +180,36 @@ impl Remote {
         Ok(out)
     }
 
-    /// Writes the rows through sObject Collections, 200 per call; one outcome per row.
+    /// Writes the rows through sObject Collections, 200 per call, up to `parallelism` calls at
+    /// once; one outcome per row, in order.
     pub async fn write(
         &self,
         op: Operation,
         external_id: Option<&str>,
         rows: &[&Record],
+        parallelism: usize,
     ) -> Result<Vec<Outcome>, String> {
-        let mut out = Vec::with_capacity(rows.len());
+        use futures::{StreamExt, TryStreamExt};
+        let mut calls = Vec::new();
         for chunk in rows.chunks(200) {
+            calls.push(self.write_chunk(op, external_id, chunk));
+        }
+        let parts: Vec<Vec<Outcome>> = futures::stream::iter(calls)
+            .buffered(parallelism.max(1))
+            .try_collect()
+            .await?;
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    /// One sObject Collections call.
+    async fn write_chunk(
+        &self,
+        op: Operation,
+        external_id: Option<&str>,
+        chunk: &[&Record],
+    ) -> Result<Vec<Outcome>, String> {
+        let mut out = Vec::with_capacity(chunk.len());
+        {
             let results = match op {
                 Operation::Delete => {
                     let ids: Vec<&str> = chunk

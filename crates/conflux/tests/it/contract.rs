@@ -267,6 +267,7 @@ fn remote_fixture(
             operation: Operation::Upsert,
             external_id: Some("Customer_Id__c".into()),
             bulk,
+            parallelism: 2,
         }),
         record: Box::new(move |k, name, _| {
             record(&[("Customer_Id__c", json!(k)), (name_field, json!(name))])
@@ -418,7 +419,7 @@ fn an_http_json_api_keeps_the_connector_contract() {
         },
     )
     .unwrap();
-    let target = sync::http::HttpTarget::new(cred, "/items/{id}", "PUT").unwrap();
+    let target = sync::http::HttpTarget::new(cred, "/items/{id}", "PUT", 4).unwrap();
     passes(
         &rt,
         Fixture {
@@ -470,7 +471,8 @@ fn a_sync_job_reads_an_http_json_api_into_the_org() {
             "target": {"type": "org", "object": "Account", "operation": "upsert",
                        "external_id": "Customer_Id__c"},
             "mapping": {"Customer_Id__c": ".id", "Name": ".name"},
-            "batch_size": 7
+            "batch_size": 7,
+            "parallelism": 4
         })),
     );
     assert_eq!(s, 201, "{b}");

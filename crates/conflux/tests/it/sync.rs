@@ -956,7 +956,8 @@ fn a_job_syncs_with_a_second_conflux_through_the_remote_org_connector() {
             "target": {"type": "salesforce", "credential": "OrgB", "object": "Account",
                        "operation": "upsert", "external_id": "Customer_Id__c"},
             "mapping": {"Customer_Id__c": ".Id", "Name": ".Name"},
-            "batch_size": 500
+            "batch_size": 500,
+            "parallelism": 2
         })),
     );
     assert_eq!(s, 201, "{body}");
