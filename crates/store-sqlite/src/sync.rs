@@ -165,10 +165,26 @@ pub(crate) fn state(
     Ok(out)
 }
 
+pub(crate) fn state_keys(conn: &Connection, job: &str) -> StoreResult<Vec<String>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT key FROM sync_state WHERE job = ?1")
+        .map_err(backend)?;
+    let rows = stmt.query_map([job], |r| r.get(0)).map_err(backend)?;
+    rows.map(|r| r.map_err(backend)).collect()
+}
+
 pub(crate) fn put_state(conn: &Connection, job: &str, key: &str, image: &str) -> StoreResult<()> {
     conn.prepare_cached("INSERT OR REPLACE INTO sync_state (job, key, image) VALUES (?1, ?2, ?3)")
         .map_err(backend)?
         .execute(params![job, key, image])
+        .map_err(backend)?;
+    Ok(())
+}
+
+pub(crate) fn forget_state(conn: &Connection, job: &str, key: &str) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM sync_state WHERE job = ?1 AND key = ?2")
+        .map_err(backend)?
+        .execute(params![job, key])
         .map_err(backend)?;
     Ok(())
 }

@@ -363,6 +363,9 @@ impl ReadTx for Conn<'_> {
     fn sync_state(&self, job: &str, keys: &[String]) -> StoreResult<Vec<(String, String)>> {
         crate::sync::state(self.conn, job, keys)
     }
+    fn sync_state_keys(&self, job: &str) -> StoreResult<Vec<String>> {
+        crate::sync::state_keys(self.conn, job)
+    }
 }
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
@@ -573,6 +576,9 @@ impl ReadTx for WConn<'_> {
     }
     fn sync_state(&self, job: &str, keys: &[String]) -> StoreResult<Vec<(String, String)>> {
         self.read.sync_state(job, keys)
+    }
+    fn sync_state_keys(&self, job: &str) -> StoreResult<Vec<String>> {
+        self.read.sync_state_keys(job)
     }
 }
 
@@ -1130,6 +1136,10 @@ impl<'a> WriteTx for WConn<'a> {
 
     fn put_sync_state(&mut self, job: &str, key: &str, image: &str) -> StoreResult<()> {
         crate::sync::put_state(self.conn(), job, key, image)
+    }
+
+    fn forget_sync_state(&mut self, job: &str, key: &str) -> StoreResult<()> {
+        crate::sync::forget_state(self.conn(), job, key)
     }
 
     fn clear_sync_state(&mut self, job: &str) -> StoreResult<u64> {

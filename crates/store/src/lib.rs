@@ -202,6 +202,8 @@ pub trait ReadTx {
     /// What bidirectional sync job `job` last left both sides agreeing on, for those of `keys`
     /// it has synchronized: `(key, image)` with the image as JSON text.
     fn sync_state(&self, job: &str, keys: &[String]) -> StoreResult<Vec<(String, String)>>;
+    /// Every key bidirectional job `job` has an agreed image of.
+    fn sync_state_keys(&self, job: &str) -> StoreResult<Vec<String>>;
 }
 
 /// What a write transaction can do in addition.
@@ -355,6 +357,8 @@ pub trait WriteTx: ReadTx {
     fn clear_sync_errors(&mut self, job: &str, keys: &[String]) -> StoreResult<u64>;
     /// Records what both sides of bidirectional job `job` now agree on for `key`.
     fn put_sync_state(&mut self, job: &str, key: &str, image: &str) -> StoreResult<()>;
+    /// Forgets the agreed image of `key` (deleted on both sides).
+    fn forget_sync_state(&mut self, job: &str, key: &str) -> StoreResult<()>;
     /// Forgets every agreed image of job `job` (a reset); returns how many there were.
     fn clear_sync_state(&mut self, job: &str) -> StoreResult<u64>;
     /// Selects (or deselects) `object` for change events. Returns the selection's number (its

@@ -111,9 +111,16 @@ fn field<'a>(rec: &'a Map<String, Json>, name: &str) -> &'a Json {
 }
 
 /// What one key needs: the table's row to write (changed columns, with the key), the org
-/// fields to write, and the image both sides agree on afterwards.
+/// fields to write, and the image both sides agree on afterwards; or, when one side deleted a
+/// record both had agreed on, the delete on the other side.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
+    /// Delete the table's row (the org deleted its record).
+    pub delete_table: bool,
+    /// Delete the org's record (the table deleted its row).
+    pub delete_org: bool,
+    /// The record is gone from both sides afterwards: forget the agreed image.
+    pub forget: bool,
     /// Columns for the table (`None`: nothing to write).
     pub table: Option<Record>,
     /// Whether the table has the row (the columns update it) or not (they insert it).
@@ -256,7 +263,7 @@ pub(crate) async fn run(
             ids.dedup();
             keys.extend(
                 org_side
-                    .values_of(&bi.external_id, &ids)?
+                    .values_of(&bi.external_id, &ids, true)?
                     .iter()
                     .filter_map(key_text),
             );
@@ -293,6 +300,16 @@ pub(crate) async fn run(
         if rows.len() < n {
             break;
         }
+    }
+    // Rows deleted from the table since: keys agreed on that the table no longer has (one
+    // pass over the table's keys).
+    let agreed_keys = org
+        .store()
+        .read(|tx| tx.sync_state_keys(&name))
+        .map_err(|e| format!("reading the agreed state: {e}"))?;
+    if !agreed_keys.is_empty() {
+        let present: std::collections::HashSet<String> = db_out.keys().await?.into_iter().collect();
+        keys.extend(agreed_keys.into_iter().filter(|k| !present.contains(k)));
     }
     // Keys a run could not write yet are tried again.
     let failed = org
@@ -423,6 +440,20 @@ async fn reconcile(
                 .collect(),
             at: instant(&r.at.value),
         });
+        // A record both sides had agreed on and one side no longer has was deleted there:
+        // the delete wins over edits on the other side.
+        if agreed.contains_key(k) && (a.is_none() || b.is_none()) {
+            plans.push((
+                k.clone(),
+                Plan {
+                    delete_table: a.is_none() && b.is_some(),
+                    delete_org: b.is_none() && a.is_some(),
+                    forget: true,
+                    ..Plan::default()
+                },
+            ));
+            continue;
+        }
         if a.is_none() && b.is_none() {
             continue;
         }
@@ -478,6 +509,7 @@ async fn reconcile(
                 exists: b.is_some(),
                 org: org_write,
                 image,
+                ..Plan::default()
             },
         ));
     }
@@ -492,9 +524,24 @@ async fn reconcile(
     };
     let mut inserted = db_out.write(&rows(false)).await?.into_iter();
     let mut updated = db_out.update(&rows(true)).await?.into_iter();
+    let gone: Vec<String> = plans
+        .iter()
+        .filter(|(_, p)| p.delete_table)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut deleted = db_out.delete(&gone).await?.into_iter();
     let mut written = 0u64;
     let mut ready: Vec<(String, Plan)> = Vec::new();
     for (k, plan) in plans {
+        if plan.delete_table {
+            match deleted.next().unwrap_or(Ok(())) {
+                Ok(()) => written += 1,
+                Err(m) => {
+                    errors.push(error(&k, format!("PostgreSQL: {m}"), "null".into()));
+                    continue;
+                }
+            }
+        }
         if let Some(row) = &plan.table {
             let outcome = if plan.exists {
                 updated.next()
@@ -525,60 +572,93 @@ async fn reconcile(
     let mut next = run.clone();
     next.read += keys.len() as u64;
     let job_name = name.clone();
-    let done = org
-        .store()
-        .write(move |tx| {
-            let mut ok = Vec::new();
-            for (k, plan) in &ready {
-                if let Some(fields) = &plan.org {
-                    tx.savepoint()?;
-                    let body = Json::Object(fields.clone());
-                    match service::ops::upsert(tx, &who, &o, &ext, k, &body, false) {
-                        Ok(service::ops::UpsertOutcome::Done(_)) => {
-                            tx.release_savepoint()?;
-                            written += 1;
-                        }
-                        Ok(service::ops::UpsertOutcome::Multiple(_)) => {
-                            tx.rollback_savepoint()?;
-                            errors.push(SyncErrorRow {
-                                job: job_name.clone(),
-                                run: next.id,
-                                key: k.clone(),
-                                error: format!("more than one {} has {ext} = {k}", o.name),
-                                payload: body.to_string(),
-                                created_ms: now,
+    let done =
+        org.store()
+            .write(move |tx| {
+                let mut ok = Vec::new();
+                for (k, plan) in &ready {
+                    if plan.delete_org {
+                        tx.savepoint()?;
+                        let outcome = service::ops::find_external(&*tx, &who, &o, &ext, k)
+                            .and_then(|(_, rows)| {
+                                for seq in rows {
+                                    service::records::delete_tx(tx, &who, &o, seq, now, None)?;
+                                }
+                                Ok(())
                             });
-                            continue;
-                        }
-                        Err(e) => {
-                            tx.rollback_savepoint()?;
-                            errors.push(SyncErrorRow {
-                                job: job_name.clone(),
-                                run: next.id,
-                                key: k.clone(),
-                                error: format!("{}: {}", e.code, e.message),
-                                payload: body.to_string(),
-                                created_ms: now,
-                            });
-                            continue;
+                        match outcome {
+                            Ok(()) => {
+                                tx.release_savepoint()?;
+                                written += 1;
+                            }
+                            Err(e) => {
+                                tx.rollback_savepoint()?;
+                                errors.push(SyncErrorRow {
+                                    job: job_name.clone(),
+                                    run: next.id,
+                                    key: k.clone(),
+                                    error: format!("{}: {}", e.code, e.message),
+                                    payload: "null".into(),
+                                    created_ms: now,
+                                });
+                                continue;
+                            }
                         }
                     }
+                    if plan.forget {
+                        tx.forget_sync_state(&job_name, k)?;
+                        ok.push(k.clone());
+                        continue;
+                    }
+                    if let Some(fields) = &plan.org {
+                        tx.savepoint()?;
+                        let body = Json::Object(fields.clone());
+                        match service::ops::upsert(tx, &who, &o, &ext, k, &body, false) {
+                            Ok(service::ops::UpsertOutcome::Done(_)) => {
+                                tx.release_savepoint()?;
+                                written += 1;
+                            }
+                            Ok(service::ops::UpsertOutcome::Multiple(_)) => {
+                                tx.rollback_savepoint()?;
+                                errors.push(SyncErrorRow {
+                                    job: job_name.clone(),
+                                    run: next.id,
+                                    key: k.clone(),
+                                    error: format!("more than one {} has {ext} = {k}", o.name),
+                                    payload: body.to_string(),
+                                    created_ms: now,
+                                });
+                                continue;
+                            }
+                            Err(e) => {
+                                tx.rollback_savepoint()?;
+                                errors.push(SyncErrorRow {
+                                    job: job_name.clone(),
+                                    run: next.id,
+                                    key: k.clone(),
+                                    error: format!("{}: {}", e.code, e.message),
+                                    payload: body.to_string(),
+                                    created_ms: now,
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                    let image = Json::Object(plan.image.clone()).to_string();
+                    tx.put_sync_state(&job_name, k, &image)?;
+                    ok.push(k.clone());
                 }
-                let image = Json::Object(plan.image.clone()).to_string();
-                tx.put_sync_state(&job_name, k, &image)?;
-                ok.push(k.clone());
-            }
-            for e in &errors {
-                tx.put_sync_error(e)?;
-            }
-            next.written += written;
-            next.failed += errors.len() as u64;
-            tx.clear_sync_errors(&job_name, &ok)?;
-            tx.put_sync_run(&next)?;
-            Ok(next)
-        })
-        .await
-        .map_err(|e| format!("writing a batch: {}", e.message))?;
+                for e in &errors {
+                    tx.put_sync_error(e)?;
+                }
+                next.written += written;
+                next.failed += errors.len() as u64;
+                tx.clear_sync_errors(&job_name, &ok)?;
+                tx.put_sync_run(&next)?;
+                Ok(next)
+            })
+            .await
+            .map_err(|e| format!("writing a batch: {}", e.message))?;
     org.note_write(&bi.object);
     *run = done;
     engine.progress(&name, run);

@@ -115,8 +115,14 @@ impl Source {
         Ok(out)
     }
 
-    /// The values of `field` of the records `ids` (those that still exist).
-    pub fn values_of(&self, field: &str, ids: &[String]) -> Result<Vec<Json>, String> {
+    /// The values of `field` of the records `ids` (with `deleted`, also of those in the
+    /// recycle bin).
+    pub fn values_of(
+        &self,
+        field: &str,
+        ids: &[String],
+        deleted: bool,
+    ) -> Result<Vec<Json>, String> {
         let mut out = Vec::new();
         for chunk in ids.chunks(200) {
             let list: Vec<String> = chunk
@@ -130,7 +136,7 @@ impl Source {
             );
             let page = self
                 .org
-                .query(&self.p, &soql, false, chunk.len().max(1))
+                .query(&self.p, &soql, deleted, chunk.len().max(1))
                 .map_err(|e| format!("reading {}: {}", self.object.name, e.message))?;
             for r in &page.rows {
                 if let Some(Cell::Value(v)) = r.cells.get(1) {

@@ -85,6 +85,48 @@ impl Postgres {
         self.apply(rows, false).await
     }
 
+    /// Deletes the rows with these keys, in one transaction; one outcome per key.
+    pub async fn delete(&self, keys: &[String]) -> Result<Vec<Outcome>, String> {
+        let mut client = self.client.lock().await;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| format!("PostgreSQL: {e}"))?;
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = ($1::text)::{}",
+            self.table,
+            crate::postgres::quote(&self.key),
+            self.types[&self.key]
+        );
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            tx.batch_execute("SAVEPOINT row")
+                .await
+                .map_err(|e| format!("PostgreSQL: {e}"))?;
+            match tx.execute(&sql, &[k]).await {
+                Ok(_) => {
+                    tx.batch_execute("RELEASE SAVEPOINT row")
+                        .await
+                        .map_err(|e| format!("PostgreSQL: {e}"))?;
+                    out.push(Ok(()));
+                }
+                Err(e) => {
+                    tx.batch_execute("ROLLBACK TO SAVEPOINT row")
+                        .await
+                        .map_err(|e| format!("PostgreSQL: {e}"))?;
+                    out.push(Err(e
+                        .as_db_error()
+                        .map(|d| d.message().to_string())
+                        .unwrap_or_else(|| e.to_string())));
+                }
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| format!("PostgreSQL commit: {e}"))?;
+        Ok(out)
+    }
+
     /// The values of `columns` of every row, as text (null when null).
     pub async fn tuples(&self, columns: &[String]) -> Result<Vec<Vec<Json>>, String> {
         let client = self.client.lock().await;

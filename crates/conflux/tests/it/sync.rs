@@ -1619,6 +1619,45 @@ fn bidirectional_sync_with_postgres_converges_after_concurrent_edits_without_ech
         "{r}"
     );
     assert_eq!(r["read"], 8, "{r}");
+
+    // Deletes go across too, and win over an edit of the same record on the other side.
+    let id_of = |k: &str| {
+        org.query(&format!(
+            "SELECT Id FROM Account WHERE Customer_Id__c = '{k}'"
+        ))["records"][0]["Id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for k in ["A3", "B3"] {
+        let (s, b) = org.call(
+            Method::DELETE,
+            &org.data(&format!("/sobjects/Account/{}", id_of(k))),
+            None,
+        );
+        assert_eq!(s, 204, "{b}");
+    }
+    sql(
+        &mut db,
+        format!("UPDATE {table} SET phone = '555-EDITED' WHERE id = 'B3'"),
+    );
+    sql(&mut db, format!("DELETE FROM {table} WHERE id = 'B4'"));
+    let r = run(&org, "Both");
+    assert_eq!(
+        (r["status"].as_str(), r["failed"].as_u64()),
+        (Some("succeeded"), Some(0)),
+        "{r}"
+    );
+    let (o, t) = (org_rows(&org, ""), table_rows(&mut db, &table));
+    assert_eq!(o, t, "the sides converged after deletes");
+    let left: Vec<&String> = o.keys().collect();
+    assert_eq!(left, ["A1", "A2", "A4", "B1", "B2"], "{o:?}");
+    let r = run(&org, "Both");
+    assert_eq!(
+        (r["status"].as_str(), r["written"].as_u64()),
+        (Some("succeeded"), Some(0)),
+        "{r}"
+    );
     db.batch_execute(&format!(
         "DROP TABLE {table}; DROP FUNCTION {table}_touch();"
     ))
