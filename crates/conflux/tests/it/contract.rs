@@ -282,30 +282,35 @@ fn remote_fixture(
 }
 
 #[test]
-fn json_lines_files_keep_the_connector_contract() {
+fn json_lines_and_csv_files_keep_the_connector_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("log.jsonl").display().to_string();
-    std::fs::write(&path, "").unwrap();
     let rt = runtime();
-    passes(
-        &rt,
-        Fixture {
-            name: "files".into(),
-            source: Box::new(FileSource {
-                path: path.clone(),
-                format: sync::files::Format::JsonLines,
-            }),
-            target: Box::new(FileTarget {
-                path,
-                format: sync::files::Format::JsonLines,
-                columns: vec!["id".into(), "name".into()],
-            }),
-            record: Box::new(|k, name, _| record(&[("id", json!(k)), ("name", json!(name))])),
-            read: Box::new(|r| (text(&r.data["id"]), text(&r.data["name"]))),
-            upserts: false,
-            refused: None,
-        },
-    );
+    for (file, format) in [
+        ("log.jsonl", sync::files::Format::JsonLines),
+        ("log.csv", sync::files::Format::Csv),
+    ] {
+        let path = dir.path().join(file).display().to_string();
+        std::fs::write(&path, "").unwrap();
+        passes(
+            &rt,
+            Fixture {
+                name: format!("files ({file})"),
+                source: Box::new(FileSource {
+                    path: path.clone(),
+                    format,
+                }),
+                target: Box::new(FileTarget {
+                    path,
+                    format,
+                    columns: vec!["id".into(), "name".into()],
+                }),
+                record: Box::new(|k, name, _| record(&[("id", json!(k)), ("name", json!(name))])),
+                read: Box::new(|r| (text(&r.data["id"]), text(&r.data["name"]))),
+                upserts: false,
+                refused: None,
+            },
+        );
+    }
 }
 
 /// The HTTP JSON API: items by id, each stamped with a change counter; lists are answered
