@@ -9,6 +9,7 @@ mod body;
 mod bulk1;
 mod bulk2;
 mod cometd;
+mod console;
 mod error;
 mod oauth;
 mod rest;
@@ -144,6 +145,13 @@ pub fn router(state: AppState) -> Router {
         .route("/services/async/{*rest}", any(bulk1::dispatch))
         .route("/cometd/{version}", any(cometd::endpoint))
         .route("/cometd/{version}/{*rest}", any(cometd::endpoint))
+        .route("/", get(console::index))
+        .route("/console/app.js", get(console::app_js))
+        .route("/console/app.css", get(console::app_css))
+        .route("/console/login", post(console::login))
+        .route("/console/session", get(console::whoami))
+        .route("/console/logout", post(console::logout))
+        .route("/console/watch", get(console::watch))
         .route("/services/data", any(rest::versions))
         .route("/services/data/{*rest}", any(rest::dispatch))
         .fallback(rest::not_found)

@@ -7,6 +7,7 @@ mod bulk1;
 mod changes;
 mod cli;
 mod composite;
+mod console;
 mod contract;
 mod durability;
 mod events;

@@ -97,7 +97,8 @@ impl Ctx {
     }
 }
 
-/// The access token of a request: `Authorization: Bearer|OAuth <token>` or `X-SFDC-Session`.
+/// The access token of a request: `Authorization: Bearer|OAuth <token>`, `X-SFDC-Session`, or
+/// the console's session cookie together with its CSRF token.
 pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers
         .get(http::header::AUTHORIZATION)
@@ -114,6 +115,7 @@ pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
         .get("x-sfdc-session")
         .and_then(|v| v.to_str().ok())
         .map(|t| t.trim().to_string())
+        .or_else(|| crate::console::session(headers, None))
 }
 
 /// A REST error for a method the resource does not support.
