@@ -7,7 +7,9 @@
 #
 # Optional: PYTHON (interpreter for the venv, default python3, needs >= 3.10),
 # CONFLUX_CONFORMANCE_VERBOSE=1 (stream the runners' output instead of summarising),
-# CONFLUX_CONFORMANCE_SUITES="python node" (subset to run).
+# CONFLUX_CONFORMANCE_SUITES="python node browser" (subset to run), CHROMIUM (the browser for
+# the console suite, default /usr/bin/chromium; installed with apt-get when missing and possible),
+# CONFLUX_SCREENSHOTS (where the console suite writes its screenshots).
 #
 # Installs are idempotent: conformance/python/.venv is (re)built and `npm ci` is re-run only
 # when requirements.txt / package-lock.json (or the interpreter) changed.
@@ -16,7 +18,7 @@ set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 verbose="${CONFLUX_CONFORMANCE_VERBOSE:-0}"
-suites="${CONFLUX_CONFORMANCE_SUITES:-python node}"
+suites="${CONFLUX_CONFORMANCE_SUITES:-python node browser}"
 
 die() { echo "conformance: $*" >&2; exit 2; }
 
@@ -75,6 +77,27 @@ setup_node() {
   fi
 }
 
+setup_browser() {
+  command -v node >/dev/null || die "node not found"
+  local chromium="${CHROMIUM:-/usr/bin/chromium}"
+  if [[ ! -x "$chromium" ]]; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+      echo "conformance: installing Debian's chromium for the console suite (once)"
+      quiet apt-get update -q
+      quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+    fi
+    [[ -x "$chromium" ]] || die "no Chromium at $chromium: install it (apt-get install -y chromium) or set CHROMIUM"
+  fi
+  export CHROMIUM="$chromium"
+  local dir="$here/browser" want have=""
+  want="$(sha "$dir/package-lock.json") $(node --version)"
+  [[ -f "$dir/node_modules/.conflux-stamp" ]] && have="$(cat "$dir/node_modules/.conflux-stamp")"
+  if [[ "$want" != "$have" ]]; then
+    (cd "$dir" && quiet npm ci --silent --no-audit --no-fund) || exit 2
+    printf '%s\n' "$want" >"$dir/node_modules/.conflux-stamp"
+  fi
+}
+
 # run_suite NAME DIR CMD...: run a test runner; summarise on success, dump the log on failure.
 failed=()
 run_suite() {
@@ -99,7 +122,7 @@ run_suite() {
 summary() {
   case "$1" in
     simple-salesforce) grep -E '^[0-9]+ passed' "$2" | tail -1 ;;
-    jsforce)
+    jsforce|console)
       local pass fail
       pass="$(grep -E '^# pass [0-9]+' "$2" | tail -1 | awk '{print $3}')"
       fail="$(grep -E '^# fail [0-9]+' "$2" | tail -1 | awk '{print $3}')"
@@ -112,7 +135,8 @@ for suite in $suites; do
   case "$suite" in
     python) setup_python ;;
     node) setup_node ;;
-    *) die "unknown suite '$suite' (expected python and/or node)" ;;
+    browser) setup_browser ;;
+    *) die "unknown suite '$suite' (expected python, node and/or browser)" ;;
   esac
 done
 
@@ -120,6 +144,7 @@ for suite in $suites; do
   case "$suite" in
     python) run_suite simple-salesforce "$here/python" "$here/python/.venv/bin/python" -m pytest -q ;;
     node) run_suite jsforce "$here/node" node --test --test-reporter=tap ;;
+    browser) run_suite console "$here/browser" node --test --test-reporter=tap ;;
   esac
 done
 

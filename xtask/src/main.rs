@@ -175,6 +175,11 @@ fn conformance() -> Result<()> {
         cmd.env(k, v);
     }
     cmd.env("CONFLUX_JWT_KEY_FILE", &key);
+    // The console suite's screenshots of each main page (named in the README).
+    cmd.env(
+        "CONFLUX_SCREENSHOTS",
+        root.join("target/console-screenshots"),
+    );
     let result = run(&mut cmd);
     let stopped = srv.stop();
     result?;

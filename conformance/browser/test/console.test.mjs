@@ -1,0 +1,122 @@
+// The Conflux console in Debian's Chromium, driven by playwright-core: log in, browse to an
+// Account, see a change made through the REST API appear without a reload, and keep typed input
+// when the record changes during an edit. Screenshots of each page go to CONFLUX_SCREENSHOTS.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const base = process.env.CONFLUX_HTTP_URL;
+const shots = process.env.CONFLUX_SCREENSHOTS || path.resolve('screenshots');
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+let browser;
+let token;
+
+async function rest(method, p, body) {
+  const r = await fetch(`${base}/services/data/v60.0${p}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  assert.ok(r.ok, `${method} ${p}: ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+before(async () => {
+  assert.ok(base, 'CONFLUX_HTTP_URL is not set (run through conformance/run.sh)');
+  assert.ok(fs.existsSync(executablePath), `no Chromium at ${executablePath}: apt-get install -y chromium (or set CHROMIUM)`);
+  fs.mkdirSync(shots, { recursive: true });
+  const form = new URLSearchParams({
+    grant_type: 'password',
+    client_id: process.env.CONFLUX_CLIENT_ID,
+    client_secret: process.env.CONFLUX_CLIENT_SECRET,
+    username: process.env.CONFLUX_USERNAME,
+    password: process.env.CONFLUX_PASSWORD,
+  });
+  const r = await fetch(`${base}/services/oauth2/token`, { method: 'POST', body: form });
+  token = (await r.json()).access_token;
+  assert.ok(token, 'an API session for the test itself');
+  browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-dev-shm-usage'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function loggedIn(width = 1280) {
+  const page = await browser.newPage({ viewport: { width, height: 900 } });
+  await page.goto(`${base}/`);
+  await page.getByLabel('Username').fill(process.env.CONFLUX_USERNAME);
+  await page.getByLabel('Password').fill(process.env.CONFLUX_PASSWORD);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('heading', { name: 'Objects' }).waitFor();
+  return page;
+}
+
+test('a wrong password is refused with a message, on the login page', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${base}/`);
+  await page.getByLabel('Username').fill(process.env.CONFLUX_USERNAME);
+  await page.getByLabel('Password').fill('not-the-password');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'check your username and password' }).waitFor();
+  await page.screenshot({ path: path.join(shots, 'login.png') });
+  await page.close();
+});
+
+test('an Account on screen follows changes made elsewhere, without a reload', async () => {
+  const created = await rest('POST', '/sobjects/Account', { Name: 'Browser Test Co', Phone: '555-0100' });
+  const page = await loggedIn();
+  await page.screenshot({ path: path.join(shots, 'objects.png') });
+  await page.getByRole('link', { name: 'Accounts' }).click();
+  await page.getByRole('heading', { name: 'Accounts' }).waitFor();
+  await page.getByLabel('Filter by Account Name').fill('Browser Test');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.getByRole('link', { name: 'Browser Test Co' }).click();
+  await page.locator('dd[data-field="Phone"]', { hasText: '555-0100' }).waitFor();
+  await page.goto(`${base}/#/o/Account`);
+  await page.getByRole('heading', { name: 'Accounts' }).waitFor();
+  await page.screenshot({ path: path.join(shots, 'list.png') });
+  await page.goBack();
+  await page.locator('dd[data-field="Phone"]', { hasText: '555-0100' }).waitFor();
+  await page.screenshot({ path: path.join(shots, 'record.png') });
+
+  // Marked so a reload would show: the page object must survive the update.
+  await page.evaluate(() => { window.__noReload = true; });
+  await rest('PATCH', `/sobjects/Account/${created.id}`, { Phone: '555-0199' });
+  await page.locator('dd[data-field="Phone"]', { hasText: '555-0199' }).waitFor({ timeout: 10_000 });
+  assert.equal(await page.evaluate(() => window.__noReload), true, 'the page did not reload');
+  await page.getByRole('status').filter({ hasText: 'Updated by' }).waitFor();
+
+  // While editing: a notice, and the typed input stays.
+  await page.getByRole('button', { name: 'Edit' }).click();
+  assert.equal(await page.getByRole('button', { name: 'Edit' }).isVisible(), false, 'no Edit button while editing');
+  const phone = page.getByLabel('Account Phone');
+  await phone.fill('typed, not saved');
+  await rest('PATCH', `/sobjects/Account/${created.id}`, { Website: 'example.com' });
+  await page.getByRole('status').filter({ hasText: 'changed' }).waitFor({ timeout: 10_000 });
+  assert.equal(await phone.inputValue(), 'typed, not saved');
+  await page.screenshot({ path: path.join(shots, 'edit.png') });
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.locator('dd[data-field="Phone"]', { hasText: 'typed, not saved' }).waitFor();
+  const saved = await rest('GET', `/sobjects/Account/${created.id}`);
+  assert.equal(saved.Phone, 'typed, not saved');
+  assert.equal(saved.Website, 'example.com', 'the other change is kept');
+  await page.close();
+});
+
+test('the console works on a narrow screen', async () => {
+  const page = await loggedIn(360);
+  await page.getByRole('link', { name: 'Accounts' }).click();
+  await page.getByRole('heading', { name: 'Accounts' }).waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  assert.equal(overflow, false, 'no horizontal scrolling at 360 px');
+  await page.screenshot({ path: path.join(shots, 'narrow.png') });
+  await page.close();
+});
