@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import http from 'node:http';
 import { chromium } from 'playwright-core';
 
 const base = process.env.CONFLUX_HTTP_URL;
@@ -118,5 +119,79 @@ test('the console works on a narrow screen', async () => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
   assert.equal(overflow, false, 'no horizontal scrolling at 360 px');
   await page.screenshot({ path: path.join(shots, 'narrow.png') });
+  await page.close();
+});
+
+test('the events page tails a channel live and shows payloads', async () => {
+  const name = `Console_Ping_${Date.now()}__e`;
+  await rest('POST', '/tooling/sobjects/CustomObject', {
+    FullName: name,
+    Metadata: { label: 'Console Ping', pluralLabel: 'Console Pings', publishBehavior: 'PublishImmediately' },
+  });
+  await rest('POST', '/tooling/sobjects/CustomField', {
+    FullName: `${name}.Note__c`,
+    Metadata: { type: 'Text', label: 'Note', length: 80 },
+  });
+  const page = await loggedIn();
+  await page.getByRole('link', { name: 'Events' }).click();
+  await page.getByLabel('Channel').fill(`/event/${name}`);
+  await page.getByLabel(/^Replay from/).fill('-1');
+  await page.getByRole('button', { name: 'Subscribe' }).click();
+  await page.getByText(`Subscribed to /event/${name}.`).waitFor();
+  await rest('POST', `/sobjects/${name}`, { Note__c: 'hello from the API' });
+  const item = page.locator('ol#events li').first();
+  await item.waitFor({ timeout: 10_000 });
+  await item.getByRole('button', { name: 'Inspect' }).click();
+  await item.locator('pre', { hasText: 'hello from the API' }).waitFor();
+  await page.screenshot({ path: path.join(shots, 'events.png') });
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.close();
+});
+
+test('a dead-lettered message is requeued from the integrations page and delivered', async () => {
+  // A receiver that refuses everything until told otherwise.
+  let healthy = false;
+  const received = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      if (!healthy) {
+        res.writeHead(500).end('down');
+        return;
+      }
+      received.push({ headers: req.headers, body });
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${server.address().port}/hook`;
+  const flow = `Console_Hook_${Date.now()}`;
+  await rest('PUT', `/conflux/flows/${flow}`, {
+    object: 'Contact',
+    on: ['create'],
+    expire_seconds: 2,
+    actions: [{ type: 'webhook', name: flow, url }],
+  });
+  const contact = await rest('POST', '/sobjects/Contact', { LastName: 'Dead Letter' });
+
+  const page = await loggedIn();
+  await page.getByRole('link', { name: 'Integrations' }).click();
+  await page.getByRole('heading', { name: 'Integrations' }).waitFor();
+  const requeue = page.getByRole('button', { name: new RegExp(`^Requeue ${flow} `) });
+  await requeue.waitFor({ timeout: 30_000 });
+  await page.screenshot({ path: path.join(shots, 'integrations.png'), fullPage: true });
+
+  healthy = true;
+  await requeue.click();
+  await page.getByRole('status').filter({ hasText: 'Requeued' }).waitFor();
+  const deadline = Date.now() + 30_000;
+  while (!received.some((r) => r.body.includes(contact.id)) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(received.some((r) => r.body.includes(contact.id)), 'the webhook arrived after the requeue');
+  await requeue.waitFor({ state: 'detached', timeout: 10_000 });
+  await rest('DELETE', `/conflux/flows/${flow}`);
+  server.close();
   await page.close();
 });

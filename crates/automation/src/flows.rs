@@ -40,6 +40,10 @@ pub struct FlowDef {
     /// Invocable flows: output name → jq expression (over `$input`, `$new`, `$reply`).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub outputs: serde_json::Map<String, serde_json::Value>,
+    /// How long the flow's deliveries are retried before they go to the dead-letter queue, in
+    /// seconds (default: the server's `--delivery-expiry-secs`, 24 h; at most 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_seconds: Option<u64>,
 }
 
 fn default_on() -> Vec<String> {
@@ -662,6 +666,12 @@ pub fn compile(
                 )
             }
         });
+    }
+    if def
+        .expire_seconds
+        .is_some_and(|e| e == 0 || e > 7 * 24 * 3600)
+    {
+        return Err(err("expire_seconds is outside 1..=604800 (7 days)".into()));
     }
     let mut outputs = Vec::new();
     if !def.outputs.is_empty() && !invocable {

@@ -519,8 +519,12 @@ impl Automation {
     /// first (an error queues nothing).
     fn plan(&self, w: &Planned<'_>) -> Result<Vec<NewDelivery>, String> {
         let now = now_millis();
-        let expires = now + self.expiry.as_millis() as i64;
         let flow = w.flow;
+        let expiry = flow
+            .def
+            .expire_seconds
+            .map_or(self.expiry, Duration::from_secs);
+        let expires = now + expiry.as_millis() as i64;
         let mut out = Vec::new();
         for a in &flow.actions {
             let (kind, endpoint, action, payload) = match a {

@@ -344,6 +344,195 @@ async function newPage(object) {
   form.querySelector("input, select, textarea").focus();
 }
 
+// ---- integrations ----------------------------------------------------------------------------
+
+// Samples kept while the page is open (a point every 2 s): API calls and queued deliveries.
+const samples = { at: [], api: [], queued: [], timer: null };
+
+function sparkline(label, values) {
+  const w = 240, h = 48, max = Math.max(1, ...values);
+  const pts = values.map((v, i) => `${(i / Math.max(1, values.length - 1)) * w},${h - (v / max) * (h - 4) - 2}`).join(" ");
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `${label}: latest ${values.length ? values[values.length - 1] : 0}, highest ${max}`);
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", pts);
+  line.setAttribute("fill", "none");
+  line.setAttribute("stroke", "#0b5cab");
+  line.setAttribute("stroke-width", "2");
+  svg.append(line);
+  return el("figure", { class: "chart" }, svg, el("figcaption", { text: label }));
+}
+
+function table(caption, columns, rows) {
+  return el(
+    "table",
+    {},
+    el("caption", { text: caption }),
+    el("thead", {}, el("tr", {}, columns.map((c) => el("th", { scope: "col", text: c })))),
+    el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: columns.length, text: "None." }))),
+  );
+}
+
+async function integrationsPage() {
+  const [limits, summary, failed, dead, syncJobs, faults, bulk] = await Promise.all([
+    api("limits"),
+    api("conflux/deliveries/summary").catch(() => ({ endpoints: [] })),
+    api("conflux/deliveries?state=failed&limit=50").catch(() => ({ deliveries: [] })),
+    api("conflux/deliveries?state=dead&limit=50").catch(() => ({ deliveries: [] })),
+    api("conflux/sync-jobs").catch(() => ({ jobs: [] })),
+    api("conflux/flow-faults?limit=20").catch(() => ({ faults: [] })),
+    api("jobs/ingest").catch(() => ({ records: [] })),
+  ]);
+  const daily = limits.DailyApiRequests;
+  const used = daily.Max - daily.Remaining;
+  const queued = summary.endpoints.reduce((n, e) => n + e.queued, 0);
+  samples.at.push(Date.now());
+  samples.api.push(used);
+  samples.queued.push(queued);
+  for (const k of ["at", "api", "queued"]) samples[k] = samples[k].slice(-60);
+  const perInterval = samples.api.map((v, i) => (i ? Math.max(0, v - samples.api[i - 1]) : 0));
+  const retry = (ids) => async () => {
+    await api("conflux/deliveries/requeue", { method: "POST", body: { ids } });
+    notice(ids.length === 1 ? "Requeued; it will be delivered shortly." : `Requeued ${ids.length} messages.`);
+    await integrationsPage();
+  };
+  const messageRows = (list) =>
+    list.deliveries.map((d) =>
+      el(
+        "tr",
+        { "data-id": d.id },
+        el("td", { text: d.action }),
+        el("td", { class: "wide", text: d.endpoint }),
+        el("td", { text: d.state }),
+        el("td", { text: d.attempts }),
+        el("td", { text: d.lastError || "" }),
+        el("td", {}, el("button", { type: "button", class: "secondary", onclick: retry([d.id]), "aria-label": `${d.state === "dead" ? "Requeue" : "Retry"} ${d.action} ${d.id}` }, d.state === "dead" ? "Requeue" : "Retry now")),
+      ),
+    );
+  show(
+    el("h1", { text: "Integrations" }),
+    el(
+      "section",
+      { "aria-labelledby": "usage" },
+      el("h2", { id: "usage", text: "API usage" }),
+      el("p", {}, el("label", { for: "api-meter", text: `${used.toLocaleString()} of ${daily.Max.toLocaleString()} daily API requests` }), el("meter", { id: "api-meter", min: 0, max: daily.Max, value: used })),
+      el("div", { class: "charts" }, sparkline("API calls per 2 s (while this page is open)", perInterval), sparkline("Queued deliveries", samples.queued)),
+    ),
+    el(
+      "section",
+      { "aria-labelledby": "queue" },
+      el("h2", { id: "queue", text: "Delivery queue" }),
+      table("Endpoints", ["Endpoint", "Queued", "Failing", "Dead"], summary.endpoints.map((e) => el("tr", {}, el("td", { text: e.endpoint }), el("td", { text: e.queued }), el("td", { text: e.failed }), el("td", { text: e.dead })))),
+      table("Dead-lettered messages", ["Action", "Endpoint", "State", "Attempts", "Last error", ""], messageRows(dead)),
+      dead.deliveries.length ? el("p", {}, el("button", { type: "button", onclick: retry(dead.deliveries.map((d) => d.id)), text: "Requeue all dead letters" })) : null,
+      table("Failing messages (being retried)", ["Action", "Endpoint", "State", "Attempts", "Last error", ""], messageRows(failed)),
+    ),
+    el(
+      "section",
+      { "aria-labelledby": "sync" },
+      el("h2", { id: "sync", text: "Sync jobs" }),
+      table("Sync jobs", ["Job", "Kind", "Last run", "Read", "Written", "Refused", "Cursor"], (syncJobs.jobs || []).map((j) => {
+        const r = j.lastRun || {};
+        return el("tr", {}, el("td", { text: j.name }), el("td", { text: j.kind || "incremental" }), el("td", { text: j.running ? "running" : r.status || "never" }), el("td", { text: r.read ?? "" }), el("td", { text: r.written ?? "" }), el("td", { text: r.failed ?? "" }), el("td", { class: "wide", text: j.cursor ? JSON.stringify(j.cursor) : "" }));
+      })),
+    ),
+    el(
+      "section",
+      { "aria-labelledby": "bulk" },
+      el("h2", { id: "bulk", text: "Bulk jobs" }),
+      table("Bulk API 2.0 ingest jobs", ["Job", "Object", "Operation", "State"], (bulk.records || []).slice(0, 20).map((b) => el("tr", {}, el("td", { text: b.id }), el("td", { text: b.object }), el("td", { text: b.operation }), el("td", { text: b.state })))),
+    ),
+    el(
+      "section",
+      { "aria-labelledby": "faults" },
+      el("h2", { id: "faults", text: "Flow faults" }),
+      table("Flow faults", ["When", "Flow", "Record", "Error"], (faults.faults || []).map((f) => el("tr", {}, el("td", { text: f.date || f.createdDate || "" }), el("td", { text: f.flow || "" }), el("td", { text: f.recordId || f.record || "" }), el("td", { text: f.message || f.error || "" })))),
+    ),
+  );
+  clearTimeout(samples.timer);
+  samples.timer = setTimeout(() => {
+    if (location.hash.startsWith("#/integrations") && !document.hidden) integrationsPage().catch(() => {});
+  }, 2000);
+}
+
+// ---- events ----------------------------------------------------------------------------------
+
+let tail = null;
+
+async function bayeux(messages) {
+  const r = await fetch("/cometd/60.0", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Conflux-CSRF": csrf || "" },
+    body: JSON.stringify(messages),
+    credentials: "same-origin",
+  });
+  if (!r.ok) throw new ApiError(r.status, [{ message: `Streaming API answered ${r.status}` }]);
+  return r.json();
+}
+
+function eventsPage(params) {
+  const channel = el("input", { id: "channel", value: params.get("channel") || "/event/", required: true });
+  const replay = el("input", { id: "replay", value: params.get("replay") || "-1", inputmode: "numeric" });
+  const list = el("ol", { id: "events", class: "events", "aria-live": "polite" });
+  const status = el("p", { id: "tail-status", text: "Not subscribed." });
+  const form = el(
+    "form",
+    { class: "bar" },
+    el("div", {}, el("label", { for: "channel", text: "Channel" }), channel),
+    el("div", {}, el("label", { for: "replay", text: "Replay from (-1 new, -2 all retained, or a replay id)" }), replay),
+    el("button", { type: "submit", text: "Subscribe" }),
+    el("button", { type: "button", class: "secondary", onclick: () => stopTail(status), text: "Stop" }),
+  );
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    startTail(channel.value.trim(), Number(replay.value), list, status);
+  });
+  show(el("h1", { text: "Events" }), form, status, list);
+}
+
+function stopTail(status) {
+  if (tail) tail.stopped = true;
+  tail = null;
+  if (status) status.textContent = "Not subscribed.";
+}
+
+async function startTail(channel, replay, list, status) {
+  stopTail();
+  const me = (tail = { stopped: false });
+  list.replaceChildren();
+  try {
+    const [hs] = await bayeux([{ channel: "/meta/handshake", version: "1.0", supportedConnectionTypes: ["long-polling"] }]);
+    if (!hs.successful) throw new Error(hs.error || "handshake refused");
+    const clientId = hs.clientId;
+    const [sub] = await bayeux([{ channel: "/meta/subscribe", clientId, subscription: channel, ext: { replay: { [channel]: replay } } }]);
+    if (!sub.successful) throw new Error(sub.error || "subscribe refused");
+    status.textContent = `Subscribed to ${channel}.`;
+    while (!me.stopped && location.hash.startsWith("#/events")) {
+      const replies = await bayeux([{ channel: "/meta/connect", clientId, connectionType: "long-polling" }]);
+      for (const m of replies) {
+        if (m.channel === channel && m.data) {
+          const id = m.data.event ? m.data.event.replayId : "";
+          const body = el("pre", { hidden: true, text: JSON.stringify(m.data, null, 2) });
+          const toggle = el("button", { type: "button", class: "link", "aria-expanded": "false", text: "Inspect" });
+          toggle.addEventListener("click", () => {
+            body.hidden = !body.hidden;
+            toggle.setAttribute("aria-expanded", String(!body.hidden));
+          });
+          list.prepend(el("li", { "data-replay": id }, `Replay id ${id} `, toggle, body));
+        } else if (m.channel === "/meta/connect" && m.successful === false) {
+          throw new Error(m.error || "connect refused");
+        }
+      }
+    }
+  } catch (e) {
+    if (!me.stopped) status.textContent = `Stopped: ${e.message}`;
+  }
+}
+
 // ---- routing ---------------------------------------------------------------------------------
 
 async function route() {
@@ -351,6 +540,8 @@ async function route() {
     watcher.close();
     watcher = null;
   }
+  stopTail();
+  clearTimeout(samples.timer);
   notice("");
   const hash = location.hash.replace(/^#/, "") || "/";
   if (hash === "/login") return loginPage();
@@ -369,6 +560,8 @@ async function route() {
     else if (parts[0] === "o" && parts[1]) await listPage(parts[1], new URLSearchParams(query || ""));
     else if (parts[0] === "r" && parts[2]) await recordPage(parts[1], parts[2]);
     else if (parts[0] === "new" && parts[1]) await newPage(parts[1]);
+    else if (parts[0] === "integrations") await integrationsPage();
+    else if (parts[0] === "events") eventsPage(new URLSearchParams(query || ""));
     else show(el("h1", { text: "Not found" }), el("p", {}, el("a", { href: "#/", text: "Objects" })));
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return loginPage(e.message);
