@@ -50,11 +50,11 @@ after(async () => {
   await browser?.close();
 });
 
-async function loggedIn(width = 1280) {
+async function loggedIn(width = 1280, username = process.env.CONFLUX_USERNAME, password = process.env.CONFLUX_PASSWORD) {
   const page = await browser.newPage({ viewport: { width, height: 900 } });
   await page.goto(`${base}/`);
-  await page.getByLabel('Username').fill(process.env.CONFLUX_USERNAME);
-  await page.getByLabel('Password').fill(process.env.CONFLUX_PASSWORD);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByRole('heading', { name: 'Objects' }).waitFor();
   return page;
@@ -180,6 +180,7 @@ test('a dead-lettered message is requeued from the integrations page and deliver
   await page.getByRole('heading', { name: 'Integrations' }).waitFor();
   const requeue = page.getByRole('button', { name: new RegExp(`^Requeue ${flow} `) });
   await requeue.waitFor({ timeout: 30_000 });
+  await page.getByText('Delivery latency p50 (ms)').waitFor();
   await page.screenshot({ path: path.join(shots, 'integrations.png'), fullPage: true });
 
   healthy = true;
@@ -193,5 +194,33 @@ test('a dead-lettered message is requeued from the integrations page and deliver
   await requeue.waitFor({ state: 'detached', timeout: 10_000 });
   await rest('DELETE', `/conflux/flows/${flow}`);
   server.close();
+  await page.close();
+});
+
+test('a user without access to a field never sees it, in the page or in live updates', async () => {
+  const run = Date.now();
+  const field = `Hidden_${run}__c`;
+  await rest('POST', '/tooling/sobjects/CustomField', {
+    FullName: `Account.${field}`,
+    Metadata: { type: 'Text', label: `Hidden ${run}`, length: 40 },
+  });
+  const account = await rest('POST', '/sobjects/Account', { Name: `Field Check ${run}`, [field]: 'classified' });
+  const profile = (await rest('GET', `/query?q=${encodeURIComponent("SELECT Id FROM Profile WHERE Name = 'Standard User'")}`)).records[0].Id;
+  const username = `viewer.${run}@console.test`;
+  const user = await rest('POST', '/sobjects/User', {
+    Username: username, LastName: 'Viewer', Email: 'viewer@console.test', Alias: 'viewer', ProfileId: profile,
+  });
+  await rest('POST', `/sobjects/User/${user.id}/password`, { NewPassword: 'Viewer-passw0rd1' });
+
+  const page = await loggedIn(1280, username, 'Viewer-passw0rd1');
+  await page.goto(`${base}/#/r/Account/${account.id}`);
+  await page.locator('dd[data-field="Name"]', { hasText: `Field Check ${run}` }).waitFor();
+  const visible = async () => (await page.content()).includes('classified') || (await page.content()).includes(`Hidden ${run}`);
+  assert.equal(await visible(), false, 'the field is not on the page');
+  await rest('PATCH', `/sobjects/Account/${account.id}`, { [field]: 'still classified', Phone: '555-0777' });
+  await page.locator('dd[data-field="Phone"]', { hasText: '555-0777' }).waitFor({ timeout: 10_000 });
+  assert.equal(await visible(), false, 'nor after a live update');
+  await page.getByRole('button', { name: 'Edit' }).click();
+  assert.equal(await visible(), false, 'nor in the edit form');
   await page.close();
 });

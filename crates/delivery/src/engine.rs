@@ -290,7 +290,10 @@ impl Engine {
             .iter()
             .map(|r| {
                 let settle = match &a.result {
-                    Ok(()) => Settle::Delivered,
+                    Ok(()) => {
+                        self.org.metrics.delivered(now - r.new.created_ms);
+                        Settle::Delivered
+                    }
                     Err(f) if f.permanent => Settle::Dead {
                         error: f.reason.clone(),
                     },

@@ -13,6 +13,7 @@ mod console;
 mod error;
 mod oauth;
 mod rest;
+pub use rest::admin::METRICS_INTERVAL_SECS;
 mod soap;
 
 use std::net::SocketAddr;

@@ -314,12 +314,31 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     let faults = tokio::spawn(automation.clone().run_faults(org.clone(), shutdown.clone()));
     let event_flows = tokio::spawn(automation.run_event_flows(org.clone(), shutdown.clone()));
     let schedules = tokio::spawn(sync_jobs.run_schedules(org.clone(), shutdown.clone()));
+    // The console's charts: the org's activity sampled every few seconds.
+    let sampler = {
+        let (org, shutdown) = (org.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let every = Duration::from_secs(http_api::METRICS_INTERVAL_SECS);
+            loop {
+                org.metrics.sample(
+                    model::value::now_millis(),
+                    org.events().tip(),
+                    org.usage.since_start(),
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    };
     say("conflux: ready");
     while tasks.join_next().await.is_some() {}
     let _ = deliveries.await;
     let _ = faults.await;
     let _ = event_flows.await;
     let _ = schedules.await;
+    let _ = sampler.await;
     let _ = janitor.await;
     let _ = bus_closer.await;
     let _ = bulk_runner.await;

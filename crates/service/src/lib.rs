@@ -14,6 +14,7 @@ pub mod events;
 pub mod limits;
 pub mod managed;
 pub mod metadata;
+pub mod metrics;
 pub mod ops;
 pub mod outbox;
 pub mod perms;
@@ -54,6 +55,8 @@ pub struct Org {
     pub(crate) cursors: query::Cursors,
     /// API request counters and limits.
     pub usage: limits::Usage,
+    /// Recent activity, for the console's charts.
+    pub metrics: metrics::Metrics,
     bus: events::Bus,
     /// Avro layouts of the event types, for the Pub/Sub API.
     pub(crate) layouts: avro::Layouts,
@@ -103,6 +106,7 @@ impl Org {
             auth_generation: AtomicU64::new(1),
             cursors: query::Cursors::new(config.max_query_cursors, config.query_locator_idle_secs),
             usage,
+            metrics: metrics::Metrics::default(),
             config,
             org_id,
             job_context,

@@ -15,6 +15,8 @@ pub struct Usage {
     max_long: usize,
     buckets: Mutex<VecDeque<(i64, u64)>>,
     total: AtomicU64,
+    /// Requests counted since the server started (for charts).
+    started: AtomicU64,
     in_flight: Mutex<Slots>,
 }
 
@@ -51,6 +53,7 @@ impl Usage {
             max_long,
             buckets: Mutex::new(VecDeque::new()),
             total: AtomicU64::new(0),
+            started: AtomicU64::new(0),
             in_flight: Mutex::new(Slots::default()),
         }
     }
@@ -78,7 +81,13 @@ impl Usage {
             _ => b.push_back((hour, 1)),
         }
         self.total.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Requests counted since the server started.
+    pub fn since_start(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// Requests used in the last 24 hours and the allocation.

@@ -291,6 +291,36 @@ fn the_record_on_screen_streams_its_changes_and_fields_stay_hidden_without_acces
         .recv_timeout(Duration::from_secs(30))
         .expect("a second change event");
 
+    // The charts' samples: API calls counted as they happen; only for those who may see all data.
+    let t = std::time::Instant::now();
+    loop {
+        let (s, b) = org.call(Method::GET, &org.data("/conflux/metrics"), None);
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["intervalSeconds"], 2, "{b}");
+        let samples = b["samples"].as_array().unwrap();
+        if samples.iter().any(|m| m["apiCalls"].as_u64().unwrap() > 0) {
+            assert!(
+                samples
+                    .iter()
+                    .all(|m| m["eventsPerSecond"].is_number() && m["date"].is_string()),
+                "{b}"
+            );
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no sample counted API calls: {b}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = http
+        .get(org.data("/conflux/metrics"))
+        .header("cookie", &cookie)
+        .header("x-conflux-csrf", &csrf)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
     // Without the CSRF token, or for a record that is not there, no stream.
     let r = http
         .get(org.url(&format!("/console/watch?object=Account&id={id}")))

@@ -346,8 +346,8 @@ async function newPage(object) {
 
 // ---- integrations ----------------------------------------------------------------------------
 
-// Samples kept while the page is open (a point every 2 s): API calls and queued deliveries.
-const samples = { at: [], api: [], queued: [], timer: null };
+// The integrations page refreshes itself every few seconds while it is shown.
+const samples = { timer: null };
 
 function sparkline(label, values) {
   const w = 240, h = 48, max = Math.max(1, ...values);
@@ -378,8 +378,9 @@ function table(caption, columns, rows) {
 }
 
 async function integrationsPage() {
-  const [limits, summary, failed, dead, syncJobs, faults, bulk] = await Promise.all([
+  const [limits, metrics, summary, failed, dead, syncJobs, faults, bulk] = await Promise.all([
     api("limits"),
+    api("conflux/metrics").catch(() => ({ samples: [], intervalSeconds: 2 })),
     api("conflux/deliveries/summary").catch(() => ({ endpoints: [] })),
     api("conflux/deliveries?state=failed&limit=50").catch(() => ({ deliveries: [] })),
     api("conflux/deliveries?state=dead&limit=50").catch(() => ({ deliveries: [] })),
@@ -389,12 +390,22 @@ async function integrationsPage() {
   ]);
   const daily = limits.DailyApiRequests;
   const used = daily.Max - daily.Remaining;
-  const queued = summary.endpoints.reduce((n, e) => n + e.queued, 0);
-  samples.at.push(Date.now());
-  samples.api.push(used);
-  samples.queued.push(queued);
-  for (const k of ["at", "api", "queued"]) samples[k] = samples[k].slice(-60);
-  const perInterval = samples.api.map((v, i) => (i ? Math.max(0, v - samples.api[i - 1]) : 0));
+  const series = (k) => metrics.samples.map((m) => m[k] ?? 0);
+  // Error rows of the sync jobs, and the progress of the newest bulk jobs.
+  const jobs = syncJobs.jobs || [];
+  const syncErrors = (
+    await Promise.all(
+      jobs.map((j) =>
+        api(`conflux/sync-jobs/${encodeURIComponent(j.name)}/errors?limit=10`)
+          .then((e) => (e.errors || []).map((x) => ({ job: j.name, ...x })))
+          .catch(() => []),
+      ),
+    )
+  ).flat();
+  const bulkJobs = await Promise.all(
+    (bulk.records || []).slice(0, 10).map((b) => api(`jobs/ingest/${b.id}`).catch(() => b)),
+  );
+  const minutes = Math.round((metrics.samples.length * metrics.intervalSeconds) / 60);
   const retry = (ids) => async () => {
     await api("conflux/deliveries/requeue", { method: "POST", body: { ids } });
     notice(ids.length === 1 ? "Requeued; it will be delivered shortly." : `Requeued ${ids.length} messages.`);
@@ -420,7 +431,13 @@ async function integrationsPage() {
       { "aria-labelledby": "usage" },
       el("h2", { id: "usage", text: "API usage" }),
       el("p", {}, el("label", { for: "api-meter", text: `${used.toLocaleString()} of ${daily.Max.toLocaleString()} daily API requests` }), el("meter", { id: "api-meter", min: 0, max: daily.Max, value: used })),
-      el("div", { class: "charts" }, sparkline("API calls per 2 s (while this page is open)", perInterval), sparkline("Queued deliveries", samples.queued)),
+      el(
+        "div",
+        { class: "charts" },
+        sparkline(`Events per second, last ${minutes} min`, series("eventsPerSecond")),
+        sparkline(`API calls per ${metrics.intervalSeconds} s, last ${minutes} min`, series("apiCalls")),
+        sparkline(`Delivery latency p50 (ms), last ${minutes} min`, series("deliveryLatencyP50Ms")),
+      ),
     ),
     el(
       "section",
@@ -435,16 +452,17 @@ async function integrationsPage() {
       "section",
       { "aria-labelledby": "sync" },
       el("h2", { id: "sync", text: "Sync jobs" }),
-      table("Sync jobs", ["Job", "Kind", "Last run", "Read", "Written", "Refused", "Cursor"], (syncJobs.jobs || []).map((j) => {
+      table("Sync jobs", ["Job", "Kind", "Last run", "Read", "Written", "Refused", "Cursor"], jobs.map((j) => {
         const r = j.lastRun || {};
         return el("tr", {}, el("td", { text: j.name }), el("td", { text: j.kind || "incremental" }), el("td", { text: j.running ? "running" : r.status || "never" }), el("td", { text: r.read ?? "" }), el("td", { text: r.written ?? "" }), el("td", { text: r.failed ?? "" }), el("td", { class: "wide", text: j.cursor ? JSON.stringify(j.cursor) : "" }));
       })),
+      table("Refused rows", ["Job", "Source key", "Error"], syncErrors.map((e) => el("tr", {}, el("td", { text: e.job }), el("td", { text: e.key }), el("td", { text: e.error })))),
     ),
     el(
       "section",
       { "aria-labelledby": "bulk" },
       el("h2", { id: "bulk", text: "Bulk jobs" }),
-      table("Bulk API 2.0 ingest jobs", ["Job", "Object", "Operation", "State"], (bulk.records || []).slice(0, 20).map((b) => el("tr", {}, el("td", { text: b.id }), el("td", { text: b.object }), el("td", { text: b.operation }), el("td", { text: b.state })))),
+      table("Bulk API 2.0 ingest jobs (newest ten)", ["Job", "Object", "Operation", "State", "Processed", "Failed"], bulkJobs.map((b) => el("tr", {}, el("td", { text: b.id }), el("td", { text: b.object }), el("td", { text: b.operation }), el("td", { text: b.state }), el("td", { text: b.numberRecordsProcessed ?? "" }), el("td", { text: b.numberRecordsFailed ?? "" })))),
     ),
     el(
       "section",

@@ -13,6 +13,9 @@ use super::{method_not_allowed, Ctx};
 use crate::error::json;
 
 /// Routes `conflux/...`.
+/// How often the server samples the org's activity (`server` runs the sampler).
+pub const METRICS_INTERVAL_SECS: u64 = 2;
+
 pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
     let get = ctx.method == Method::GET || ctx.method == Method::HEAD;
     let post = ctx.method == Method::POST;
@@ -81,6 +84,20 @@ pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
             Ok(json(StatusCode::OK, &json!({ "faults": faults })))
         }
         ["flow-faults"] => Err(method_not_allowed(&ctx.method, "GET,HEAD")),
+        ["metrics"] if get => {
+            let perms = &ctx.principal.perms;
+            if !(perms.view_all_data || perms.modify_all_data) {
+                return Err(ApiError::new(
+                    ErrorCode::InsufficientAccess,
+                    "You need the View All Data permission to see the org's activity.",
+                ));
+            }
+            Ok(json(
+                StatusCode::OK,
+                &ctx.state.org.metrics.json(METRICS_INTERVAL_SECS),
+            ))
+        }
+        ["metrics"] => Err(method_not_allowed(&ctx.method, "GET,HEAD")),
         ["named-credentials"] if get => {
             let list = ctx.state.org.automation(&ctx.principal)?.credentials();
             Ok(json(StatusCode::OK, &json!({ "namedCredentials": list })))

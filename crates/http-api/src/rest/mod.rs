@@ -6,7 +6,7 @@
 //! `updated`, `deleted`, `{id}/password`…), so the same dispatch can later serve Composite
 //! subrequests.
 
-mod admin;
+pub(crate) mod admin;
 mod composite;
 mod describe;
 mod exec;
