@@ -6,7 +6,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import http from 'node:http';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
+
+const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
 const base = process.env.CONFLUX_HTTP_URL;
 const shots = process.env.CONFLUX_SCREENSHOTS || path.resolve('screenshots');
@@ -223,4 +226,39 @@ test('a user without access to a field never sees it, in the page or in live upd
   await page.getByRole('button', { name: 'Edit' }).click();
   assert.equal(await visible(), false, 'nor in the edit form');
   await page.close();
+});
+
+test('every main page passes axe-core\'s WCAG 2 A/AA checks (no serious or critical findings)', async () => {
+  const context = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const audit = async (name) => {
+    await page.addScriptTag({ path: axePath });
+    const result = await page.evaluate(() => window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] }));
+    const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    assert.deepEqual(bad.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target).join(' ')})`), [], name);
+  };
+  await page.goto(`${base}/`);
+  await page.getByLabel('Username').waitFor();
+  await audit('login');
+  await page.getByLabel('Username').fill(process.env.CONFLUX_USERNAME);
+  await page.getByLabel('Password').fill(process.env.CONFLUX_PASSWORD);
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Objects' }).waitFor();
+  await audit('objects');
+  const a = await rest('POST', '/sobjects/Account', { Name: 'Audit Co' });
+  await page.goto(`${base}/#/o/Account`);
+  await page.getByRole('heading', { name: 'Accounts' }).waitFor();
+  await audit('list view');
+  await page.goto(`${base}/#/r/Account/${a.id}`);
+  await page.locator('dd[data-field="Name"]', { hasText: 'Audit Co' }).waitFor();
+  await audit('record');
+  await page.getByRole('button', { name: 'Edit' }).click();
+  await audit('edit form');
+  await page.goto(`${base}/#/events`);
+  await page.getByLabel('Channel').waitFor();
+  await audit('events');
+  await page.goto(`${base}/#/integrations`);
+  await page.getByRole('heading', { name: 'Integrations' }).waitFor();
+  await audit('integrations');
+  await context.close();
 });
