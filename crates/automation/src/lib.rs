@@ -127,6 +127,8 @@ pub struct Automation {
     services: RwLock<Arc<Services>>,
     /// External Services as stored (`{credential, openapi}` by name).
     service_docs: Mutex<BTreeMap<String, Json>>,
+    /// Per flow since start: runs (entry conditions passed), faults, and the last run (ms).
+    runs: Mutex<HashMap<String, (u64, u64, i64)>>,
 }
 
 /// Callout replies made before a save, by flow, in action order.
@@ -147,6 +149,7 @@ impl Automation {
             event_depth: Mutex::default(),
             services: RwLock::default(),
             service_docs: Mutex::default(),
+            runs: Mutex::default(),
             set: RwLock::new(Arc::default()),
             expiry,
             marker,
@@ -286,6 +289,7 @@ impl Automation {
         msg: String,
     ) -> ApiError {
         tracing::warn!(flow = %flow.def.name, record = %record, "flow fault: {msg}");
+        self.runs.lock().entry(flow.def.name.clone()).or_default().1 += 1;
         let row = FaultRow {
             seq: 0,
             created_ms: now_millis(),
@@ -420,6 +424,7 @@ impl Triggers for Automation {
             if !enters(&flow, &new, &old).map_err(|m| self.fault(&flow, change, m))? {
                 continue;
             }
+            self.ran(&flow.def.name);
             let mut replies = prepared
                 .and_then(|p| p.by_flow.get(&flow.def.name))
                 .map(|r| r.iter());
@@ -520,6 +525,7 @@ impl Automation {
     fn plan(&self, w: &Planned<'_>) -> Result<Vec<NewDelivery>, String> {
         let now = now_millis();
         let flow = w.flow;
+        self.ran(&flow.def.name);
         let expiry = flow
             .def
             .expire_seconds
@@ -1051,16 +1057,48 @@ fn flow_json(def: &FlowDef, source: Source) -> Json {
     v
 }
 
+impl Automation {
+    /// Counts a run of flow `name` (its entry conditions passed).
+    fn ran(&self, name: &str) {
+        let mut runs = self.runs.lock();
+        let r = runs.entry(name.to_string()).or_default();
+        r.0 += 1;
+        r.2 = now_millis();
+    }
+
+    /// A flow's JSON with its counts since start.
+    fn flow_with_runs(&self, def: &FlowDef, source: Source) -> Json {
+        let mut v = flow_json(def, source);
+        let (runs, faults, last) = self.runs.lock().get(&def.name).copied().unwrap_or_default();
+        if let Json::Object(m) = &mut v {
+            m.insert("runs".into(), Json::from(runs));
+            m.insert("faults".into(), Json::from(faults));
+            m.insert(
+                "lastRunDate".into(),
+                if last > 0 {
+                    Json::from(model::value::format_datetime_z(last))
+                } else {
+                    Json::Null
+                },
+            );
+        }
+        v
+    }
+}
+
 impl service::automation::Automation for Automation {
     fn flows(&self) -> Vec<Json> {
-        self.defs().iter().map(|(d, s)| flow_json(d, *s)).collect()
+        self.defs()
+            .iter()
+            .map(|(d, s)| self.flow_with_runs(d, *s))
+            .collect()
     }
 
     fn flow(&self, name: &str) -> Option<Json> {
         self.defs()
             .iter()
             .find(|(d, _)| d.name.eq_ignore_ascii_case(name))
-            .map(|(d, s)| flow_json(d, *s))
+            .map(|(d, s)| self.flow_with_runs(d, *s))
     }
 
     fn put_flow<'a>(
@@ -1287,6 +1325,7 @@ impl service::automation::Automation for Automation {
                     "At most 200 inputs per invocation.",
                 ));
             }
+            self.ran(&flow.def.name);
             let mut out = Vec::with_capacity(inputs.len());
             for input in &inputs {
                 let r = match input {

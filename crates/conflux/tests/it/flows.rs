@@ -715,9 +715,22 @@ fn flows_are_managed_through_the_api_and_their_faults_are_logged() {
         None,
     );
     assert_eq!(c["Description"], "len 4");
+    // Runs are counted per flow (since start), for the console.
+    let (_, f) = org.call(Method::GET, &org.data("/conflux/flows/Shout"), None);
+    assert_eq!(
+        (f["runs"].as_u64(), f["faults"].as_u64()),
+        (Some(2), Some(0)),
+        "{f}"
+    );
+    assert!(f["lastRunDate"].is_string(), "{f}");
 
     // Bad definitions are refused and change nothing.
     for (name, body, says) in [
+        (
+            "Bad",
+            json!({"object": "Contact", "expire_seconds": 0, "actions": []}),
+            "expire_seconds",
+        ),
         (
             "Bad",
             json!({"object": "Nope", "actions": []}),

@@ -378,7 +378,7 @@ function table(caption, columns, rows) {
 }
 
 async function integrationsPage() {
-  const [limits, metrics, summary, failed, dead, syncJobs, faults, bulk] = await Promise.all([
+  const [limits, metrics, summary, failed, dead, syncJobs, faults, bulk, flows] = await Promise.all([
     api("limits"),
     api("conflux/metrics").catch(() => ({ samples: [], intervalSeconds: 2 })),
     api("conflux/deliveries/summary").catch(() => ({ endpoints: [] })),
@@ -387,6 +387,7 @@ async function integrationsPage() {
     api("conflux/sync-jobs").catch(() => ({ jobs: [] })),
     api("conflux/flow-faults?limit=20").catch(() => ({ faults: [] })),
     api("jobs/ingest").catch(() => ({ records: [] })),
+    api("conflux/flows").catch(() => ({ flows: [] })),
   ]);
   const daily = limits.DailyApiRequests;
   const used = daily.Max - daily.Remaining;
@@ -467,7 +468,8 @@ async function integrationsPage() {
     el(
       "section",
       { "aria-labelledby": "faults" },
-      el("h2", { id: "faults", text: "Flow faults" }),
+      el("h2", { id: "faults", text: "Flows" }),
+      table("Flow runs since the server started", ["Flow", "Object", "On", "Runs", "Faults", "Last run"], (flows.flows || []).map((f) => el("tr", {}, el("td", { text: f.name }), el("td", { text: f.object || "" }), el("td", { text: (f.on || []).join(", ") }), el("td", { text: f.runs ?? 0 }), el("td", { text: f.faults ?? 0 }), el("td", { text: f.lastRunDate || "" })))),
       table("Flow faults", ["When", "Flow", "Record", "Error"], (faults.faults || []).map((f) => el("tr", {}, el("td", { text: f.date || f.createdDate || "" }), el("td", { text: f.flow || "" }), el("td", { text: f.recordId || f.record || "" }), el("td", { text: f.message || f.error || "" })))),
     ),
   );
