@@ -262,3 +262,28 @@ test('every main page passes axe-core\'s WCAG 2 A/AA checks (no serious or criti
   await audit('integrations');
   await context.close();
 });
+
+test('the integrations page shows sync jobs with their runs, cursors and refused rows', async () => {
+  const job = `Console_Sync_${Date.now()}`;
+  await rest('POST', '/sobjects/Account', { Name: `${job} source` });
+  await rest('PUT', `/conflux/sync-jobs/${job}`, {
+    source: { type: 'org', object: 'Account' },
+    target: { type: 'file', path: `${job}.jsonl` },
+    mapping: { id: '.Id', name: '.Name' },
+  });
+  const run = await rest('POST', `/conflux/sync-jobs/${job}/run`);
+  const deadline = Date.now() + 30_000;
+  let last = { status: 'running' };
+  while (last.status === 'running' && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    last = (await rest('GET', `/conflux/sync-jobs/${job}/runs?limit=1`)).runs[0];
+  }
+  assert.equal(last.status, 'succeeded', JSON.stringify(last));
+  const page = await loggedIn();
+  await page.goto(`${base}/#/integrations`);
+  const row = page.locator('table:has(caption:text("Recent runs")) tr', { hasText: job });
+  await row.filter({ hasText: 'succeeded' }).filter({ hasText: String(run.runId) }).waitFor();
+  await page.locator('table:has(caption:text("Sync jobs")) tr', { hasText: job }).filter({ hasText: 'value' }).waitFor();
+  await rest('DELETE', `/conflux/sync-jobs/${job}`);
+  await page.close();
+});

@@ -129,6 +129,11 @@ pub fn append(
     rows: &[&Record],
 ) -> Result<Vec<Outcome>, String> {
     let p = PathBuf::from(path);
+    // The files folder (and any folder the path names in it) is made on first use.
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let new = std::fs::metadata(&p).map(|m| m.len() == 0).unwrap_or(true);
     let mut f = std::fs::OpenOptions::new()
         .create(true)

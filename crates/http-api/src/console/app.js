@@ -403,6 +403,15 @@ async function integrationsPage() {
       ),
     )
   ).flat();
+  const syncRuns = (
+    await Promise.all(
+      jobs.map((j) =>
+        api(`conflux/sync-jobs/${encodeURIComponent(j.name)}/runs?limit=5`)
+          .then((r) => (r.runs || []).map((x) => ({ job: j.name, ...x })))
+          .catch(() => []),
+      ),
+    )
+  ).flat();
   const bulkJobs = await Promise.all(
     (bulk.records || []).slice(0, 10).map((b) => api(`jobs/ingest/${b.id}`).catch(() => b)),
   );
@@ -457,6 +466,7 @@ async function integrationsPage() {
         const r = j.lastRun || {};
         return el("tr", {}, el("td", { text: j.name }), el("td", { text: j.kind || "incremental" }), el("td", { text: j.running ? "running" : r.status || "never" }), el("td", { text: r.read ?? "" }), el("td", { text: r.written ?? "" }), el("td", { text: r.failed ?? "" }), el("td", { class: "wide", text: j.cursor ? JSON.stringify(j.cursor) : "" }));
       })),
+      table("Recent runs (five per job)", ["Job", "Run", "Status", "Started", "Read", "Written", "Refused"], syncRuns.map((r) => el("tr", {}, el("td", { text: r.job }), el("td", { text: r.runId }), el("td", { text: r.status }), el("td", { text: r.startedDate }), el("td", { text: r.read }), el("td", { text: r.written }), el("td", { text: r.failed })))),
       table("Refused rows", ["Job", "Source key", "Error"], syncErrors.map((e) => el("tr", {}, el("td", { text: e.job }), el("td", { text: e.key }), el("td", { text: e.error })))),
     ),
     el(
