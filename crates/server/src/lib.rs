@@ -201,6 +201,10 @@ pub async fn run(cfg: ServerConfig, shutdown: CancellationToken) -> Result<()> {
     if let Some(addr) = &cfg.http {
         let (l, local) = listener::bind(addr).await?;
         say(&format!("http: http://{}", display_addr(local)));
+        say(&format!(
+            "conflux: console at http://{}/ (log in with any user of the org)",
+            display_addr(local)
+        ));
         base_url.get_or_insert_with(|| format!("http://{}", display_addr(local)));
         tasks.spawn(listener::serve(
             l,
