@@ -46,12 +46,7 @@ pub fn change_setting(job: &str) -> String {
 
 /// A JSON value as the text a key is compared by.
 fn key_text(v: &Json) -> Option<String> {
-    match v {
-        Json::Null => None,
-        Json::String(s) if s.is_empty() => None,
-        Json::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
+    crate::json_text(v).filter(|s| !s.is_empty())
 }
 
 /// A point in time in any of the usual text forms (Salesforce's, PostgreSQL's), as ms.

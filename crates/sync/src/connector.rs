@@ -352,11 +352,7 @@ impl Target for OrgTarget {
                 source
                     .all_values(&field)?
                     .iter()
-                    .filter_map(|v| match v {
-                        Json::Null => None,
-                        Json::String(s) => Some(s.clone()),
-                        other => Some(other.to_string()),
-                    })
+                    .filter_map(crate::json_text)
                     .collect(),
             ))
         })

@@ -41,13 +41,7 @@ fn position(r: &Cursor, at: &Cursor) -> Ordering {
     compare(&r.value, &at.value).then_with(|| compare(&r.key, &at.key))
 }
 
-fn text(v: &Json) -> Option<String> {
-    match v {
-        Json::Null => None,
-        Json::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
+use crate::json_text as text;
 
 /// The rows of a read made all at once (an API's pages, a Bulk query job), put in order and
 /// handed out page by page: a read continues while each page asks for the position of the last

@@ -410,11 +410,7 @@ impl Engine {
         let Some((_, expr)) = job.mapping.iter().find(|(k, _)| *k == key_col) else {
             return Ok(json!({"skipped": format!("the mapping does not set {key_col}")}));
         };
-        let text = |v: &Json| match v {
-            Json::Null => None,
-            Json::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        };
+        let text = json_text;
         // Every source row, in pages.
         let source = open_source(&job.def.source, org, p, self).await?;
         let mut src = BTreeSet::new();
@@ -1083,6 +1079,16 @@ impl Engine {
             .map_err(|e| format!("recording a batch: {}", e.message))?;
         *run = done;
         Ok(())
+    }
+}
+
+/// A JSON value as the text it stands for: strings as they are, other values as JSON, null as
+/// nothing (keys, cells and URL parts are compared and written this way).
+pub(crate) fn json_text(v: &Json) -> Option<String> {
+    match v {
+        Json::Null => None,
+        Json::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
     }
 }
 

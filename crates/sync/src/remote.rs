@@ -67,28 +67,38 @@ impl Remote {
             .tuples(&[field.to_string()])
             .await?
             .into_iter()
-            .filter_map(|mut t| match t.pop()? {
-                Json::Null => None,
-                Json::String(s) => Some(s),
-                other => Some(other.to_string()),
-            })
+            .filter_map(|mut t| crate::json_text(&t.pop()?))
             .collect())
     }
 
     /// The values of `fields` of every record of the object.
     pub async fn tuples(&self, fields: &[String]) -> Result<Vec<Vec<Json>>, String> {
         let soql = format!("SELECT {} FROM {}", fields.join(", "), self.object);
+        Ok(self
+            .query_records(&soql)
+            .await?
+            .iter()
+            .map(|r| fields.iter().map(|f| r[f.as_str()].clone()).collect())
+            .collect())
+    }
+
+    /// Every record a query finds (through the query resource, following `nextRecordsUrl`),
+    /// without their `attributes`.
+    async fn query_records(&self, soql: &str) -> Result<Vec<Json>, String> {
         let mut page = self
             .call(
                 Method::GET,
-                &format!("/query?q={}", automation::external::encode_segment(&soql)),
+                &format!("/query?q={}", automation::external::encode_segment(soql)),
                 None,
             )
             .await?;
         let mut out = Vec::new();
         loop {
-            for r in page["records"].as_array().cloned().unwrap_or_default() {
-                out.push(fields.iter().map(|f| r[f.as_str()].clone()).collect());
+            for mut r in page["records"].as_array().cloned().unwrap_or_default() {
+                if let Json::Object(m) = &mut r {
+                    m.remove("attributes");
+                }
+                out.push(r);
             }
             match page["nextRecordsUrl"].as_str() {
                 Some(next) => {
@@ -104,6 +114,17 @@ impl Remote {
         Ok(out)
     }
 
+    /// `SELECT Id, SystemModstamp, <fields> FROM <object>`: what the source reads.
+    fn select(&self, fields: &[String]) -> String {
+        let mut names = vec!["Id".to_string(), "SystemModstamp".to_string()];
+        for f in fields {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(f)) {
+                names.push(f.clone());
+            }
+        }
+        format!("SELECT {} FROM {}", names.join(", "), self.object)
+    }
+
     /// Up to `limit` records after `after` (see the PostgreSQL source); `fields` are selected
     /// besides `Id` and `SystemModstamp`.
     pub async fn page(
@@ -114,13 +135,7 @@ impl Remote {
         overlap_secs: u64,
         limit: usize,
     ) -> Result<Vec<Row>, String> {
-        let mut names = vec!["Id".to_string(), "SystemModstamp".to_string()];
-        for f in fields {
-            if !names.iter().any(|n| n.eq_ignore_ascii_case(f)) {
-                names.push(f.clone());
-            }
-        }
-        let mut soql = format!("SELECT {} FROM {}", names.join(", "), self.object);
+        let mut soql = self.select(fields);
         if let Some(at) = after {
             let ms = parse_datetime(&at.value)
                 .ok_or_else(|| format!("the cursor {} is not a date-time", at.value))?;
@@ -139,43 +154,20 @@ impl Remote {
         }
         soql.push_str(&format!(" ORDER BY SystemModstamp, Id LIMIT {limit}"));
         let mut out = Vec::new();
-        let mut page = self
-            .call(
-                Method::GET,
-                &format!("/query?q={}", automation::external::encode_segment(&soql)),
-                None,
-            )
-            .await?;
-        loop {
-            for r in page["records"].as_array().cloned().unwrap_or_default() {
-                let mut r = r;
-                if let Json::Object(m) = &mut r {
-                    m.remove("attributes");
-                }
-                let stamp = r["SystemModstamp"]
-                    .as_str()
-                    .and_then(parse_datetime)
-                    .map(format_datetime_z)
-                    .ok_or_else(|| format!("a {} record has no SystemModstamp", self.object))?;
-                let id = r["Id"].as_str().unwrap_or_default().to_string();
-                out.push(Row {
-                    data: r,
-                    at: Cursor {
-                        value: stamp,
-                        key: id,
-                    },
-                });
-            }
-            match page["nextRecordsUrl"].as_str() {
-                Some(next) => {
-                    let rest = next
-                        .split_once(&format!("/v{}", self.version))
-                        .map_or(next, |(_, r)| r)
-                        .to_string();
-                    page = self.call(Method::GET, &rest, None).await?;
-                }
-                None => break,
-            }
+        for r in self.query_records(&soql).await? {
+            let stamp = r["SystemModstamp"]
+                .as_str()
+                .and_then(parse_datetime)
+                .map(format_datetime_z)
+                .ok_or_else(|| format!("a {} record has no SystemModstamp", self.object))?;
+            let id = r["Id"].as_str().unwrap_or_default().to_string();
+            out.push(Row {
+                data: r,
+                at: Cursor {
+                    value: stamp,
+                    key: id,
+                },
+            });
         }
         Ok(out)
     }
@@ -457,13 +449,7 @@ impl Remote {
         rewind: bool,
         overlap_secs: u64,
     ) -> Result<Vec<Row>, String> {
-        let mut names = vec!["Id".to_string(), "SystemModstamp".to_string()];
-        for f in fields {
-            if !names.iter().any(|n| n.eq_ignore_ascii_case(f)) {
-                names.push(f.clone());
-            }
-        }
-        let mut soql = format!("SELECT {} FROM {}", names.join(", "), self.object);
+        let mut soql = self.select(fields);
         if let Some(at) = after {
             let ms = parse_datetime(&at.value)
                 .ok_or_else(|| format!("the cursor {} is not a date-time", at.value))?;

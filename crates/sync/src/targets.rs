@@ -9,11 +9,33 @@ use tokio::sync::Mutex;
 /// A row's outcome: written, or refused with the database's reason.
 pub type Outcome = Result<(), String>;
 
-fn text(v: &Json) -> Option<String> {
-    match v {
-        Json::Null => None,
-        Json::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
+use crate::json_text as text;
+
+/// Runs one statement in a savepoint of `tx`: its row count, or the database's reason with the
+/// statement undone (the transaction goes on). `Err` only when the savepoint itself fails.
+async fn in_savepoint(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Result<u64, String>, String> {
+    let pg = |e: tokio_postgres::Error| format!("PostgreSQL: {e}");
+    tx.batch_execute("SAVEPOINT row").await.map_err(pg)?;
+    match tx.execute(sql, params).await {
+        Ok(n) => {
+            tx.batch_execute("RELEASE SAVEPOINT row")
+                .await
+                .map_err(pg)?;
+            Ok(Ok(n))
+        }
+        Err(e) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT row")
+                .await
+                .map_err(pg)?;
+            Ok(Err(e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| e.to_string())))
+        }
     }
 }
 
@@ -100,26 +122,7 @@ impl Postgres {
         );
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            tx.batch_execute("SAVEPOINT row")
-                .await
-                .map_err(|e| format!("PostgreSQL: {e}"))?;
-            match tx.execute(&sql, &[k]).await {
-                Ok(_) => {
-                    tx.batch_execute("RELEASE SAVEPOINT row")
-                        .await
-                        .map_err(|e| format!("PostgreSQL: {e}"))?;
-                    out.push(Ok(()));
-                }
-                Err(e) => {
-                    tx.batch_execute("ROLLBACK TO SAVEPOINT row")
-                        .await
-                        .map_err(|e| format!("PostgreSQL: {e}"))?;
-                    out.push(Err(e
-                        .as_db_error()
-                        .map(|d| d.message().to_string())
-                        .unwrap_or_else(|| e.to_string())));
-                }
-            }
+            out.push(in_savepoint(&tx, &sql, &[k]).await?.map(|_| ()));
         }
         tx.commit()
             .await
@@ -227,33 +230,11 @@ impl Postgres {
                 .iter()
                 .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
                 .collect();
-            tx.batch_execute("SAVEPOINT row")
-                .await
-                .map_err(|e| format!("PostgreSQL: {e}"))?;
-            match tx.execute(&sql, &params).await {
-                Ok(0) if update => {
-                    tx.batch_execute("ROLLBACK TO SAVEPOINT row")
-                        .await
-                        .map_err(|e| format!("PostgreSQL: {e}"))?;
-                    out.push(Err("the row is no longer in the table".into()));
-                }
-                Ok(_) => {
-                    tx.batch_execute("RELEASE SAVEPOINT row")
-                        .await
-                        .map_err(|e| format!("PostgreSQL: {e}"))?;
-                    out.push(Ok(()));
-                }
-                Err(e) => {
-                    tx.batch_execute("ROLLBACK TO SAVEPOINT row")
-                        .await
-                        .map_err(|e| format!("PostgreSQL: {e}"))?;
-                    let msg = e
-                        .as_db_error()
-                        .map(|d| d.message().to_string())
-                        .unwrap_or_else(|| e.to_string());
-                    out.push(Err(msg));
-                }
-            }
+            out.push(match in_savepoint(&tx, &sql, &params).await? {
+                Ok(0) if update => Err("the row is no longer in the table".into()),
+                Ok(_) => Ok(()),
+                Err(m) => Err(m),
+            });
         }
         tx.commit()
             .await
