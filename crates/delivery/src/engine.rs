@@ -1,9 +1,12 @@
-//! The delivery engine: one task that finds due notifications endpoint by endpoint, sends them
-//! (at most `concurrency` messages in flight per endpoint, nothing while its circuit is open) and
-//! records each outcome in the queue. Reading per endpoint keeps one slow or dead receiver from
-//! starving the others; outcomes are written by group-committed write jobs.
+//! The delivery engine: one task that finds due notifications endpoint by endpoint and reads
+//! them ahead into each endpoint's lane, and per endpoint up to `concurrency` worker tasks that
+//! take messages from the lane and send them (none while its circuit is open, one while it is
+//! half-open), each on a connection it keeps. Workers record outcomes in memory; the engine
+//! writes them to the queue in group-committed batches. Reading per endpoint keeps one slow or
+//! dead receiver from starving the others.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,17 +15,24 @@ use model::Id;
 use parking_lot::Mutex;
 use service::Org;
 use store::{DeliveryRow, Settle};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::outbound::{self, Envelope, Notification};
 use crate::policy::{Breaker, Policy};
+use crate::send::{Connection, Sender};
 use crate::{webhook, Catalog, KIND_FLOW, KIND_OUTBOUND, KIND_WEBHOOK};
 
 /// Notifications of one action sent in one Outbound Message at most (Salesforce: 100).
 const MAX_PER_MESSAGE: usize = 100;
 /// Due notifications read ahead per endpoint (read again when half are gone).
 const READ_AHEAD: usize = 1_024;
+/// Outcomes that are written at once, without waiting for more.
+const SETTLE_BATCH: usize = 2_000;
+/// How long (ms) an outcome waits to be written with others.
+const SETTLE_WITHIN_MS: i64 = 10;
+/// How long a lane with nothing to do keeps its workers and their connections.
+const LANE_LINGER: Duration = Duration::from_secs(30);
 /// Expired notifications moved to the dead-letter queue per sweep.
 const SWEEP_BATCH: usize = 1_000;
 
@@ -31,11 +41,13 @@ pub struct Engine {
     org: Arc<Org>,
     policy: Policy,
     catalog: Arc<dyn Catalog>,
-    http: reqwest::Client,
+    http: Sender,
     base_url: String,
     breakers: Mutex<HashMap<String, Breaker>>,
     /// Session ids sent with Outbound Messages, by user, and when they were opened.
     sessions: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Outcomes of ended attempts not written yet.
+    pending: Mutex<Vec<(u64, Settle)>>,
 }
 
 /// How long one session id is sent with Outbound Messages before a new one is opened.
@@ -57,52 +69,158 @@ impl Failure {
     }
 }
 
-/// One message on its way: the notifications it carries and what became of it.
-struct Attempted {
-    endpoint: String,
-    rows: Vec<DeliveryRow>,
-    result: Result<(), Failure>,
-}
-
+/// What workers and write jobs tell the engine.
 enum Done {
-    /// A message's attempt ended.
-    Attempted(Attempted),
     /// The outcomes of these notifications are durable: they may be read as due again.
     Settled(Vec<u64>),
+    /// Outcomes wait to be written (sent by the worker that found none waiting).
+    Pending,
+    /// A lane's read-ahead runs low.
+    Refill,
+    /// A worker ended (its lane closed, or it panicked).
+    Stopped,
 }
 
-/// A message's obligation to report back: whatever happens to the task sending it (an early
-/// return, a panic), dropping the ticket unresolved reports a failure, so no notification stays
-/// "in flight" for ever.
-#[must_use = "a ticket must be resolved with its outcome"]
-struct Ticket {
-    done: mpsc::UnboundedSender<Done>,
-    endpoint: String,
-    rows: Option<Vec<DeliveryRow>>,
+/// One endpoint's messages, shared by the engine (which fills it) and the endpoint's workers
+/// (which take from it).
+struct Lane {
+    endpoint: Arc<str>,
+    /// Due notifications read ahead, in due order (their sequences are in the engine's
+    /// `in_flight`).
+    ahead: Mutex<VecDeque<DeliveryRow>>,
+    /// Messages being sent.
+    busy: AtomicUsize,
+    /// Workers running.
+    workers: AtomicUsize,
+    /// Wakes a waiting worker.
+    work: Notify,
+    /// A refill was asked for and not done yet.
+    refill: AtomicBool,
+    /// The lane is gone: its workers end.
+    closed: AtomicBool,
 }
 
-impl Ticket {
-    fn resolve(mut self, result: Result<(), Failure>) {
-        if let Some(rows) = self.rows.take() {
-            let _ = self.done.send(Done::Attempted(Attempted {
-                endpoint: std::mem::take(&mut self.endpoint),
-                rows,
-                result,
-            }));
+/// The engine's own view of a lane.
+struct LaneState {
+    lane: Arc<Lane>,
+    /// Due-order position `(next_ms, seq)` of the last notification read, while reading on
+    /// from it finds everything not yet read: the next read starts there instead of at the
+    /// earliest notification, so rows being sent or settled are not read again.
+    after: Option<(i64, u64)>,
+    /// The last read reached the end of what was due: read again after the next look at the
+    /// queue's endpoints.
+    drained: bool,
+    /// Since when it has had nothing to do (lanes idle for a while are closed, their workers
+    /// and connections with them).
+    idle_since: Option<std::time::Instant>,
+}
+
+impl LaneState {
+    fn new(endpoint: Arc<str>) -> LaneState {
+        LaneState {
+            lane: Arc::new(Lane {
+                endpoint,
+                ahead: Mutex::new(VecDeque::new()),
+                busy: AtomicUsize::new(0),
+                workers: AtomicUsize::new(0),
+                work: Notify::new(),
+                refill: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+            }),
+            after: None,
+            drained: false,
+            idle_since: None,
+        }
+    }
+
+    /// Reads due notifications of the lane's endpoint ahead; how many it added.
+    fn read(&mut self, store: &dyn store::Store, now: i64, in_flight: &mut HashSet<u64>) -> usize {
+        // From the earliest, the rows claimed already (read ahead, in flight, settling) come
+        // first in due order and are skipped; from a position, none are there.
+        let want = match self.after {
+            Some(_) => READ_AHEAD,
+            None => READ_AHEAD + in_flight.len().min(50_000),
+        };
+        let after = self.after;
+        let endpoint = &*self.lane.endpoint;
+        match store.read(|tx| tx.due_deliveries(endpoint, now, after, want)) {
+            Ok(rows) => {
+                let end = rows.len() < want;
+                self.after = rows.last().map(|r| (r.new.next_ms, r.seq)).or(after);
+                if end {
+                    // Anything that became due behind the position (a notification queued by
+                    // a long job, one whose outcome could not be written) is found by starting
+                    // at the earliest again.
+                    self.after = None;
+                    self.drained = true;
+                }
+                let mut ahead = self.lane.ahead.lock();
+                let before = ahead.len();
+                for r in rows {
+                    if in_flight.insert(r.seq) {
+                        ahead.push_back(r);
+                    }
+                }
+                ahead.len() - before
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read due notifications");
+                0
+            }
         }
     }
 }
 
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if let Some(rows) = self.rows.take() {
-            tracing::error!(endpoint = %self.endpoint, "a delivery attempt ended without an outcome");
-            let _ = self.done.send(Done::Attempted(Attempted {
-                endpoint: std::mem::take(&mut self.endpoint),
-                rows,
-                result: Err(Failure::retry("the attempt ended without an outcome")),
-            }));
+/// A worker's message: whatever happens to the worker (an early return, a panic), dropping it
+/// unresolved records a failure, so no notification stays "in flight" for ever.
+#[must_use = "a message must be resolved with its outcome"]
+struct Message<'a> {
+    engine: &'a Engine,
+    lane: &'a Lane,
+    done: &'a mpsc::UnboundedSender<Done>,
+    rows: Option<Vec<DeliveryRow>>,
+}
+
+impl Message<'_> {
+    fn resolve(mut self, result: Result<(), Failure>) {
+        self.record(result);
+    }
+
+    fn record(&mut self, result: Result<(), Failure>) {
+        let Some(rows) = self.rows.take() else { return };
+        let outcomes = self.engine.outcomes(&self.lane.endpoint, rows, result);
+        let first = {
+            let mut pending = self.engine.pending.lock();
+            let first = pending.is_empty();
+            pending.extend(outcomes);
+            first
+        };
+        self.lane.busy.fetch_sub(1, Ordering::AcqRel);
+        if first {
+            let _ = self.done.send(Done::Pending);
         }
+    }
+}
+
+impl Drop for Message<'_> {
+    fn drop(&mut self) {
+        if self.rows.is_some() {
+            tracing::error!(endpoint = %self.lane.endpoint, "a delivery attempt ended without an outcome");
+            self.record(Err(Failure::retry("the attempt ended without an outcome")));
+        }
+    }
+}
+
+/// Counts a worker out when it ends, however it ends.
+struct Running<'a> {
+    lane: &'a Lane,
+    done: &'a mpsc::UnboundedSender<Done>,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.lane.workers.fetch_sub(1, Ordering::AcqRel);
+        let _ = self.done.send(Done::Stopped);
     }
 }
 
@@ -114,13 +232,7 @@ impl Engine {
         catalog: Arc<dyn Catalog>,
         base_url: String,
     ) -> Result<Arc<Engine>, String> {
-        let http = reqwest::Client::builder()
-            .timeout(policy.timeout)
-            .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(policy.concurrency.max(1))
-            .user_agent(concat!("Conflux/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the delivery HTTP client: {e}"))?;
+        let http = Sender::new(policy.timeout, policy.max_response);
         Ok(Arc::new(Engine {
             org,
             policy,
@@ -129,6 +241,7 @@ impl Engine {
             base_url,
             breakers: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Vec::new()),
         }))
     }
 
@@ -149,147 +262,268 @@ impl Engine {
         v
     }
 
+    /// How many messages `endpoint` may have in flight at `now`, and when its circuit
+    /// half-opens if it is open.
+    fn allowance(&self, endpoint: &str, now: i64) -> (usize, Option<i64>) {
+        self.breakers
+            .lock()
+            .get(endpoint)
+            .map_or((self.policy.concurrency, None), |b| {
+                (
+                    b.allowance(now, self.policy.concurrency),
+                    b.open_until.filter(|t| *t > now),
+                )
+            })
+    }
+
     /// Runs until `shutdown`. Messages in flight then are abandoned: their notifications stay
     /// queued and are sent again after a restart (delivery is at least once).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let store = self.org.store().clone();
         let mut wake = store.delivery_wake();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        // Every notification read ahead, being sent or having its outcome written.
         let mut in_flight: HashSet<u64> = HashSet::new();
-        let mut busy: HashMap<String, usize> = HashMap::new();
-        // Due notifications read ahead, by endpoint (their sequences are in `in_flight`).
-        let mut ahead: HashMap<String, VecDeque<DeliveryRow>> = HashMap::new();
+        let mut lanes: HashMap<Arc<str>, LaneState> = HashMap::new();
         let mut next_sweep = 0i64;
+        // When the earliest waiting notification that is not being sent falls due.
+        let mut next_due = 0i64;
+        // Look at the queue's endpoints again (after new notifications, when something fell
+        // due, and when a lane that reached the end of its due notifications settles some).
+        let mut rescan = true;
+        // When the outcomes waiting must be written.
+        let mut settle_by: Option<i64> = None;
+        // One timer, moved only when what it waits for changes.
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut timer_at = i64::MIN;
         loop {
             let now = now_millis();
             if now >= next_sweep {
                 self.sweep(now, &in_flight, &done_tx).await;
                 next_sweep = now + self.policy.base.as_millis().clamp(1_000, 60_000) as i64;
             }
-            let mut next_due = next_sweep;
-            let endpoints = match store.read(|tx| tx.delivery_endpoints()) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the delivery queue");
-                    Vec::new()
-                }
-            };
-            for (endpoint, earliest) in endpoints {
-                let allowance =
-                    self.breakers
-                        .lock()
-                        .get(&endpoint)
-                        .map_or(self.policy.concurrency, |b| {
-                            if let Some(t) = b.open_until.filter(|t| *t > now) {
-                                next_due = next_due.min(t);
-                            }
-                            b.allowance(now, self.policy.concurrency)
-                        });
-                if earliest > now {
-                    next_due = next_due.min(earliest);
-                    continue;
-                }
-                let used = busy.get(&endpoint).copied().unwrap_or(0);
-                let free = allowance.saturating_sub(used);
-                if allowance == 0 {
-                    // Its circuit is open: give back what was read ahead.
-                    if let Some(b) = ahead.remove(&endpoint) {
-                        for r in b {
-                            in_flight.remove(&r.seq);
-                        }
-                    }
-                }
-                if free == 0 {
-                    continue;
-                }
-                let buf = ahead.entry(endpoint.clone()).or_default();
-                if buf.len() < READ_AHEAD / 2 {
-                    // Read ahead, so most messages need no query: the rows claimed already (read
-                    // ahead, in flight, or settling) come first in due order and are skipped.
-                    let want = READ_AHEAD + in_flight.len().min(50_000);
-                    match store.read(|tx| tx.due_deliveries(&endpoint, now, want)) {
-                        Ok(rows) => {
-                            for r in rows {
-                                if in_flight.insert(r.seq) {
-                                    buf.push_back(r);
-                                }
+            if rescan || now >= next_due {
+                rescan = false;
+                next_due = i64::MAX;
+                match store.read(|tx| tx.delivery_endpoints()) {
+                    Ok(endpoints) => {
+                        for (endpoint, earliest) in endpoints {
+                            if earliest > now {
+                                next_due = next_due.min(earliest);
+                            } else {
+                                let endpoint: Arc<str> = endpoint.into();
+                                lanes
+                                    .entry(endpoint.clone())
+                                    .or_insert_with(|| LaneState::new(endpoint))
+                                    .drained = false;
                             }
                         }
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot read due notifications");
-                            continue;
-                        }
                     }
-                }
-                for message in take_messages(buf, free) {
-                    *busy.entry(endpoint.clone()).or_default() += 1;
-                    let ticket = Ticket {
-                        done: done_tx.clone(),
-                        endpoint: endpoint.clone(),
-                        rows: Some(message),
-                    };
-                    let engine = self.clone();
-                    tokio::spawn(async move { engine.attempt(ticket).await });
-                }
-                if buf.is_empty() {
-                    ahead.remove(&endpoint);
+                    Err(e) => tracing::error!(error = %e, "cannot read the delivery queue"),
                 }
             }
-            let sleep = Duration::from_millis((next_due - now_millis()).clamp(0, 60_000) as u64);
+            let mut wake_at = next_due.min(next_sweep);
+            let mut sending = 0;
+            for state in lanes.values_mut() {
+                let lane = state.lane.clone();
+                lane.refill.store(false, Ordering::Release);
+                let (allowance, opens) = self.allowance(&lane.endpoint, now);
+                if let Some(t) = opens {
+                    wake_at = wake_at.min(t);
+                }
+                let busy = lane.busy.load(Ordering::Acquire);
+                sending += busy;
+                if allowance == 0 {
+                    // Its circuit is open: give back what was read ahead.
+                    for r in lane.ahead.lock().drain(..) {
+                        in_flight.remove(&r.seq);
+                    }
+                    state.after = None;
+                    state.drained = false;
+                    continue;
+                }
+                let queued = lane.ahead.lock().len();
+                if queued < READ_AHEAD / 2 && !state.drained {
+                    state.read(&*store, now, &mut in_flight);
+                }
+                let queued = lane.ahead.lock().len();
+                if queued > 0 {
+                    // Enough workers for the allowance, each woken for what it may take.
+                    while lane.workers.load(Ordering::Acquire) < self.policy.concurrency {
+                        self.clone().start_worker(lane.clone(), done_tx.clone());
+                    }
+                    for _ in 0..allowance.saturating_sub(busy).min(queued) {
+                        lane.work.notify_one();
+                    }
+                }
+                if busy == 0 && queued == 0 {
+                    state.idle_since.get_or_insert_with(std::time::Instant::now);
+                } else {
+                    state.idle_since = None;
+                }
+            }
+            lanes.retain(|_, state| {
+                let linger =
+                    state.drained && state.idle_since.is_some_and(|t| t.elapsed() > LANE_LINGER);
+                if linger {
+                    state.lane.closed.store(true, Ordering::Release);
+                    state.lane.work.notify_waiters();
+                }
+                !linger
+            });
+            // Outcomes are written together: a few milliseconds' worth, or at once when nothing
+            // is being sent (fewer, larger commits rewrite far fewer queue pages).
+            let waiting = self.pending.lock().len();
+            if waiting > 0 {
+                let by = *settle_by.get_or_insert(now + SETTLE_WITHIN_MS);
+                if waiting >= SETTLE_BATCH || sending == 0 || by <= now {
+                    settle_by = None;
+                    let outcomes = std::mem::take(&mut *self.pending.lock());
+                    self.settle(outcomes, &done_tx);
+                }
+            } else {
+                settle_by = None;
+            }
+            let target = wake_at.min(settle_by.unwrap_or(i64::MAX));
+            if target != timer_at {
+                timer_at = target;
+                let wait = (target - now_millis()).clamp(0, 60_000) as u64;
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + Duration::from_millis(wait));
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 changed = wake.changed() => {
                     if changed.is_err() {
                         break;
                     }
+                    rescan = true;
                 }
                 Some(d) = done_rx.recv() => {
                     let mut batch = vec![d];
                     while let Ok(d) = done_rx.try_recv() {
                         batch.push(d);
                     }
-                    let mut outcomes = Vec::new();
                     for d in batch {
-                        match d {
-                            Done::Settled(seqs) => {
-                                for s in seqs {
-                                    in_flight.remove(&s);
-                                }
+                        if let Done::Settled(seqs) = d {
+                            for s in seqs {
+                                in_flight.remove(&s);
                             }
-                            Done::Attempted(a) => {
-                                if let Some(n) = busy.get_mut(&a.endpoint) {
-                                    *n = n.saturating_sub(1);
-                                }
-                                outcomes.extend(self.outcomes(a));
-                            }
+                            // Settled notifications may have new due times, or be due again
+                            // after a failed write: a lane at the end of its due notifications
+                            // needs a new look.
+                            rescan |= lanes.is_empty() || lanes.values().any(|l| l.drained);
                         }
                     }
-                    if !outcomes.is_empty() {
-                        self.settle(outcomes, &done_tx);
-                    }
                 }
-                _ = tokio::time::sleep(sleep) => {}
+                _ = &mut timer => {
+                    rescan = true;
+                    timer_at = i64::MIN;
+                }
             }
+        }
+        for state in lanes.values() {
+            state.lane.closed.store(true, Ordering::Release);
+            state.lane.work.notify_waiters();
         }
         tracing::debug!("delivery engine stopped");
     }
 
-    /// What the queue records for each notification of an ended attempt.
-    fn outcomes(&self, a: Attempted) -> Vec<(u64, Settle)> {
+    /// Starts a worker of `lane`: it takes messages while its endpoint's allowance leaves room,
+    /// sends them on a connection it keeps, and records their outcomes.
+    fn start_worker(self: Arc<Self>, lane: Arc<Lane>, done: mpsc::UnboundedSender<Done>) {
+        lane.workers.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(async move {
+            let _running = Running {
+                lane: &lane,
+                done: &done,
+            };
+            let mut conn: Option<Connection> = None;
+            loop {
+                let notified = lane.work.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if lane.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                let Some(rows) = self.take(&lane, &done) else {
+                    notified.await;
+                    continue;
+                };
+                let message = Message {
+                    engine: &self,
+                    lane: &lane,
+                    done: &done,
+                    rows: Some(rows),
+                };
+                let rows = message
+                    .rows
+                    .as_deref()
+                    .expect("an unresolved message has rows");
+                let result = self.attempt(rows, &mut conn).await;
+                message.resolve(result);
+            }
+        });
+    }
+
+    /// The next message of `lane`, if its allowance leaves room for one more in flight (the
+    /// slot is taken: `busy` counts it).
+    fn take(&self, lane: &Lane, done: &mpsc::UnboundedSender<Done>) -> Option<Vec<DeliveryRow>> {
+        let (allowance, _) = self.allowance(&lane.endpoint, now_millis());
+        let mut busy = lane.busy.load(Ordering::Acquire);
+        loop {
+            if busy >= allowance {
+                return None;
+            }
+            match lane
+                .busy
+                .compare_exchange(busy, busy + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => busy = now,
+            }
+        }
+        let (message, left) = {
+            let mut ahead = lane.ahead.lock();
+            (take_message(&mut ahead), ahead.len())
+        };
+        if message.is_none() {
+            lane.busy.fetch_sub(1, Ordering::AcqRel);
+        }
+        if left < READ_AHEAD / 2 && !lane.refill.swap(true, Ordering::AcqRel) {
+            let _ = done.send(Done::Refill);
+        }
+        message
+    }
+
+    /// What the queue records for each notification of an ended attempt to `endpoint`.
+    fn outcomes(
+        &self,
+        endpoint: &str,
+        rows: Vec<DeliveryRow>,
+        result: Result<(), Failure>,
+    ) -> Vec<(u64, Settle)> {
         let now = now_millis();
         {
             let mut breakers = self.breakers.lock();
-            let b = breakers.entry(a.endpoint.clone()).or_default();
-            match &a.result {
-                Ok(()) => b.succeeded(),
-                Err(f) if !f.permanent => b.failed(now, &self.policy),
+            match &result {
+                Ok(()) => {
+                    if let Some(b) = breakers.get_mut(endpoint) {
+                        b.succeeded();
+                    }
+                }
+                Err(f) if !f.permanent => breakers
+                    .entry(endpoint.to_string())
+                    .or_default()
+                    .failed(now, &self.policy),
                 Err(_) => {}
             }
         }
-        a.rows
-            .iter()
+        rows.iter()
             .map(|r| {
-                let settle = match &a.result {
+                let settle = match &result {
                     Ok(()) => {
                         self.org.metrics.delivered(now - r.new.created_ms);
                         Settle::Delivered
@@ -368,12 +602,15 @@ impl Engine {
         }
     }
 
-    /// Sends one message and resolves its ticket.
-    async fn attempt(self: Arc<Self>, mut ticket: Ticket) {
-        let rows = ticket.rows.as_ref().expect("an unresolved ticket has rows");
-        let result = match rows[0].new.kind.as_str() {
-            KIND_OUTBOUND => self.send_outbound(rows).await,
-            KIND_WEBHOOK => self.send_webhook(&rows[0]).await,
+    /// Sends one message.
+    async fn attempt(
+        &self,
+        rows: &[DeliveryRow],
+        conn: &mut Option<Connection>,
+    ) -> Result<(), Failure> {
+        match rows[0].new.kind.as_str() {
+            KIND_OUTBOUND => self.send_outbound(rows, conn).await,
+            KIND_WEBHOOK => self.send_webhook(&rows[0], conn).await,
             KIND_FLOW => self
                 .catalog
                 .run_local(&self.org, &rows[0])
@@ -386,12 +623,14 @@ impl Engine {
                 reason: format!("no sender handles notifications of kind {other}"),
                 permanent: true,
             }),
-        };
-        let _ = &mut ticket;
-        ticket.resolve(result);
+        }
     }
 
-    async fn send_outbound(&self, rows: &[DeliveryRow]) -> Result<(), Failure> {
+    async fn send_outbound(
+        &self,
+        rows: &[DeliveryRow],
+        conn: &mut Option<Connection>,
+    ) -> Result<(), Failure> {
         let action = &rows[0].new.action;
         let def = self.catalog.outbound(action).ok_or_else(|| Failure {
             reason: format!("the Outbound Message {action} no longer exists"),
@@ -452,25 +691,25 @@ impl Engine {
             object: &object.name,
         };
         let body = outbound::message(&env, &notifications);
-        let resp = self
+        let reply = self
             .http
-            .post(&def.endpoint)
-            .header("Content-Type", "text/xml; charset=utf-8")
-            .header("SOAPAction", "\"\"")
-            .body(body)
-            .send()
+            .post(
+                conn,
+                &def.endpoint,
+                "text/xml; charset=utf-8",
+                &[("SOAPAction", "\"\"")],
+                body.as_bytes(),
+            )
             .await
-            .map_err(|e| Failure::retry(self.describe(&def.endpoint, &e)))?;
-        let status = resp.status();
-        let body = self.read_body(resp, &def.endpoint).await?;
-        if !status.is_success() {
+            .map_err(Failure::retry)?;
+        if !(200..300).contains(&reply.status) {
             return Err(Failure::retry(format!(
                 "HTTP {}{}",
-                status.as_u16(),
-                snippet(&body)
+                reply.status,
+                snippet(&reply.body)
             )));
         }
-        outbound::read_ack(&body).map_err(Failure::retry)
+        outbound::read_ack(&reply.body).map_err(Failure::retry)
     }
 
     /// A session id of `user` for Outbound Messages (one is reused for a while).
@@ -490,7 +729,11 @@ impl Engine {
         Ok(login.token)
     }
 
-    async fn send_webhook(&self, row: &DeliveryRow) -> Result<(), Failure> {
+    async fn send_webhook(
+        &self,
+        row: &DeliveryRow,
+        conn: &mut Option<Connection>,
+    ) -> Result<(), Failure> {
         let def = self
             .catalog
             .webhook(&row.new.action)
@@ -499,103 +742,53 @@ impl Engine {
                 permanent: true,
             })?;
         let id = crate::notification_id(&self.org, row.seq);
-        let body = row.new.payload.clone().into_bytes();
-        let mut req = self
+        let body = row.new.payload.as_bytes();
+        let attempt = (row.attempts + 1).to_string();
+        let signature = def
+            .secret
+            .as_ref()
+            .map(|secret| webhook::signature(secret.as_bytes(), now_millis() / 1000, body));
+        let mut headers: Vec<(&str, &str)> = vec![
+            (webhook::IDEMPOTENCY_HEADER, &id),
+            ("X-Conflux-Notification-Id", &id),
+            ("X-Conflux-Attempt", &attempt),
+        ];
+        if let Some(sig) = &signature {
+            headers.push((webhook::SIGNATURE_HEADER, sig));
+        }
+        headers.extend(def.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let reply = self
             .http
-            .post(&def.url)
-            .header("Content-Type", "application/json")
-            .header(webhook::IDEMPOTENCY_HEADER, &id)
-            .header("X-Conflux-Notification-Id", &id)
-            .header("X-Conflux-Attempt", (row.attempts + 1).to_string());
-        if let Some(secret) = &def.secret {
-            let t = now_millis() / 1000;
-            req = req.header(
-                webhook::SIGNATURE_HEADER,
-                webhook::signature(secret.as_bytes(), t, &body),
-            );
-        }
-        for (k, v) in &def.headers {
-            req = req.header(k, v);
-        }
-        let resp = req
-            .body(body)
-            .send()
+            .post(conn, &def.url, "application/json", &headers, body)
             .await
-            .map_err(|e| Failure::retry(self.describe(&def.url, &e)))?;
-        let status = resp.status();
-        let body = self.read_body(resp, &def.url).await?;
-        if status.is_success() {
+            .map_err(Failure::retry)?;
+        if (200..300).contains(&reply.status) {
             Ok(())
         } else {
             Err(Failure::retry(format!(
                 "HTTP {}{}",
-                status.as_u16(),
-                snippet(&body)
+                reply.status,
+                snippet(&reply.body)
             )))
-        }
-    }
-
-    /// Reads a reply body up to the policy's limit.
-    async fn read_body(&self, mut resp: reqwest::Response, url: &str) -> Result<Vec<u8>, Failure> {
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    if body.len() + c.len() > self.policy.max_response {
-                        return Err(Failure::retry(format!(
-                            "the reply from {url} is larger than {} bytes",
-                            self.policy.max_response
-                        )));
-                    }
-                    body.extend_from_slice(&c);
-                }
-                Ok(None) => return Ok(body),
-                Err(e) => return Err(Failure::retry(self.describe(url, &e))),
-            }
-        }
-    }
-
-    fn describe(&self, url: &str, e: &reqwest::Error) -> String {
-        if e.is_timeout() {
-            format!(
-                "no reply from {url} within {} s",
-                self.policy.timeout.as_secs_f64()
-            )
-        } else if e.is_connect() {
-            format!("cannot connect to {url}")
-        } else {
-            let mut msg = format!("request to {url} failed: {e}");
-            let mut src = std::error::Error::source(e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            msg
         }
     }
 }
 
-/// Cuts notifications into messages: consecutive Outbound Message notifications of one action
-/// share a message (up to 100); everything else travels alone.
-/// Up to `n` messages from the front of `buf`: an Outbound Message takes the consecutive
-/// notifications of its action (at most 100), anything else one.
-fn take_messages(buf: &mut VecDeque<DeliveryRow>, n: usize) -> Vec<Vec<DeliveryRow>> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        let Some(first) = buf.pop_front() else { break };
-        let mut message = vec![first];
-        if message[0].new.kind == KIND_OUTBOUND {
-            while message.len() < MAX_PER_MESSAGE
-                && buf.front().is_some_and(|r| {
-                    r.new.kind == KIND_OUTBOUND && r.new.action == message[0].new.action
-                })
-            {
-                message.push(buf.pop_front().expect("checked"));
-            }
+/// The next message from the front of `buf`: an Outbound Message takes the consecutive
+/// notifications of its action (at most 100), anything else travels alone.
+fn take_message(buf: &mut VecDeque<DeliveryRow>) -> Option<Vec<DeliveryRow>> {
+    let first = buf.pop_front()?;
+    let mut message = vec![first];
+    if message[0].new.kind == KIND_OUTBOUND {
+        while message.len() < MAX_PER_MESSAGE
+            && buf.front().is_some_and(|r| {
+                r.new.kind == KIND_OUTBOUND && r.new.action == message[0].new.action
+            })
+        {
+            message.push(buf.pop_front().expect("checked"));
         }
-        out.push(message);
     }
-    out
+    Some(message)
 }
 
 /// The start of a reply body, for error messages.

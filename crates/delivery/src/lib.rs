@@ -9,6 +9,7 @@
 mod engine;
 pub mod outbound;
 pub mod policy;
+mod send;
 pub mod webhook;
 
 use std::sync::Arc;

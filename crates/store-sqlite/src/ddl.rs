@@ -205,6 +205,8 @@ CREATE TABLE IF NOT EXISTS delivery_queue (
 );
 CREATE INDEX IF NOT EXISTS ix_delivery_due ON delivery_queue(state, endpoint, next_ms);
 CREATE INDEX IF NOT EXISTS ix_delivery_expiry ON delivery_queue(state, expires_ms);
+CREATE INDEX IF NOT EXISTS ix_delivery_failing ON delivery_queue(endpoint, state, attempts)
+  WHERE state = 0 AND attempts > 0;
 CREATE TABLE IF NOT EXISTS flow_faults (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   created_ms INTEGER NOT NULL,

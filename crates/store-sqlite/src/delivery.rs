@@ -124,18 +124,22 @@ pub(crate) fn due(
     conn: &Connection,
     endpoint: &str,
     now_ms: i64,
+    after: Option<(i64, u64)>,
     limit: usize,
 ) -> StoreResult<Vec<DeliveryRow>> {
-    // No `LIMIT ?` (a bound LIMIT makes SQLite prepare again for each value); the index gives
-    // rows in order and reading stops after `limit`.
+    // No `LIMIT ?` (a bound LIMIT makes SQLite prepare again for each value); the index
+    // (state, endpoint, next_ms, then the row id) gives rows in due order, from the position
+    // on, and reading stops after `limit`.
+    let (after_ms, after_seq) = after.map_or((i64::MIN, i64::MIN), |(ms, s)| (ms, seq_param(s)));
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM delivery_queue
-             WHERE state = 0 AND endpoint = ?1 AND next_ms <= ?2 ORDER BY next_ms"
+             WHERE state = 0 AND endpoint = ?1 AND next_ms <= ?2 AND (next_ms, seq) > (?3, ?4)
+             ORDER BY next_ms, seq"
         ))
         .map_err(backend)?;
     let rows = stmt
-        .query_map(params![endpoint, now_ms], row)
+        .query_map(params![endpoint, now_ms, after_ms, after_seq], row)
         .map_err(backend)?;
     rows.take(limit).map(|r| r.map_err(backend)).collect()
 }
@@ -156,26 +160,64 @@ pub(crate) fn expired(
 }
 
 pub(crate) fn counts(conn: &Connection) -> StoreResult<Vec<DeliveryCounts>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT endpoint,
-                    SUM(state = 0 AND attempts = 0), SUM(state = 0 AND attempts > 0),
-                    SUM(state = 1), MIN(CASE WHEN state = 0 THEN created_ms END)
-             FROM delivery_queue GROUP BY endpoint ORDER BY endpoint",
-        )
+    // Per endpoint, index range counts (no scan and sort of the whole queue, which the console
+    // and the CLI poll): queued and dead rows from `ix_delivery_due`, failing ones from the
+    // partial `ix_delivery_failing`, the oldest queued one by sequence.
+    let names: Vec<String> = conn
+        .prepare_cached("SELECT endpoint FROM delivery_endpoints ORDER BY endpoint")
+        .map_err(backend)?
+        .query_map([], |r| r.get(0))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
         .map_err(backend)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(DeliveryCounts {
-                endpoint: r.get(0)?,
-                queued: r.get::<_, i64>(1)? as u64,
-                failing: r.get::<_, i64>(2)? as u64,
-                dead: r.get::<_, i64>(3)? as u64,
-                oldest_ms: r.get(4)?,
-            })
-        })
-        .map_err(backend)?;
-    rows.map(|r| r.map_err(backend)).collect()
+    let count = |sql: &str, endpoint: &str| -> StoreResult<u64> {
+        conn.prepare_cached(sql)
+            .map_err(backend)?
+            .query_row([endpoint], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(backend)
+    };
+    let mut out = Vec::new();
+    for endpoint in names {
+        let waiting = count(
+            "SELECT COUNT(*) FROM delivery_queue WHERE state = 0 AND endpoint = ?1",
+            &endpoint,
+        )?;
+        let dead = count(
+            "SELECT COUNT(*) FROM delivery_queue WHERE state = 1 AND endpoint = ?1",
+            &endpoint,
+        )?;
+        if waiting == 0 && dead == 0 {
+            continue;
+        }
+        let failing = count(
+            "SELECT COUNT(*) FROM delivery_queue INDEXED BY ix_delivery_failing
+             WHERE state = 0 AND attempts > 0 AND endpoint = ?1",
+            &endpoint,
+        )?;
+        let oldest_ms: Option<i64> = if waiting == 0 {
+            None
+        } else {
+            conn.prepare_cached(
+                // In sequence order, stopping at the first: the index on due time would have
+                // every queued row sorted first.
+                "SELECT created_ms FROM delivery_queue NOT INDEXED
+                 WHERE state = 0 AND endpoint = ?1 ORDER BY seq LIMIT 1",
+            )
+            .map_err(backend)?
+            .query_row([&endpoint], |r| r.get(0))
+            .optional()
+            .map_err(backend)?
+        };
+        out.push(DeliveryCounts {
+            endpoint,
+            queued: waiting - failing,
+            failing,
+            dead,
+            oldest_ms,
+        });
+    }
+    Ok(out)
 }
 
 pub(crate) fn settle(conn: &Connection, outcomes: &[(u64, Settle)], now: i64) -> StoreResult<()> {

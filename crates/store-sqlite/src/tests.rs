@@ -510,14 +510,32 @@ async fn the_delivery_queue_commits_with_its_job_and_settles_each_outcome() {
         endpoints,
         vec![("http://a".to_string(), 10), ("http://b".to_string(), 20)]
     );
-    let due = st.read(|tx| tx.due_deliveries("http://a", 15, 10)).unwrap();
+    let due = st
+        .read(|tx| tx.due_deliveries("http://a", 15, None, 10))
+        .unwrap();
     assert_eq!(due.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![seqs[1]]);
-    let due = st.read(|tx| tx.due_deliveries("http://a", 50, 10)).unwrap();
+    let due = st
+        .read(|tx| tx.due_deliveries("http://a", 50, None, 10))
+        .unwrap();
     assert_eq!(
         due.iter().map(|d| d.seq).collect::<Vec<_>>(),
         vec![seqs[1], seqs[0]],
         "earliest due first"
     );
+    // Reading on from a position skips what came before it in due order.
+    let first = &due[0];
+    let rest = st
+        .read(|tx| tx.due_deliveries("http://a", 50, Some((first.new.next_ms, first.seq)), 10))
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|d| d.seq).collect::<Vec<_>>(),
+        vec![seqs[0]]
+    );
+    let last = &due[1];
+    assert!(st
+        .read(|tx| tx.due_deliveries("http://a", 50, Some((last.new.next_ms, last.seq)), 10))
+        .unwrap()
+        .is_empty());
 
     let outcomes = vec![
         (seqs[0], Settle::Delivered),
@@ -548,7 +566,7 @@ async fn the_delivery_queue_commits_with_its_job_and_settles_each_outcome() {
     let dead = st.read(|tx| tx.delivery(seqs[2])).unwrap().unwrap();
     assert_eq!(dead.state, DeliveryState::Dead);
     assert!(st
-        .read(|tx| tx.due_deliveries("http://b", 1_000, 10))
+        .read(|tx| tx.due_deliveries("http://b", 1_000, None, 10))
         .unwrap()
         .is_empty());
     let failed = st

@@ -337,9 +337,10 @@ impl ReadTx for Conn<'_> {
         &self,
         endpoint: &str,
         now_ms: i64,
+        after: Option<(i64, u64)>,
         limit: usize,
     ) -> StoreResult<Vec<store::DeliveryRow>> {
-        crate::delivery::due(self.conn, endpoint, now_ms, limit)
+        crate::delivery::due(self.conn, endpoint, now_ms, after, limit)
     }
     fn delivery_counts(&self) -> StoreResult<Vec<store::DeliveryCounts>> {
         crate::delivery::counts(self.conn)
@@ -551,9 +552,10 @@ impl ReadTx for WConn<'_> {
         &self,
         endpoint: &str,
         now_ms: i64,
+        after: Option<(i64, u64)>,
         limit: usize,
     ) -> StoreResult<Vec<store::DeliveryRow>> {
-        self.read.due_deliveries(endpoint, now_ms, limit)
+        self.read.due_deliveries(endpoint, now_ms, after, limit)
     }
     fn delivery_counts(&self) -> StoreResult<Vec<store::DeliveryCounts>> {
         self.read.delivery_counts()

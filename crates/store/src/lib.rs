@@ -182,11 +182,14 @@ pub trait ReadTx {
     fn deliveries(&self, filter: &DeliveryFilter) -> StoreResult<Vec<DeliveryRow>>;
     /// The endpoints that have queued notifications, each with its earliest due time (ms).
     fn delivery_endpoints(&self) -> StoreResult<Vec<(String, i64)>>;
-    /// Up to `limit` queued notifications of `endpoint` due at `now_ms`, earliest first.
+    /// Up to `limit` queued notifications of `endpoint` due at `now_ms`, in due order
+    /// (`next_ms`, then sequence), starting after position `after` (`(next_ms, seq)` of the last
+    /// one read before) or, with `None`, at the earliest.
     fn due_deliveries(
         &self,
         endpoint: &str,
         now_ms: i64,
+        after: Option<(i64, u64)>,
         limit: usize,
     ) -> StoreResult<Vec<DeliveryRow>>;
     /// Up to `limit` queued notifications whose expiry passed at `now_ms`, earliest first.

@@ -1,0 +1,686 @@
+//! The delivery engine's HTTP/1.1 client: each sending worker keeps one connection to its
+//! receiver (plain TCP, or rustls with the webpki roots) and writes a POST on it, then reads
+//! the reply (parsed with `httparse`, bodies framed by length, chunks or end of stream) up to a
+//! size limit. A delivery is one write and, usually, one read: no connection pool, no tasks or
+//! channels between the caller and the socket, which makes it several times cheaper than a
+//! general-purpose client. It does what deliveries need and nothing else: no redirects,
+//! proxies, cookies or compression.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A receiver's reply.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// What requests are sent with, shared by every worker.
+pub(crate) struct Sender {
+    tls: tokio_rustls::TlsConnector,
+    timeout: Duration,
+    max_response: usize,
+}
+
+/// A kept-alive connection to one origin.
+pub(crate) struct Connection {
+    origin: String,
+    stream: Stream,
+    /// Bytes read and not used yet.
+    buf: Vec<u8>,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Where a URL's requests go.
+struct Target<'a> {
+    /// The URL up to the end of its host and port: requests to the same one share connections.
+    origin: &'a str,
+    tls: bool,
+    host: &'a str,
+    port: u16,
+    authority: &'a str,
+    path: &'a str,
+}
+
+/// How an exchange failed.
+enum Broken {
+    /// The connection was gone before any of the reply arrived: a request sent on a reused
+    /// connection goes again on a new one.
+    Stale(String),
+    Failed(String),
+}
+
+/// The most bytes a reply's status line and headers may take.
+const MAX_HEAD: usize = 64 * 1024;
+
+impl Sender {
+    /// Requests (connecting included) end after `timeout`; replies are read up to
+    /// `max_response` bytes.
+    pub fn new(timeout: Duration, max_response: usize) -> Sender {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Sender {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            timeout,
+            max_response,
+        }
+    }
+
+    /// POSTs `body` to `url` with `headers`, on the connection in `slot` when it goes to the
+    /// same origin (else on a new one, left in `slot` while the receiver keeps it alive).
+    pub async fn post(
+        &self,
+        slot: &mut Option<Connection>,
+        url: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply, String> {
+        let target = target(url)?;
+        let request = request_bytes(&target, content_type, headers, body)?;
+        match tokio::time::timeout(self.timeout, self.exchange(slot, &target, &request)).await {
+            Ok(r) => r,
+            Err(_) => {
+                *slot = None;
+                Err(format!(
+                    "no reply from {url} within {} s",
+                    self.timeout.as_secs_f64()
+                ))
+            }
+        }
+        .map_err(|e| {
+            if e.contains(url) {
+                e
+            } else {
+                format!("{e} ({url})")
+            }
+        })
+    }
+
+    async fn exchange(
+        &self,
+        slot: &mut Option<Connection>,
+        target: &Target<'_>,
+        request: &[u8],
+    ) -> Result<Reply, String> {
+        if slot.as_ref().is_some_and(|c| c.origin != target.origin) {
+            *slot = None;
+        }
+        let reused = slot.is_some();
+        if let Some(conn) = slot.as_mut() {
+            match conn.exchange(request, self.max_response).await {
+                Ok((reply, keep)) => {
+                    if !keep {
+                        *slot = None;
+                    }
+                    return Ok(reply);
+                }
+                Err(Broken::Stale(_)) if reused => *slot = None,
+                Err(Broken::Stale(e) | Broken::Failed(e)) => {
+                    *slot = None;
+                    return Err(e);
+                }
+            }
+        }
+        let mut conn = self.connect(target).await?;
+        match conn.exchange(request, self.max_response).await {
+            Ok((reply, keep)) => {
+                if keep {
+                    *slot = Some(conn);
+                }
+                Ok(reply)
+            }
+            Err(Broken::Stale(e) | Broken::Failed(e)) => Err(e),
+        }
+    }
+
+    async fn connect(&self, target: &Target<'_>) -> Result<Connection, String> {
+        let tcp = TcpStream::connect((target.host, target.port))
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", target.origin))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = if target.tls {
+            let name = rustls::pki_types::ServerName::try_from(target.host.to_string())
+                .map_err(|_| format!("{} is not a valid TLS server name", target.host))?;
+            let tls = self
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake with {} failed: {e}", target.origin))?;
+            Stream::Tls(Box::new(tls))
+        } else {
+            Stream::Plain(tcp)
+        };
+        Ok(Connection {
+            origin: target.origin.to_string(),
+            stream,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+}
+
+impl Connection {
+    /// Writes `request` and reads its reply: the reply, and whether the connection can take
+    /// another request.
+    async fn exchange(
+        &mut self,
+        request: &[u8],
+        max_response: usize,
+    ) -> Result<(Reply, bool), Broken> {
+        self.buf.clear();
+        if let Err(e) = self.write_all(request).await {
+            return Err(Broken::Stale(format!("sending the request failed: {e}")));
+        }
+        loop {
+            let (status, keep, framing, head_len) = self.read_head().await?;
+            self.buf.drain(..head_len);
+            if (100..200).contains(&status) {
+                // An interim reply (`100 Continue`): the real one follows.
+                continue;
+            }
+            let body = self.read_body(framing, max_response).await?;
+            let keep = keep && !matches!(framing, Framing::UntilClose);
+            return Ok((Reply { status, body }, keep));
+        }
+    }
+
+    /// Reads until a whole reply head is buffered: (status, keep-alive, body framing, head
+    /// length).
+    async fn read_head(&mut self) -> Result<(u16, bool, Framing, usize), Broken> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut reply = httparse::Response::new(&mut headers);
+            match reply.parse(&self.buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = reply.code.unwrap_or(0);
+                    let mut keep = reply.version == Some(1);
+                    let mut framing =
+                        if status == 204 || status == 304 || (100..200).contains(&status) {
+                            Framing::Length(0)
+                        } else {
+                            Framing::UntilClose
+                        };
+                    for h in reply.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("content-length") {
+                            if let Framing::UntilClose = framing {
+                                let n = std::str::from_utf8(h.value)
+                                    .ok()
+                                    .and_then(|v| v.trim().parse::<usize>().ok())
+                                    .ok_or_else(|| {
+                                        Broken::Failed(
+                                            "the reply has an invalid Content-Length".into(),
+                                        )
+                                    })?;
+                                framing = Framing::Length(n);
+                            }
+                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                            if h.value
+                                .split(|b| *b == b',')
+                                .any(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+                            {
+                                framing = Framing::Chunked;
+                            }
+                        } else if h.name.eq_ignore_ascii_case("connection") {
+                            let v = h.value.to_ascii_lowercase();
+                            if v.windows(5).any(|w| w == b"close") {
+                                keep = false;
+                            } else if v.windows(10).any(|w| w == b"keep-alive") {
+                                keep = true;
+                            }
+                        }
+                    }
+                    return Ok((status, keep, framing, len));
+                }
+                Ok(httparse::Status::Partial) => {
+                    if self.buf.len() > MAX_HEAD {
+                        return Err(Broken::Failed(format!(
+                            "the reply's head is larger than {MAX_HEAD} bytes"
+                        )));
+                    }
+                    let first = self.buf.is_empty();
+                    if self.fill().await? == 0 {
+                        let what = "the receiver closed the connection";
+                        return Err(if first {
+                            Broken::Stale(format!("{what} without replying"))
+                        } else {
+                            Broken::Failed(format!("{what} in the middle of its reply"))
+                        });
+                    }
+                }
+                Err(e) => return Err(Broken::Failed(format!("the reply is not HTTP: {e}"))),
+            }
+        }
+    }
+
+    async fn read_body(&mut self, framing: Framing, max: usize) -> Result<Vec<u8>, Broken> {
+        let too_large = || Broken::Failed(format!("the reply is larger than {max} bytes"));
+        let cut = || {
+            Broken::Failed("the receiver closed the connection in the middle of its reply".into())
+        };
+        match framing {
+            Framing::Length(n) => {
+                if n > max {
+                    return Err(too_large());
+                }
+                while self.buf.len() < n {
+                    if self.fill().await? == 0 {
+                        return Err(cut());
+                    }
+                }
+                Ok(self.buf.drain(..n).collect())
+            }
+            Framing::UntilClose => {
+                while self.fill().await? > 0 {
+                    if self.buf.len() > max {
+                        return Err(too_large());
+                    }
+                }
+                Ok(std::mem::take(&mut self.buf))
+            }
+            Framing::Chunked => {
+                let mut body = Vec::new();
+                loop {
+                    let (start, size) = loop {
+                        match httparse::parse_chunk_size(&self.buf) {
+                            Ok(httparse::Status::Complete((start, size))) => break (start, size),
+                            Ok(httparse::Status::Partial) => {
+                                if self.buf.len() > MAX_HEAD {
+                                    return Err(Broken::Failed(
+                                        "a chunk header is too long".into(),
+                                    ));
+                                }
+                                if self.fill().await? == 0 {
+                                    return Err(cut());
+                                }
+                            }
+                            Err(_) => {
+                                return Err(Broken::Failed(
+                                    "the reply's chunks are malformed".into(),
+                                ))
+                            }
+                        }
+                    };
+                    let size = usize::try_from(size).map_err(|_| too_large())?;
+                    if size == 0 {
+                        // Trailers (ignored) up to the empty line.
+                        self.buf.drain(..start);
+                        loop {
+                            if let Some(end) = find(&self.buf, b"\r\n") {
+                                let line_empty = end == 0;
+                                self.buf.drain(..end + 2);
+                                if line_empty {
+                                    return Ok(body);
+                                }
+                            } else if self.buf.len() > MAX_HEAD || self.fill().await? == 0 {
+                                return Err(cut());
+                            }
+                        }
+                    }
+                    if body.len() + size > max {
+                        return Err(too_large());
+                    }
+                    while self.buf.len() < start + size + 2 {
+                        if self.fill().await? == 0 {
+                            return Err(cut());
+                        }
+                    }
+                    body.extend_from_slice(&self.buf[start..start + size]);
+                    if &self.buf[start + size..start + size + 2] != b"\r\n" {
+                        return Err(Broken::Failed("the reply's chunks are malformed".into()));
+                    }
+                    self.buf.drain(..start + size + 2);
+                }
+            }
+        }
+    }
+
+    /// Reads more bytes into the buffer; 0 at the end of the stream.
+    async fn fill(&mut self) -> Result<usize, Broken> {
+        self.buf.reserve(8192);
+        match &mut self.stream {
+            Stream::Plain(s) => s.read_buf(&mut self.buf).await,
+            Stream::Tls(s) => s.read_buf(&mut self.buf).await,
+        }
+        .map_err(|e| Broken::Failed(format!("reading the reply failed: {e}")))
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.stream {
+            Stream::Plain(s) => write_flush(s, bytes).await,
+            Stream::Tls(s) => write_flush(s.as_mut(), bytes).await,
+        }
+    }
+}
+
+async fn write_flush<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    s.write_all(bytes).await?;
+    s.flush().await
+}
+
+/// How a reply's body ends.
+#[derive(Clone, Copy)]
+enum Framing {
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// A character allowed in a header name (RFC 9110 `tchar`).
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The request's bytes: head and body, written at once.
+fn request_bytes(
+    target: &Target<'_>,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(b"POST ");
+    // Characters outside ASCII travel percent-encoded (UTF-8), as browsers send them.
+    for b in target.path.bytes() {
+        if b >= 0x80 {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(target.authority.as_bytes());
+    out.extend_from_slice(
+        concat!("\r\nUser-Agent: Conflux/", env!("CARGO_PKG_VERSION")).as_bytes(),
+    );
+    out.extend_from_slice(b"\r\nContent-Type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    for (k, v) in headers {
+        // Nothing that could end a line early, or start another header.
+        if k.is_empty() || !k.bytes().all(is_token) {
+            return Err(format!("{k:?} is not a valid header name"));
+        }
+        if v.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return Err(format!("the value of header {k} is not valid in HTTP"));
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+fn target(url: &str) -> Result<Target<'_>, String> {
+    let (tls, rest) = if let Some(r) = strip_prefix_ci(url, "http://") {
+        (false, r)
+    } else if let Some(r) = strip_prefix_ci(url, "https://") {
+        (true, r)
+    } else {
+        return Err(format!("{url} is not an http or https URL"));
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let path = rest[end..].split('#').next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("{url} has no valid host"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("{url} has an invalid port"))?,
+        ),
+        _ => (authority, if tls { 443 } else { 80 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{url} has no valid host"));
+    }
+    let path = if path.is_empty() { "/" } else { path };
+    if path.starts_with('?') {
+        return Err(format!("{url} needs a path before its query"));
+    }
+    if path
+        .bytes()
+        .chain(authority.bytes())
+        .any(|b| b <= b' ' || b == 0x7f)
+    {
+        return Err(format!("{url} contains spaces or control characters"));
+    }
+    if !authority.is_ascii() {
+        return Err(format!(
+            "{url}: write a host name outside ASCII in its xn-- (punycode) form"
+        ));
+    }
+    Ok(Target {
+        origin: &url[..url.len() - rest.len() + end],
+        tls,
+        host,
+        port,
+        authority,
+        path,
+    })
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    s.get(..prefix.len())
+        .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_split_into_origin_host_and_path() {
+        let t = target("http://127.0.0.1:8080/hook?x=1#frag").unwrap();
+        assert_eq!(
+            (t.origin, t.host, t.port, t.path, t.authority),
+            (
+                "http://127.0.0.1:8080",
+                "127.0.0.1",
+                8080,
+                "/hook?x=1",
+                "127.0.0.1:8080"
+            )
+        );
+        let t = target("HTTPS://billing.example.com").unwrap();
+        assert_eq!(
+            (t.tls, t.port, t.path, t.authority),
+            (true, 443, "/", "billing.example.com")
+        );
+        assert_eq!(t.origin, "HTTPS://billing.example.com");
+        let t = target("http://[::1]:9/x").unwrap();
+        assert_eq!((t.host, t.port, t.authority), ("::1", 9, "[::1]:9"));
+        let t = target("http://[::1]/x").unwrap();
+        assert_eq!((t.host, t.port), ("::1", 80));
+        for bad in [
+            "ftp://x/y",
+            "not a url",
+            "/relative",
+            "http://",
+            "http://h:99999/",
+            "http://user@h/",
+            "http://h/a b",
+            "http://h/a\r\nX: y",
+            "http://h?q",
+            "ünïcode://x",
+            "http://hé/",
+        ] {
+            assert!(target(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn requests_refuse_headers_that_would_split_them() {
+        let t = target("http://h/x").unwrap();
+        let ok = request_bytes(&t, "application/json", &[("X-A", "1")], b"{}").unwrap();
+        assert_eq!(
+            String::from_utf8(ok).unwrap(),
+            format!(
+                "POST /x HTTP/1.1\r\nHost: h\r\nUser-Agent: Conflux/{}\r\nContent-Type: \
+                 application/json\r\nContent-Length: 2\r\nX-A: 1\r\n\r\n{{}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        assert!(request_bytes(&t, "a/b", &[("X-A", "1\r\nX-B: 2")], b"").is_err());
+        assert!(request_bytes(&t, "a/b", &[("X A", "1")], b"").is_err());
+        assert!(request_bytes(&t, "a/b", &[("X:A", "1")], b"").is_err());
+        assert!(request_bytes(&t, "a/b", &[("", "1")], b"").is_err());
+        assert!(request_bytes(&t, "a/b", &[("X-A", "tab\tok")], b"").is_ok());
+        let t = target("http://h/caf\u{e9}?q=\u{e9}").unwrap();
+        let r = request_bytes(&t, "a/b", &[], b"").unwrap();
+        assert!(r.starts_with(b"POST /caf%C3%A9?q=%C3%A9 HTTP/1.1\r\n"));
+    }
+
+    /// A receiver on loopback answering each connection's requests with `replies` in turn
+    /// (raw bytes), then closing it.
+    async fn receiver(replies: Vec<Vec<&'static [u8]>>) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            for conn in replies {
+                let (mut s, _) = l.accept().await.unwrap();
+                for reply in conn {
+                    let mut buf = vec![0u8; 65536];
+                    let mut got = Vec::new();
+                    // Read one request (head and a Content-Length body).
+                    loop {
+                        let n = s.read(&mut buf).await.unwrap();
+                        got.extend_from_slice(&buf[..n]);
+                        if let Some(end) = find(&got, b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length: "))
+                                .map_or(0, |v| v.trim().parse().unwrap());
+                            if got.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                        if n == 0 {
+                            return;
+                        }
+                    }
+                    s.write_all(reply).await.unwrap();
+                }
+            }
+        });
+        format!("http://{addr}/hook")
+    }
+
+    #[tokio::test]
+    async fn replies_are_read_by_length_chunks_or_end_of_stream_and_connections_kept() {
+        let url = receiver(vec![
+            vec![
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+                b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n",
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+                b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+            ],
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"],
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"],
+        ])
+        .await;
+        let sender = Sender::new(Duration::from_secs(5), 1000);
+        let mut slot = None;
+        let post = async |slot: &mut Option<Connection>| {
+            sender
+                .post(slot, &url, "application/json", &[], b"{}")
+                .await
+        };
+        let r = post(&mut slot).await.unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+        assert!(slot.is_some(), "kept alive");
+        let r = post(&mut slot).await.unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (500, &b"abcde"[..]));
+        let r = post(&mut slot).await.unwrap();
+        assert_eq!((r.status, r.body.len()), (204, 0));
+        let r = post(&mut slot).await.unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"until close"[..]));
+        assert!(
+            slot.is_none(),
+            "a reply ending with the stream ends the connection"
+        );
+        let r = post(&mut slot).await.unwrap();
+        assert_eq!(r.body, b"ok");
+        assert!(slot.is_none(), "Connection: close is obeyed");
+        let e = post(&mut slot).await.err().unwrap();
+        assert!(e.contains("larger than 1000 bytes"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_receiver_closed_is_replaced_and_silence_times_out() {
+        // The first connection answers once and closes; the request sent on it again goes on
+        // a new connection.
+        let url = receiver(vec![
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"],
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"],
+        ])
+        .await;
+        let sender = Sender::new(Duration::from_secs(5), 1000);
+        let mut slot = None;
+        let r = sender.post(&mut slot, &url, "a/b", &[], b"").await.unwrap();
+        assert_eq!(r.body, b"a");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = sender.post(&mut slot, &url, "a/b", &[], b"").await.unwrap();
+        assert_eq!(r.body, b"b");
+
+        // A receiver that accepts and never answers.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/slow", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _kept = l.accept().await;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let sender = Sender::new(Duration::from_millis(300), 1000);
+        let e = sender
+            .post(&mut slot, &url, "a/b", &[], b"")
+            .await
+            .err()
+            .unwrap();
+        assert!(e.contains("no reply from") && e.contains("/slow"), "{e}");
+        assert!(slot.is_none());
+        // Nobody listening.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let e = sender
+            .post(
+                &mut slot,
+                &format!("http://127.0.0.1:{port}/"),
+                "a/b",
+                &[],
+                b"",
+            )
+            .await
+            .err()
+            .unwrap();
+        assert!(e.contains("cannot connect"), "{e}");
+    }
+}
