@@ -16,6 +16,7 @@ use service::events::Selection;
 use service::{Org, Origin, Principal};
 use store::{SyncErrorRow, SyncRunRow};
 
+use crate::instant;
 use crate::job::{Bidirectional, Job, Policy, TargetDef};
 use crate::{cursor_setting, map_value, org_source, postgres, targets, Cursor, Engine, Record};
 
@@ -47,25 +48,6 @@ pub fn change_setting(job: &str) -> String {
 /// A JSON value as the text a key is compared by.
 fn key_text(v: &Json) -> Option<String> {
     crate::json_text(v).filter(|s| !s.is_empty())
-}
-
-/// A point in time in any of the usual text forms (Salesforce's, PostgreSQL's), as ms.
-fn instant(text: &str) -> Option<i64> {
-    use chrono::{DateTime, NaiveDateTime};
-    if let Some(ms) = model::value::parse_datetime(text) {
-        return Some(ms);
-    }
-    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
-        if let Ok(t) = DateTime::parse_from_str(text, f) {
-            return Some(t.timestamp_millis());
-        }
-    }
-    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, f) {
-            return Some(t.and_utc().timestamp_millis());
-        }
-    }
-    None
 }
 
 /// Whether two values mean the same: equal JSON, both empty (null or ""), or the same number,

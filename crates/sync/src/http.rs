@@ -23,15 +23,13 @@ use crate::{Cursor, Record};
 /// At most this many pages are followed in one read (a loop in `next` ends there).
 const MAX_PAGES: usize = 10_000;
 
-/// Orders two cursor values: as numbers when both are, as instants when both are, else as text.
+/// Orders two cursor values: as numbers when both are, as instants when both are (in any of
+/// the text forms [`crate::instant`] reads), else as text.
 pub fn compare(a: &str, b: &str) -> Ordering {
     if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
         return x.partial_cmp(&y).unwrap_or(Ordering::Equal);
     }
-    if let (Some(x), Some(y)) = (
-        model::value::parse_datetime(a),
-        model::value::parse_datetime(b),
-    ) {
+    if let (Some(x), Some(y)) = (crate::instant(a), crate::instant(b)) {
         return x.cmp(&y);
     }
     a.cmp(b)
@@ -115,6 +113,14 @@ fn full_url(cred: &Credential, url: &str) -> String {
     }
 }
 
+/// The next page's URL: `link` resolved against the page that gave it (as a browser would:
+/// `/items?page=2` keeps the page's scheme and host, `?page=2` its path too).
+fn next_page(page: &str, link: &str) -> String {
+    reqwest::Url::parse(page)
+        .and_then(|p| p.join(link))
+        .map_or_else(|_| link.to_string(), String::from)
+}
+
 impl HttpSource {
     /// Compiles the expressions.
     pub fn new(cred: Arc<Credential>, def: HttpSourceDef<'_>) -> Result<HttpSource, String> {
@@ -187,7 +193,7 @@ impl HttpSource {
                 None => None,
             };
             match next {
-                Some(n) if !n.is_empty() => url = full_url(&self.cred, &n),
+                Some(n) if !n.is_empty() => url = next_page(&url, &n),
                 _ => {
                     rows.sort_by(|a, b| position(&a.at, &b.at));
                     return Ok(rows);
@@ -327,5 +333,42 @@ impl Target for HttpTarget {
 
     fn keys(&self) -> BoxFuture<'_, Result<Option<Vec<String>>, String>> {
         Box::pin(async { Ok(None) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{compare, next_page};
+    use std::cmp::Ordering;
+
+    #[test]
+    fn cursor_values_compare_as_numbers_instants_or_text() {
+        assert_eq!(compare("9", "10"), Ordering::Less);
+        // PostgreSQL's text form against Salesforce's, one second apart.
+        assert_eq!(
+            compare("2024-01-02 03:04:06+00", "2024-01-02T03:04:05.000Z"),
+            Ordering::Greater
+        );
+        assert_eq!(
+            compare("2024-01-02 03:04:05", "2024-01-02T03:04:05.000+0000"),
+            Ordering::Equal
+        );
+        assert_eq!(compare("b", "a"), Ordering::Greater);
+    }
+
+    #[test]
+    fn next_page_links_resolve_against_the_page_that_gave_them() {
+        let page = "http://api.example.com/v2/items?since=0";
+        for (link, want) in [
+            ("/v2/items?page=2", "http://api.example.com/v2/items?page=2"),
+            (
+                "?since=0&page=3",
+                "http://api.example.com/v2/items?since=0&page=3",
+            ),
+            ("more?page=4", "http://api.example.com/v2/more?page=4"),
+            ("https://other.example.com/x", "https://other.example.com/x"),
+        ] {
+            assert_eq!(next_page(page, link), want, "{link}");
+        }
     }
 }

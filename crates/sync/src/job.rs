@@ -701,6 +701,7 @@ fn compile_one_way(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
         (
             SourceDef::Http {
                 url,
+                credential,
                 records,
                 next,
                 cursor,
@@ -712,6 +713,7 @@ fn compile_one_way(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             if url.is_empty() {
                 return Err(err("the source's url is empty".into()));
             }
+            check_http_url("source", url, credential.as_deref()).map_err(err)?;
             for (what, e) in [
                 ("records", records.as_deref()),
                 ("next", next.as_deref()),
@@ -732,10 +734,15 @@ fn compile_one_way(def: JobDef, schema: &model::Schema) -> Result<Job, String> {
             operation,
             external_id,
         } => (object, operation, external_id),
-        TargetDef::Http { url, method, .. } => {
+        TargetDef::Http {
+            url,
+            method,
+            credential,
+        } => {
             if url.is_empty() {
                 return Err(err("the target's url is empty".into()));
             }
+            check_http_url("target", url, credential.as_deref()).map_err(err)?;
             if !["POST", "PUT", "PATCH"].contains(&method.to_ascii_uppercase().as_str()) {
                 return Err(err(format!("method {method:?} is not POST, PUT or PATCH")));
             }
@@ -891,6 +898,22 @@ fn parse_operation(o: &str) -> Result<Operation, String> {
             ))
         }
     })
+}
+
+/// An HTTP connector's URL is absolute, unless a named credential gives the base it follows.
+fn check_http_url(side: &str, url: &str, credential: Option<&str>) -> Result<(), String> {
+    let absolute = ["http://", "https://"].iter().any(|p| {
+        url.len() > p.len()
+            && url
+                .get(..p.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    });
+    if credential.is_none() && !absolute {
+        return Err(format!(
+            "the {side}'s url {url:?} is not absolute (give an absolute URL, or a credential)"
+        ));
+    }
+    Ok(())
 }
 
 /// The mapping's expressions, unchecked against any schema (remote and database targets).

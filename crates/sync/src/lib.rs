@@ -1082,6 +1082,25 @@ impl Engine {
     }
 }
 
+/// A point in time in any of the usual text forms (Salesforce's, PostgreSQL's), as ms.
+pub(crate) fn instant(text: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDateTime};
+    if let Some(ms) = model::value::parse_datetime(text) {
+        return Some(ms);
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(text, f) {
+            return Some(t.timestamp_millis());
+        }
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, f) {
+            return Some(t.and_utc().timestamp_millis());
+        }
+    }
+    None
+}
+
 /// A JSON value as the text it stands for: strings as they are, other values as JSON, null as
 /// nothing (keys, cells and URL parts are compared and written this way).
 pub(crate) fn json_text(v: &Json) -> Option<String> {

@@ -29,6 +29,8 @@ pub struct Server {
     pub grpc: String,
     /// The generated CA certificate.
     pub ca: PathBuf,
+    /// Lines the server printed on stdout while starting, up to `conflux: ready`.
+    pub startup: Vec<String>,
     /// Lines the server prints on stdout after start-up.
     pub stdout: mpsc::Receiver<String>,
     /// The data directory.
@@ -105,6 +107,7 @@ impl Server {
             }
         });
         let (mut http, mut https, mut grpc, mut ca) = (None, None, None, None);
+        let mut startup = Vec::new();
         loop {
             let line = match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(l) => l,
@@ -126,6 +129,7 @@ impl Server {
             } else if line == "conflux: ready" {
                 break;
             }
+            startup.push(line);
         }
         let (Some(http), Some(https), Some(grpc), Some(ca)) = (http, https, grpc, ca) else {
             let _ = child.kill();
@@ -137,6 +141,7 @@ impl Server {
             https,
             grpc,
             ca,
+            startup,
             stdout: rx,
             data: data.to_path_buf(),
         })

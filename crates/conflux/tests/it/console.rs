@@ -46,7 +46,14 @@ fn console_login(org: &Org, username: &str, password: &str) -> (String, String) 
 fn the_console_is_served_and_logs_users_in_and_out_with_csrf_protection() {
     let org = Org::start("console-login");
     let http = client();
-    let page = http.get(org.url("/")).send().unwrap();
+    // `conflux serve` says where the console is, and that address serves it.
+    let said = format!("conflux: console at {}/ ", org.srv.http);
+    assert!(
+        org.srv.startup.iter().any(|l| l.starts_with(&said)),
+        "{:?}",
+        org.srv.startup
+    );
+    let page = http.get(format!("{}/", org.srv.http)).send().unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.headers()["content-type"]
         .to_str()

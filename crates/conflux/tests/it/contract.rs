@@ -319,6 +319,9 @@ fn json_lines_and_csv_files_keep_the_connector_contract() {
 struct Api {
     items: BTreeMap<String, (Value, u64)>,
     counter: u64,
+    /// Writes being answered now, and the most there ever were at once.
+    writing: usize,
+    most_writing: usize,
 }
 
 type Shared = Arc<parking_lot::Mutex<Api>>;
@@ -332,10 +335,27 @@ async fn list(
     headers: axum::http::HeaderMap,
     axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
 ) -> (axum::http::StatusCode, axum::Json<Value>) {
-    use axum::http::StatusCode;
     if !authorized(&headers) {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "no"})));
+        let status = axum::http::StatusCode::UNAUTHORIZED;
+        return (status, axum::Json(json!({"error": "no"})));
     }
+    list_page(&api, &q, "/items")
+}
+
+/// The same list without authentication, at `/public/items`.
+async fn public_list(
+    axum::extract::State(api): axum::extract::State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    list_page(&api, &q, "/public/items")
+}
+
+fn list_page(
+    api: &Shared,
+    q: &BTreeMap<String, String>,
+    path: &str,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    use axum::http::StatusCode;
     let since: u64 = q.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
     let page: usize = q.get("page").and_then(|s| s.parse().ok()).unwrap_or(0);
     let api = api.lock();
@@ -352,7 +372,7 @@ async fn list(
     items.reverse();
     let chunk: Vec<Value> = items.iter().skip(page * 4).take(4).cloned().collect();
     let next =
-        (items.len() > (page + 1) * 4).then(|| format!("/items?since={since}&page={}", page + 1));
+        (items.len() > (page + 1) * 4).then(|| format!("{path}?since={since}&page={}", page + 1));
     (
         StatusCode::OK,
         axum::Json(json!({"data": chunk, "links": {"next": next}})),
@@ -375,7 +395,15 @@ async fn put(
             axum::Json(json!({"error": "name is required"})),
         );
     }
+    {
+        let mut a = api.lock();
+        a.writing += 1;
+        a.most_writing = a.most_writing.max(a.writing);
+    }
+    // Each write takes a while, so writes sent together are answered together.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let mut api = api.lock();
+    api.writing -= 1;
     api.counter += 1;
     let n = api.counter;
     api.items
@@ -390,6 +418,7 @@ fn api_server(rt: &tokio::runtime::Runtime) -> (String, Shared) {
     let base = rt.block_on(async {
         let app = axum::Router::new()
             .route("/items", axum::routing::get(list))
+            .route("/public/items", axum::routing::get(public_list))
             .route("/items/{id}", axum::routing::put(put))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -437,6 +466,38 @@ fn an_http_json_api_keeps_the_connector_contract() {
             refused: Some(record(&[("id", json!("bad")), ("name", Value::Null)])),
         },
     );
+}
+
+#[test]
+fn an_http_target_sends_up_to_parallelism_requests_at_once() {
+    let rt = runtime();
+    let (base, items) = api_server(&rt);
+    let cred = Arc::new(
+        automation::credentials::build(
+            "Api",
+            &json!({"url": base, "auth": {"type": "bearer", "token": "t0ken"}}),
+        )
+        .unwrap(),
+    );
+    let rows: Vec<sync::Record> = (0..12)
+        .map(|i| record(&[("id", json!(format!("P{i:02}"))), ("name", json!("x"))]))
+        .collect();
+    let refs: Vec<&sync::Record> = rows.iter().collect();
+    for (parallelism, least) in [(1, 1), (4, 2)] {
+        let target =
+            sync::http::HttpTarget::new(cred.clone(), "/items/{id}", "PUT", parallelism).unwrap();
+        items.lock().most_writing = 0;
+        let outcomes = rt
+            .block_on(sync::connector::Target::write(&target, &refs))
+            .unwrap();
+        assert_eq!(outcomes.len(), 12);
+        assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+        let most = items.lock().most_writing;
+        assert!(
+            (least..=parallelism).contains(&most),
+            "{most} requests in flight at once with parallelism {parallelism}"
+        );
+    }
 }
 
 #[test]
@@ -532,4 +593,44 @@ fn a_sync_job_reads_an_http_json_api_into_the_org() {
     let r = run(&org);
     assert_eq!(r["status"], "failed", "{r}");
     assert!(r["message"].as_str().unwrap().contains("HTTP 401"), "{r}");
+    // Without a credential the URL must be absolute, and requests carry no authentication.
+    let open = |url: &str| {
+        json!({
+            "source": {"type": "http", "url": url, "records": ".data", "next": ".links.next",
+                       "cursor": ".updated", "key": ".id"},
+            "target": {"type": "org", "object": "Account", "operation": "upsert",
+                       "external_id": "Customer_Id__c"},
+            "mapping": {"Customer_Id__c": ".id", "Name": ".name"}
+        })
+    };
+    let path = org.data("/conflux/sync-jobs/Open");
+    let (s, b) = org.call(Method::PUT, &path, Some(open("/public/items")));
+    assert_eq!(s, 400, "{b}");
+    assert!(b.to_string().contains("absolute URL"), "{b}");
+    let (s, b) = org.call(
+        Method::PUT,
+        &path,
+        Some(open(&format!("{base}/public/items"))),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = org.call(Method::POST, &format!("{path}/run"), None);
+    assert_eq!(s, 202, "{b}");
+    let t = std::time::Instant::now();
+    let r = loop {
+        let (_, b) = org.call(Method::GET, &format!("{path}/runs?limit=1"), None);
+        let r = b["runs"][0].clone();
+        if r["status"] != "running" {
+            break r;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(60), "{r}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        (r["status"].as_str(), r["read"].as_u64()),
+        (Some("succeeded"), Some(35)),
+        "{r}"
+    );
+    // The authenticated list refuses a request without the token.
+    let plain = reqwest::blocking::get(format!("{base}/items")).unwrap();
+    assert_eq!(plain.status(), 401);
 }

@@ -411,6 +411,27 @@ actions:
     eventually("an empty queue", || {
         deliveries(&org, "state=all").is_empty()
     });
+    // The console's charts count the 8 deliveries (4 webhooks, 4 notifications) with their
+    // latency from queueing to acknowledgement; no sample without deliveries has a latency.
+    eventually("8 deliveries in the activity samples", || {
+        let (s, b) = org.call(Method::GET, &org.data("/conflux/metrics"), None);
+        assert_eq!(s, 200, "{b}");
+        let samples = b["samples"].as_array().unwrap().clone();
+        for m in &samples {
+            let n = m["delivered"].as_u64().unwrap();
+            let (p50, p95) = (&m["deliveryLatencyP50Ms"], &m["deliveryLatencyP95Ms"]);
+            if n == 0 {
+                assert!(p50.is_null() && p95.is_null(), "{m}");
+            } else {
+                assert!(p50.as_u64().unwrap() <= p95.as_u64().unwrap(), "{m}");
+            }
+        }
+        samples
+            .iter()
+            .map(|m| m["delivered"].as_u64().unwrap())
+            .sum::<u64>()
+            >= 8
+    });
 }
 
 #[test]

@@ -1604,6 +1604,18 @@ fn bidirectional_sync_with_postgres_converges_after_concurrent_edits_without_ech
     let (s, b) = org.call(Method::GET, &org.data("/conflux/sync-jobs/Both"), None);
     assert_eq!(s, 200, "{b}");
     assert!(b["changeCursor"].as_u64().unwrap() > 0, "{b}");
+    let change_cursor = b["changeCursor"].clone();
+
+    // A reset goes back to the beginning only: a cursor is refused and changes nothing.
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/conflux/sync-jobs/Both/reset"),
+        Some(json!({"cursor": {"value": "2020-01-01T00:00:00Z", "key": "A1"}})),
+    );
+    assert_eq!(s, 400, "{b}");
+    assert!(b.to_string().contains("beginning only"), "{b}");
+    let (_, after) = org.call(Method::GET, &org.data("/conflux/sync-jobs/Both"), None);
+    assert_eq!(after["changeCursor"], change_cursor, "{after}");
 
     // A reset compares every record again, and finds them agreeing.
     let (s, b) = org.call(
