@@ -67,6 +67,11 @@ impl Sender {
         let roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        Sender::trusting(roots, timeout, max_response)
+    }
+
+    /// The same, trusting the certificate authorities in `roots`.
+    fn trusting(roots: rustls::RootCertStore, timeout: Duration, max_response: usize) -> Sender {
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -631,6 +636,75 @@ mod tests {
         assert!(slot.is_none(), "Connection: close is obeyed");
         let e = post(&mut slot).await.err().unwrap();
         assert!(e.contains("larger than 1000 bytes"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn https_receivers_are_reached_over_tls_and_unknown_authorities_refused() {
+        use std::sync::Arc;
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let der = cert.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = l.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; 4096];
+                    let mut got = Vec::new();
+                    // Two requests on one connection, each answered with its own number.
+                    for n in 1..=2 {
+                        while !String::from_utf8_lossy(&got).contains("\r\n\r\n{}") {
+                            let k = s.read(&mut buf).await.unwrap();
+                            if k == 0 {
+                                return;
+                            }
+                            got.extend_from_slice(&buf[..k]);
+                        }
+                        got.clear();
+                        let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{n}");
+                        s.write_all(reply.as_bytes()).await.unwrap();
+                        s.flush().await.unwrap();
+                    }
+                });
+            }
+        });
+        let url = format!("https://localhost:{port}/hook");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let sender = Sender::trusting(roots, Duration::from_secs(5), 1000);
+        let mut slot = None;
+        for n in ["1", "2"] {
+            let r = sender
+                .post(&mut slot, &url, "application/json", &[], b"{}")
+                .await
+                .unwrap();
+            assert_eq!((r.status, r.body.as_slice()), (200, n.as_bytes()));
+        }
+        assert!(slot.is_some(), "the TLS connection is kept");
+        // The public roots do not know this certificate.
+        let public = Sender::new(Duration::from_secs(5), 1000);
+        let e = public
+            .post(&mut None, &url, "application/json", &[], b"{}")
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("TLS handshake") && e.contains("localhost"),
+            "{e}"
+        );
     }
 
     #[tokio::test]
