@@ -92,6 +92,11 @@ impl Api {
         })
     }
 
+    /// The URL of `/services/data/v60.0{rest}`.
+    pub fn url(&self, rest: &str) -> String {
+        format!("{}/services/data/v60.0{rest}", self.base)
+    }
+
     /// Calls `/services/data/v60.0{rest}`; the JSON answer (null when empty), an error on any
     /// status but 2xx.
     pub fn call(
@@ -100,17 +105,8 @@ impl Api {
         rest: &str,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}/services/data/v60.0{rest}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send()?;
-        let status = resp.status();
-        let text = resp.text()?;
-        if !status.is_success() {
+        let (status, text) = self.send(method, rest, body)?;
+        if !(200..300).contains(&status) {
             bail!("{rest}: HTTP {status}: {text}");
         }
         Ok(if text.is_empty() {
@@ -118,6 +114,36 @@ impl Api {
         } else {
             serde_json::from_str(&text)?
         })
+    }
+
+    /// Calls `/services/data/v60.0{rest}`; the status and the JSON answer (null when empty or
+    /// not JSON), whatever the status.
+    pub fn call_status(
+        &self,
+        method: reqwest::Method,
+        rest: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value)> {
+        let (status, text) = self.send(method, rest, body)?;
+        Ok((status, serde_json::from_str(&text).unwrap_or_default()))
+    }
+
+    fn send(
+        &self,
+        method: reqwest::Method,
+        rest: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, String)> {
+        let mut req = self
+            .http
+            .request(method, self.url(rest))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send()?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text()?))
     }
 }
 

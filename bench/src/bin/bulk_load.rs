@@ -20,7 +20,7 @@ use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use reqwest::blocking::Client;
+use bench::Api;
 use serde_json::{json, Value};
 
 const HEADER: &str = "Row_Number__c,External_Id__c,Name,Email__c,Amount__c,Created_At__c,Is_Active__c,Category__c,Score__c,Description__c";
@@ -68,51 +68,22 @@ fn generate(path: &str, rows: u64) -> Result<()> {
     Ok(())
 }
 
-struct Api {
-    http: Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    fn url(&self, rest: &str) -> String {
-        format!("{}/services/data/v59.0{rest}", self.base)
+/// Creates a Tooling API `kind` (CustomObject, CustomField) named `name`.
+fn tooling(api: &Api, kind: &str, name: &str, meta: Value) -> Result<()> {
+    let (s, b) = api.call_status(
+        reqwest::Method::POST,
+        &format!("/tooling/sobjects/{kind}"),
+        Some(json!({"FullName": name, "Metadata": meta})),
+    )?;
+    if s != 201 {
+        bail!("creating {kind} {name}: {s} {b}");
     }
-
-    fn json(
-        &self,
-        method: reqwest::Method,
-        rest: &str,
-        body: Option<Value>,
-    ) -> Result<(u16, Value)> {
-        let mut req = self
-            .http
-            .request(method, self.url(rest))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send()?;
-        let status = resp.status().as_u16();
-        let text = resp.text()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    }
-
-    fn tooling(&self, kind: &str, name: &str, meta: Value) -> Result<()> {
-        let (s, b) = self.json(
-            reqwest::Method::POST,
-            &format!("/tooling/sobjects/{kind}"),
-            Some(json!({"FullName": name, "Metadata": meta})),
-        )?;
-        if s != 201 {
-            bail!("creating {kind} {name}: {s} {b}");
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 fn create_object(api: &Api, object: &str, unique_key: bool) -> Result<()> {
-    api.tooling(
+    tooling(
+        api,
         "CustomObject",
         object,
         json!({"label": object.trim_end_matches("__c"), "nameField": {"type": "Text", "label": "Name"}}),
@@ -155,7 +126,7 @@ fn create_object(api: &Api, object: &str, unique_key: bool) -> Result<()> {
             json!({"type": "Text", "length": 255, "label": "Description"}),
         ),
     ] {
-        api.tooling("CustomField", &format!("{object}.{field}"), meta)?;
+        tooling(api, "CustomField", &format!("{object}.{field}"), meta)?;
     }
     Ok(())
 }
@@ -177,7 +148,7 @@ fn job(api: &Api, spec: Value, file: &str) -> Result<(f64, f64, u64, u64)> {
     // streams files in 8 KB reads, which would measure the client).
     let body = std::fs::read(file)?;
     let t0 = Instant::now();
-    let (s, created) = api.json(reqwest::Method::POST, "/jobs/ingest", Some(spec))?;
+    let (s, created) = api.call_status(reqwest::Method::POST, "/jobs/ingest", Some(spec))?;
     if s != 200 {
         bail!("create job: {s} {created}");
     }
@@ -200,7 +171,7 @@ fn job(api: &Api, spec: Value, file: &str) -> Result<(f64, f64, u64, u64)> {
         );
     }
     let upload = t0.elapsed().as_secs_f64();
-    let (s, b) = api.json(
+    let (s, b) = api.call_status(
         reqwest::Method::PATCH,
         &format!("/jobs/ingest/{id}"),
         Some(json!({"state": "UploadComplete"})),
@@ -209,7 +180,8 @@ fn job(api: &Api, spec: Value, file: &str) -> Result<(f64, f64, u64, u64)> {
         bail!("close: {s} {b}");
     }
     loop {
-        let (_, info) = api.json(reqwest::Method::GET, &format!("/jobs/ingest/{id}"), None)?;
+        let (_, info) =
+            api.call_status(reqwest::Method::GET, &format!("/jobs/ingest/{id}"), None)?;
         match info["state"].as_str() {
             Some("JobComplete") => {
                 let total = t0.elapsed().as_secs_f64();
@@ -229,39 +201,11 @@ fn job(api: &Api, spec: Value, file: &str) -> Result<(f64, f64, u64, u64)> {
     }
 }
 
-/// Logs in with the password grant.
-fn login(base: &str, user: &str, pass: &str, id: &str, secret: &str) -> Result<Api> {
-    let http = Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(3600))
-        .build()?;
-    let tok: Value = http
-        .post(format!("{base}/services/oauth2/token"))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", id),
-            ("client_secret", secret),
-            ("username", user),
-            ("password", pass),
-        ])
-        .send()?
-        .json()?;
-    let token = tok["access_token"]
-        .as_str()
-        .ok_or_else(|| anyhow!("login failed: {tok}"))?
-        .to_string();
-    Ok(Api {
-        http,
-        base: base.to_string(),
-        token,
-    })
-}
-
 fn run(args: &[String]) -> Result<()> {
     let [base, user, pass, id, secret, pid, file] = args else {
         bail!("usage: bulk_load run BASE_URL USERNAME PASSWORD CLIENT_ID CLIENT_SECRET SERVER_PID FILE");
     };
-    let api = login(base, user, pass, id, secret)?;
+    let api = Api::login(base, user, pass, id, secret)?;
     create_object(&api, "BenchInsert__c", false).context("insert object")?;
     create_object(&api, "BenchUpsert__c", true).context("upsert object")?;
     let only = std::env::var("BULK_ONLY").unwrap_or_default();
@@ -383,7 +327,7 @@ fn collections(args: &[String]) -> Result<()> {
     };
     let secs: f64 = secs.parse()?;
     let clients: usize = clients.parse()?;
-    let api = std::sync::Arc::new(login(base, user, pass, id, secret)?);
+    let api = std::sync::Arc::new(Api::login(base, user, pass, id, secret)?);
     const OBJECT: &str = "BenchCollection__c";
     create_object(&api, OBJECT, false).context("collection object")?;
     let rows = read_rows(file, 200_000)?;
