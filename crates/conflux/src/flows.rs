@@ -1,35 +1,25 @@
 //! `conflux flows list|show|put|delete|faults`: manage an org's flows from the terminal (put a
 //! YAML or JSON file, see where each flow comes from) and read the flow fault log.
 
-use std::path::PathBuf;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::remote::{Conn, ConnArgs};
+use crate::remote::{Conn, ConnArgs, FileArgs, OrgArgs};
 
 /// Flow commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum FlowsCommand {
     /// List the flows (name, object, trigger, where it is defined).
-    List(Conn1),
+    List(OrgArgs),
     /// Print one flow as JSON.
     Show(Named),
     /// Create or replace a flow from a YAML or JSON file (its `name`, or the file's name).
-    Put(PutArgs),
+    Put(FileArgs),
     /// Delete a flow created through the API.
     Delete(Named),
     /// The newest flow faults (one JSON object per line).
     Faults(FaultArgs),
-}
-
-/// Just the org.
-#[derive(Debug, clap::Args)]
-pub struct Conn1 {
-    /// The org.
-    #[command(flatten)]
-    pub conn: ConnArgs,
 }
 
 /// A flow name and the org.
@@ -37,16 +27,6 @@ pub struct Conn1 {
 pub struct Named {
     /// The flow's name.
     pub name: String,
-    /// The org.
-    #[command(flatten)]
-    pub conn: ConnArgs,
-}
-
-/// `flows put`.
-#[derive(Debug, clap::Args)]
-pub struct PutArgs {
-    /// The flow file (YAML or JSON).
-    pub file: PathBuf,
     /// The org.
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -110,27 +90,7 @@ pub async fn run(cmd: FlowsCommand) -> Result<i32> {
             Ok(0)
         }
         FlowsCommand::Put(a) => {
-            let text = std::fs::read_to_string(&a.file)
-                .with_context(|| format!("cannot read {}", a.file.display()))?;
-            let doc: Value = serde_yaml::from_str(&text)
-                .with_context(|| format!("{} is not YAML or JSON", a.file.display()))?;
-            let name = match doc["name"].as_str() {
-                Some(n) => n.to_string(),
-                None => a
-                    .file
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("")
-                    .to_string(),
-            };
-            let conn = Conn::connect(&a.conn).await?;
-            conn.json(
-                Method::PUT,
-                &format!("/conflux/flows/{name}"),
-                Some(&doc),
-                &format!("saving flow {name}"),
-            )
-            .await?;
+            let name = a.put("flows", "flow").await?;
             println!("flow {name} saved");
             Ok(0)
         }

@@ -230,3 +230,50 @@ impl Conn {
         Ok(resp.json().await.unwrap_or(Value::Null))
     }
 }
+
+/// Just the org (commands that name nothing else).
+#[derive(Debug, clap::Args)]
+pub struct OrgArgs {
+    /// The org.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// A definition file and the org (`flows put`, `sync put`).
+#[derive(Debug, clap::Args)]
+pub struct FileArgs {
+    /// The file (YAML or JSON).
+    pub file: PathBuf,
+    /// The org.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+impl FileArgs {
+    /// PUTs the file's document to `/conflux/{collection}/{name}` (its `name`, else the file's
+    /// name without extension), saying `what` it is in errors; the name.
+    pub async fn put(&self, collection: &str, what: &str) -> Result<String> {
+        let text = std::fs::read_to_string(&self.file)
+            .with_context(|| format!("cannot read {}", self.file.display()))?;
+        let doc: Value = serde_yaml::from_str(&text)
+            .with_context(|| format!("{} is not YAML or JSON", self.file.display()))?;
+        let name = match doc["name"].as_str() {
+            Some(n) => n.to_string(),
+            None => self
+                .file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("")
+                .to_string(),
+        };
+        let conn = Conn::connect(&self.conn).await?;
+        conn.json(
+            Method::PUT,
+            &format!("/conflux/{collection}/{name}"),
+            Some(&doc),
+            &format!("saving {what} {name}"),
+        )
+        .await?;
+        Ok(name)
+    }
+}

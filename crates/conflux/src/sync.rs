@@ -1,23 +1,22 @@
 //! `conflux sync list|put|run|status|errors|reset`: sync jobs from the terminal. `run` follows
 //! the run with a spinner counting rows read, written and refused until it ends.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::remote::{Conn, ConnArgs};
+use crate::remote::{Conn, ConnArgs, FileArgs, OrgArgs};
 
 /// Sync job commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum SyncCommand {
     /// List the jobs with their cursor and last run.
-    List(Conn1),
+    List(OrgArgs),
     /// Create or replace a job from a YAML or JSON file (its `name`, or the file's name).
-    Put(PutArgs),
+    Put(FileArgs),
     /// Run a job and follow it to the end.
     Run(Named),
     /// A job's definition, cursor, last runs.
@@ -28,29 +27,11 @@ pub enum SyncCommand {
     Reset(ResetArgs),
 }
 
-/// Just the org.
-#[derive(Debug, clap::Args)]
-pub struct Conn1 {
-    /// The org.
-    #[command(flatten)]
-    pub conn: ConnArgs,
-}
-
 /// A job name and the org.
 #[derive(Debug, clap::Args)]
 pub struct Named {
     /// The job's name.
     pub name: String,
-    /// The org.
-    #[command(flatten)]
-    pub conn: ConnArgs,
-}
-
-/// `sync put`.
-#[derive(Debug, clap::Args)]
-pub struct PutArgs {
-    /// The job file (YAML or JSON).
-    pub file: PathBuf,
     /// The org.
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -118,27 +99,7 @@ pub async fn run(cmd: SyncCommand) -> Result<i32> {
             Ok(0)
         }
         SyncCommand::Put(a) => {
-            let text = std::fs::read_to_string(&a.file)
-                .with_context(|| format!("cannot read {}", a.file.display()))?;
-            let doc: Value = serde_yaml::from_str(&text)
-                .with_context(|| format!("{} is not YAML or JSON", a.file.display()))?;
-            let name = match doc["name"].as_str() {
-                Some(n) => n.to_string(),
-                None => a
-                    .file
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("")
-                    .to_string(),
-            };
-            let conn = Conn::connect(&a.conn).await?;
-            conn.json(
-                Method::PUT,
-                &format!("/conflux/sync-jobs/{name}"),
-                Some(&doc),
-                &format!("saving sync job {name}"),
-            )
-            .await?;
+            let name = a.put("sync-jobs", "sync job").await?;
             println!("sync job {name} saved");
             Ok(0)
         }
