@@ -521,13 +521,15 @@ impl Engine {
                 Err(_) => {}
             }
         }
+        if result.is_ok() {
+            self.org
+                .metrics
+                .delivered(rows.iter().map(|r| now - r.new.created_ms));
+        }
         rows.iter()
             .map(|r| {
                 let settle = match &result {
-                    Ok(()) => {
-                        self.org.metrics.delivered(now - r.new.created_ms);
-                        Settle::Delivered
-                    }
+                    Ok(()) => Settle::Delivered,
                     Err(f) if f.permanent => Settle::Dead {
                         error: f.reason.clone(),
                     },

@@ -48,12 +48,14 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 }
 
 impl Metrics {
-    /// A notification was delivered `latency_ms` after it was queued.
-    pub fn delivered(&self, latency_ms: i64) {
+    /// Notifications were delivered (one message's): each one's time since it was queued (ms).
+    pub fn delivered(&self, latencies_ms: impl IntoIterator<Item = i64>) {
         let mut w = self.window.lock();
-        w.delivered += 1;
-        if w.latencies.len() < LATENCIES {
-            w.latencies.push(latency_ms.max(0) as u64);
+        for l in latencies_ms {
+            w.delivered += 1;
+            if w.latencies.len() < LATENCIES {
+                w.latencies.push(l.max(0) as u64);
+            }
         }
     }
 
@@ -110,9 +112,8 @@ mod tests {
     fn samples_are_rates_and_percentiles_of_their_interval() {
         let m = Metrics::default();
         m.sample(0, 100, 10);
-        for l in [10, 20, 30, 40, 1000] {
-            m.delivered(l);
-        }
+        m.delivered([10, 20]);
+        m.delivered([30, 40, 1000]);
         m.sample(2_000, 140, 25);
         m.sample(4_000, 140, 25);
         let j = m.json(2);
