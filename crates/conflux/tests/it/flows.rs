@@ -25,6 +25,8 @@ enum Mode {
     Fail,
     /// Never answers (until the mode changes).
     Hang,
+    /// Answers like `Ok` after 100 ms (requests sent together are answered together).
+    Slow,
 }
 
 /// One request the receiver got.
@@ -45,6 +47,8 @@ struct Receiver {
     bodies: Arc<Mutex<HashMap<String, String>>>,
     got: Arc<Mutex<Vec<Received>>>,
     stop: Arc<AtomicBool>,
+    /// Requests being answered now, and the most there ever were at once.
+    answering: Arc<Mutex<(usize, usize)>>,
 }
 
 impl Receiver {
@@ -55,6 +59,7 @@ impl Receiver {
             bodies: Arc::default(),
             got: Arc::default(),
             stop: Arc::default(),
+            answering: Arc::default(),
         };
         let me = r.clone();
         std::thread::spawn(move || {
@@ -142,16 +147,25 @@ impl Receiver {
             answered: mode,
         });
         let mut conn = conn;
+        if mode == Mode::Slow {
+            {
+                let mut a = self.answering.lock().unwrap();
+                a.0 += 1;
+                a.1 = a.1.max(a.0);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            self.answering.lock().unwrap().0 -= 1;
+        }
         let reply = match mode {
-            Mode::Ok if custom.is_some() => custom.unwrap(),
-            Mode::Ok => "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body><notificationsResponse xmlns=\"http://soap.sforce.com/2005/09/outbound\"><Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>".to_string(),
+            Mode::Ok | Mode::Slow if custom.is_some() => custom.unwrap(),
+            Mode::Ok | Mode::Slow => "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body><notificationsResponse xmlns=\"http://soap.sforce.com/2005/09/outbound\"><Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>".to_string(),
             Mode::Fail => "database unavailable".to_string(),
             Mode::Hang => {
                 std::thread::sleep(Duration::from_secs(30));
                 return;
             }
         };
-        let status = if mode == Mode::Ok {
+        let status = if matches!(mode, Mode::Ok | Mode::Slow) {
             "200 OK"
         } else {
             "500 Internal Server Error"
@@ -431,6 +445,42 @@ actions:
             .map(|m| m["delivered"].as_u64().unwrap())
             .sum::<u64>()
             >= 8
+    });
+}
+
+#[test]
+fn an_endpoint_never_has_more_messages_in_flight_than_its_concurrency() {
+    let rx = Receiver::start();
+    rx.set("/slow", Mode::Slow);
+    let data = data_dir("flows-concurrency");
+    write_flow(
+        &data,
+        "slow",
+        &format!(
+            "name: Slow_Hook\nobject: Account\non: [create]\nactions:\n  - type: webhook\n    name: Slow\n    url: {}\n",
+            rx.url("/slow")
+        ),
+    );
+    let org = Org::start_in(&data, &[], &["--delivery-concurrency", "3"]);
+    let records: Vec<Value> = (0..12)
+        .map(|i| json!({"attributes": {"type": "Account"}, "Name": format!("Slow {i}")}))
+        .collect();
+    let (s, b) = org.call(
+        Method::POST,
+        &org.data("/composite/sobjects"),
+        Some(json!({"allOrNone": true, "records": records})),
+    );
+    assert_eq!(s, 200, "{b}");
+    eventually("12 webhooks", || {
+        rx.received("/slow", Mode::Slow).len() >= 12
+    });
+    let most = rx.answering.lock().unwrap().1;
+    assert!(
+        (2..=3).contains(&most),
+        "{most} webhooks in flight at once with --delivery-concurrency 3"
+    );
+    eventually("an empty queue", || {
+        deliveries(&org, "state=all").is_empty()
     });
 }
 
