@@ -57,6 +57,8 @@ enum Broken {
     Failed(String),
 }
 
+/// How long connecting may take at most.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes a reply's status line and headers may take.
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -155,8 +157,17 @@ impl Sender {
     }
 
     async fn connect(&self, target: &Target<'_>) -> Result<Connection, String> {
-        let tcp = TcpStream::connect((target.host, target.port))
+        // A receiver that does not even accept gets at most 10 s of the request's time.
+        let within = self.timeout.min(CONNECT_TIMEOUT);
+        let tcp = tokio::time::timeout(within, TcpStream::connect((target.host, target.port)))
             .await
+            .map_err(|_| {
+                format!(
+                    "cannot connect to {}: no answer within {} s",
+                    target.origin,
+                    within.as_secs_f64()
+                )
+            })?
             .map_err(|e| format!("cannot connect to {}: {e}", target.origin))?;
         let _ = tcp.set_nodelay(true);
         let stream = if target.tls {
