@@ -51,12 +51,7 @@ pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
             let a = ctx.state.org.automation(&ctx.principal)?;
             let doc = flow_document(ctx)?;
             let (flow, created) = a.put_flow(&ctx.state.org, name, doc).await?;
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(json(status, &flow))
+            Ok(saved(created, &flow))
         }
         ["flows", name] if ctx.method == Method::DELETE => {
             let a = ctx.state.org.automation(&ctx.principal)?;
@@ -117,12 +112,7 @@ pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
             let a = ctx.state.org.automation(&ctx.principal)?;
             let doc = flow_document(ctx)?;
             let (c, created) = a.put_credential(&ctx.state.org, name, doc).await?;
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(json(status, &c))
+            Ok(saved(created, &c))
         }
         ["named-credentials", name] if ctx.method == Method::DELETE => {
             let a = ctx.state.org.automation(&ctx.principal)?;
@@ -171,12 +161,7 @@ pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
             let (s, created) = a
                 .put_external_service(&ctx.state.org, name, &credential, doc)
                 .await?;
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(json(status, &s))
+            Ok(saved(created, &s))
         }
         ["external-services", name] if ctx.method == Method::DELETE => {
             let a = ctx.state.org.automation(&ctx.principal)?;
@@ -203,12 +188,7 @@ pub async fn route(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
             let s = ctx.state.org.sync(&ctx.principal)?;
             let doc = flow_document(ctx)?;
             let (j, created) = s.put_job(&ctx.state.org, name, doc).await?;
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(json(status, &j))
+            Ok(saved(created, &j))
         }
         ["sync-jobs", name] if ctx.method == Method::DELETE => {
             let s = ctx.state.org.sync(&ctx.principal)?;
@@ -480,4 +460,14 @@ pub async fn invoke_flow(ctx: &Ctx, name: &str) -> Result<Response, ApiError> {
         StatusCode::BAD_REQUEST
     };
     Ok(json(status, &Json::Array(results)))
+}
+
+/// The answer to a PUT of a definition: 201 with it when it was created, 200 when replaced.
+fn saved(created: bool, body: &Json) -> Response {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    json(status, body)
 }
