@@ -65,16 +65,21 @@ setup_python() {
   fi
 }
 
-setup_node() {
-  command -v node >/dev/null || die "node not found"
-  command -v npm >/dev/null || die "npm not found"
-  local dir="$here/node" want have=""
+# `npm ci` in DIR, again only when its lockfile or Node changed.
+npm_install() {
+  local dir="$1" want have=""
   want="$(sha "$dir/package-lock.json") $(node --version)"
   [[ -f "$dir/node_modules/.conflux-stamp" ]] && have="$(cat "$dir/node_modules/.conflux-stamp")"
   if [[ "$want" != "$have" ]]; then
     (cd "$dir" && quiet npm ci --silent --no-audit --no-fund) || exit 2
     printf '%s\n' "$want" >"$dir/node_modules/.conflux-stamp"
   fi
+}
+
+setup_node() {
+  command -v node >/dev/null || die "node not found"
+  command -v npm >/dev/null || die "npm not found"
+  npm_install "$here/node"
 }
 
 setup_browser() {
@@ -89,13 +94,7 @@ setup_browser() {
     [[ -x "$chromium" ]] || die "no Chromium at $chromium: install it (apt-get install -y chromium) or set CHROMIUM"
   fi
   export CHROMIUM="$chromium"
-  local dir="$here/browser" want have=""
-  want="$(sha "$dir/package-lock.json") $(node --version)"
-  [[ -f "$dir/node_modules/.conflux-stamp" ]] && have="$(cat "$dir/node_modules/.conflux-stamp")"
-  if [[ "$want" != "$have" ]]; then
-    (cd "$dir" && quiet npm ci --silent --no-audit --no-fund) || exit 2
-    printf '%s\n' "$want" >"$dir/node_modules/.conflux-stamp"
-  fi
+  npm_install "$here/browser"
 }
 
 # run_suite NAME DIR CMD...: run a test runner; summarise on success, dump the log on failure.

@@ -133,8 +133,8 @@ impl LaneState {
         }
     }
 
-    /// Reads due notifications of the lane's endpoint ahead; how many it added.
-    fn read(&mut self, store: &dyn store::Store, now: i64, in_flight: &mut HashSet<u64>) -> usize {
+    /// Reads due notifications of the lane's endpoint ahead.
+    fn read(&mut self, store: &dyn store::Store, now: i64, in_flight: &mut HashSet<u64>) {
         // From the earliest, the rows claimed already (read ahead, in flight, settling) come
         // first in due order and are skipped; from a position, none are there.
         let want = match self.after {
@@ -155,18 +155,13 @@ impl LaneState {
                     self.drained = true;
                 }
                 let mut ahead = self.lane.ahead.lock();
-                let before = ahead.len();
                 for r in rows {
                     if in_flight.insert(r.seq) {
                         ahead.push_back(r);
                     }
                 }
-                ahead.len() - before
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read due notifications");
-                0
-            }
+            Err(e) => tracing::error!(error = %e, "cannot read due notifications"),
         }
     }
 }

@@ -128,8 +128,8 @@ impl Sender {
         if slot.as_ref().is_some_and(|c| c.origin != target.origin) {
             *slot = None;
         }
-        let reused = slot.is_some();
         if let Some(conn) = slot.as_mut() {
+            // A reused connection: if it was gone, the request goes again on a new one below.
             match conn.exchange(request, self.max_response).await {
                 Ok((reply, keep)) => {
                     if !keep {
@@ -137,8 +137,8 @@ impl Sender {
                     }
                     return Ok(reply);
                 }
-                Err(Broken::Stale(_)) if reused => *slot = None,
-                Err(Broken::Stale(e) | Broken::Failed(e)) => {
+                Err(Broken::Stale(_)) => *slot = None,
+                Err(Broken::Failed(e)) => {
                     *slot = None;
                     return Err(e);
                 }

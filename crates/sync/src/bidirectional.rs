@@ -380,13 +380,17 @@ async fn reconcile(
 
     let mut plans: Vec<(String, Plan)> = Vec::new();
     let mut errors: Vec<SyncErrorRow> = Vec::new();
-    let error = |key: &str, error: String, payload: String| SyncErrorRow {
-        job: name.clone(),
-        run: run.id,
-        key: key.to_string(),
-        error,
-        payload,
-        created_ms: now,
+    // A refused row of this run (also used inside the write job, hence owned captures).
+    let error = {
+        let (job, run) = (name.clone(), run.id);
+        move |key: &str, error: String, payload: String| SyncErrorRow {
+            job: job.clone(),
+            run,
+            key: key.to_string(),
+            error,
+            payload,
+            created_ms: now,
+        }
     };
     for k in keys {
         let rec = org_now.get(k);
@@ -549,6 +553,7 @@ async fn reconcile(
     let mut next = run.clone();
     next.read += keys.len() as u64;
     let job_name = name.clone();
+    let refused = error.clone();
     let done =
         org.store()
             .write(move |tx| {
@@ -570,14 +575,11 @@ async fn reconcile(
                             }
                             Err(e) => {
                                 tx.rollback_savepoint()?;
-                                errors.push(SyncErrorRow {
-                                    job: job_name.clone(),
-                                    run: next.id,
-                                    key: k.clone(),
-                                    error: format!("{}: {}", e.code, e.message),
-                                    payload: "null".into(),
-                                    created_ms: now,
-                                });
+                                errors.push(refused(
+                                    k,
+                                    format!("{}: {}", e.code, e.message),
+                                    "null".into(),
+                                ));
                                 continue;
                             }
                         }
@@ -597,26 +599,20 @@ async fn reconcile(
                             }
                             Ok(service::ops::UpsertOutcome::Multiple(_)) => {
                                 tx.rollback_savepoint()?;
-                                errors.push(SyncErrorRow {
-                                    job: job_name.clone(),
-                                    run: next.id,
-                                    key: k.clone(),
-                                    error: format!("more than one {} has {ext} = {k}", o.name),
-                                    payload: body.to_string(),
-                                    created_ms: now,
-                                });
+                                errors.push(refused(
+                                    k,
+                                    format!("more than one {} has {ext} = {k}", o.name),
+                                    body.to_string(),
+                                ));
                                 continue;
                             }
                             Err(e) => {
                                 tx.rollback_savepoint()?;
-                                errors.push(SyncErrorRow {
-                                    job: job_name.clone(),
-                                    run: next.id,
-                                    key: k.clone(),
-                                    error: format!("{}: {}", e.code, e.message),
-                                    payload: body.to_string(),
-                                    created_ms: now,
-                                });
+                                errors.push(refused(
+                                    k,
+                                    format!("{}: {}", e.code, e.message),
+                                    body.to_string(),
+                                ));
                                 continue;
                             }
                         }

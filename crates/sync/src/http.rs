@@ -100,9 +100,19 @@ pub struct HttpSourceDef<'a> {
     pub overlap_secs: u64,
 }
 
+/// Whether `url` is an absolute `http://` or `https://` URL (scheme in any case).
+pub(crate) fn is_absolute(url: &str) -> bool {
+    ["http://", "https://"].iter().any(|p| {
+        url.len() > p.len()
+            && url
+                .get(..p.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    })
+}
+
 /// The full URL of `url`: itself when absolute, else after the credential's base URL.
 fn full_url(cred: &Credential, url: &str) -> String {
-    if url.starts_with("http://") || url.starts_with("https://") {
+    if is_absolute(url) {
         url.to_string()
     } else {
         format!(

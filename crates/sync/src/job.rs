@@ -902,13 +902,7 @@ fn parse_operation(o: &str) -> Result<Operation, String> {
 
 /// An HTTP connector's URL is absolute, unless a named credential gives the base it follows.
 fn check_http_url(side: &str, url: &str, credential: Option<&str>) -> Result<(), String> {
-    let absolute = ["http://", "https://"].iter().any(|p| {
-        url.len() > p.len()
-            && url
-                .get(..p.len())
-                .is_some_and(|h| h.eq_ignore_ascii_case(p))
-    });
-    if credential.is_none() && !absolute {
+    if credential.is_none() && !crate::http::is_absolute(url) {
         return Err(format!(
             "the {side}'s url {url:?} is not absolute (give an absolute URL, or a credential)"
         ));
