@@ -467,6 +467,74 @@ fn delivery(endpoint: &str, action: &str, next_ms: i64) -> store::NewDelivery {
 }
 
 #[tokio::test]
+async fn queue_counts_per_endpoint_split_queued_failing_and_dead_with_the_oldest_queued() {
+    use store::{DeliveryCounts, Settle};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: Arc<dyn Store> = s.clone();
+    let made = |endpoint: &str, created_ms: i64| store::NewDelivery {
+        created_ms,
+        ..delivery(endpoint, "A", created_ms)
+    };
+    let seqs = st
+        .write(move |tx| {
+            let mut v = Vec::new();
+            for (e, at) in [
+                ("http://c", 10),
+                ("http://c", 20),
+                ("http://c", 30),
+                ("http://d", 40),
+                ("http://e", 50),
+            ] {
+                v.push(tx.enqueue_delivery(&made(e, at))?);
+            }
+            Ok(v)
+        })
+        .await
+        .unwrap();
+    let outcomes = vec![
+        (seqs[0], Settle::Delivered),
+        (
+            seqs[1],
+            Settle::Retry {
+                next_ms: 900,
+                error: "HTTP 500".into(),
+            },
+        ),
+        (
+            seqs[3],
+            Settle::Dead {
+                error: "gone".into(),
+            },
+        ),
+        (seqs[4], Settle::Delivered),
+    ];
+    st.write(move |tx| Ok(tx.settle_deliveries(&outcomes, 60)?))
+        .await
+        .unwrap();
+    // An endpoint with nothing left is not listed; the oldest queued row counts, failing or not.
+    assert_eq!(
+        st.read(|tx| tx.delivery_counts()).unwrap(),
+        vec![
+            DeliveryCounts {
+                endpoint: "http://c".into(),
+                queued: 1,
+                failing: 1,
+                dead: 0,
+                oldest_ms: Some(20),
+            },
+            DeliveryCounts {
+                endpoint: "http://d".into(),
+                queued: 0,
+                failing: 0,
+                dead: 1,
+                oldest_ms: None,
+            },
+        ]
+    );
+}
+
+#[tokio::test]
 async fn the_delivery_queue_commits_with_its_job_and_settles_each_outcome() {
     use store::{DeliveryFilter, DeliveryState, Settle};
     let dir = tempfile::tempdir().unwrap();
