@@ -9,6 +9,12 @@ use crate::tx::backend;
 
 /// `meta_kv` key holding the highest replay id pruned so far.
 const PRUNED_THROUGH: &str = "events_pruned_through";
+/// `meta_kv` key holding the replay id through which ids may be announced before the commit that
+/// appended them is durable (see [`recover_reservation`]).
+const RESERVED_THROUGH: &str = "events_reserved_through";
+/// Replay ids reserved at a time: a commit whose events go past the reservation records a new one
+/// this far beyond them, and is announced only once durable.
+pub(crate) const RESERVE: u64 = 1 << 20;
 
 const COLUMNS: &str = "replay_id, stream, kind, created_ms, uuid, schema_id, payload";
 
@@ -81,13 +87,18 @@ pub(crate) fn all_after(conn: &Connection, after: u64, limit: usize) -> StoreRes
     rows.take(limit).map(|r| r.map_err(backend)).collect()
 }
 
-pub(crate) fn bounds(conn: &Connection) -> StoreResult<EventBounds> {
+/// The last replay id given (the sequence, whether or not that event is still in the log).
+pub(crate) fn last(conn: &Connection) -> StoreResult<u64> {
     let last: Option<i64> = conn
         .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'event_log'")
         .map_err(backend)?
         .query_row([], |r| r.get(0))
         .optional()
         .map_err(backend)?;
+    Ok(last.unwrap_or(0).max(0) as u64)
+}
+
+pub(crate) fn bounds(conn: &Connection) -> StoreResult<EventBounds> {
     let pruned: Option<String> = conn
         .prepare_cached("SELECT value FROM meta_kv WHERE key = ?1")
         .map_err(backend)?
@@ -96,8 +107,64 @@ pub(crate) fn bounds(conn: &Connection) -> StoreResult<EventBounds> {
         .map_err(backend)?;
     Ok(EventBounds {
         pruned_through: pruned.and_then(|p| p.parse().ok()).unwrap_or(0),
-        last: last.unwrap_or(0).max(0) as u64,
+        last: last(conn)?,
     })
+}
+
+fn set_kv(conn: &Connection, key: &str, value: u64) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta_kv (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )
+    .map_err(backend)?
+    .execute(params![key, value.to_string()])
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// The replay id through which ids are reserved.
+pub(crate) fn reserved(conn: &Connection) -> StoreResult<u64> {
+    let v: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta_kv WHERE key = ?1")
+        .map_err(backend)?
+        .query_row([RESERVED_THROUGH], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Records that replay ids through `through` may be announced before their commit is durable.
+/// Written in a commit that is itself announced only once durable.
+pub(crate) fn reserve(conn: &Connection, through: u64) -> StoreResult<()> {
+    set_kv(conn, RESERVED_THROUGH, through)
+}
+
+/// At start: moves the replay id sequence past the reservation and returns it. Subscribers may
+/// have received events of a commit that a power loss then undid; their ids are at most the
+/// reservation, so starting after it keeps every replay id unique. After a clean stop the
+/// reservation equals the sequence ([`settle_reservation`]) and nothing is skipped.
+pub(crate) fn recover_reservation(conn: &Connection) -> StoreResult<u64> {
+    let through = reserved(conn)?;
+    if last(conn)? < through {
+        let n = conn
+            .prepare_cached("UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'event_log'")
+            .map_err(backend)?
+            .execute([through.min(i64::MAX as u64) as i64])
+            .map_err(backend)?;
+        if n == 0 {
+            conn.prepare_cached("INSERT INTO sqlite_sequence (name, seq) VALUES ('event_log', ?1)")
+                .map_err(backend)?
+                .execute([through.min(i64::MAX as u64) as i64])
+                .map_err(backend)?;
+        }
+    }
+    Ok(through)
+}
+
+/// At a clean stop, when every commit is durable: nothing beyond the sequence was announced, so
+/// the reservation shrinks back to it.
+pub(crate) fn settle_reservation(conn: &Connection) -> StoreResult<()> {
+    set_kv(conn, RESERVED_THROUGH, last(conn)?)
 }
 
 /// Removes the events created before `before_ms`: every event older than the first one that is
@@ -124,13 +191,7 @@ pub(crate) fn prune(conn: &Connection, before_ms: i64) -> StoreResult<u64> {
         .map_err(backend)?
         .execute([through])
         .map_err(backend)?;
-    conn.prepare_cached(
-        "INSERT INTO meta_kv (key, value) VALUES (?1, ?2)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    )
-    .map_err(backend)?
-    .execute(params![PRUNED_THROUGH, through.to_string()])
-    .map_err(backend)?;
+    set_kv(conn, PRUNED_THROUGH, through as u64)?;
     Ok(n as u64)
 }
 

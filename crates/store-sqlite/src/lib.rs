@@ -1,9 +1,10 @@
 //! The embedded default store: SQLite in WAL mode with a group-committing writer and a reader pool.
 //!
 //! One writer thread owns the only write connection. It takes every job waiting in its queue (up to
-//! [`MAX_BATCH`]), runs each inside its own savepoint within one transaction, commits once with
-//! `synchronous=FULL` (one fsync for the whole batch: group commit), and only then reports each
-//! job's outcome. Readers use a small pool of connections that see committed data only.
+//! [`MAX_BATCH`]), runs each inside its own savepoint within one transaction, commits once, syncs
+//! the WAL once for the whole batch (group commit), and only then reports each job's outcome. The
+//! batch's events are announced to subscribers between the commit and the sync ([`Durability`]).
+//! Readers use a small pool of connections that see committed data only.
 //!
 //! WAL checkpoints run on their own thread and connection, started after each commit, so copying
 //! WAL frames into the database overlaps with the writer's next batch; the writer's own
@@ -99,6 +100,8 @@ pub struct SqliteStore {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// What the service attached for write jobs ([`Store::set_context`]).
     context: Arc<Mutex<Option<Context>>>,
+    /// Whether the writer syncs the WAL itself after each commit (see [`Durability`]).
+    defers_sync: bool,
 }
 
 /// The service's state attached to the store.
@@ -277,7 +280,10 @@ impl SqliteStore {
         let schema = load_schema(&conn)?;
         conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
         sync_tables(&conn, &schema)?;
+        let reserved = events::recover_reservation(&conn)?;
         conn.execute_batch("COMMIT").map_err(backend)?;
+        let durability = Durability::new(&conn, path, options.durable, reserved);
+        let defers_sync = durability.wal.is_some();
         let schema = Arc::new(ArcSwap::from_pointee(schema));
         let mut readers = Vec::new();
         for _ in 0..options.readers.max(1) {
@@ -343,6 +349,7 @@ impl SqliteStore {
                     rx,
                     writer_schema,
                     marker,
+                    durability,
                     writer_commits,
                     checkpoint_tx,
                     writer_tip,
@@ -366,12 +373,19 @@ impl SqliteStore {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             context,
+            defers_sync,
         }))
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the writer syncs the WAL itself after each commit, so a commit's events are
+    /// announced while the sync runs (a durable store whose WAL file could be opened).
+    pub fn defers_sync(&self) -> bool {
+        self.defers_sync
     }
 
     /// How many pooled readers hold an open read transaction (for tests and diagnostics).
@@ -426,12 +440,75 @@ fn release_stale(readers: &[Mutex<Reader>], current: u64) {
     }
 }
 
+/// How the writer makes a commit durable, and how far replay ids may be announced before it is.
+///
+/// With a durable store the writer connection runs with `synchronous=NORMAL`, so `COMMIT` writes
+/// the WAL frames (and makes them visible) without waiting for the disk; the writer then syncs
+/// the WAL file itself, which is what `synchronous=FULL` does inside `COMMIT`, and acknowledges the
+/// batch's jobs only after that. The gap lets a commit's events reach subscribers while the sync
+/// runs. What may be seen before it is durable survives `kill -9` (it is in the kernel's page
+/// cache) and is lost only with the machine; replay ids stay unique even then because ids are
+/// announced early only up to a reservation that an earlier, durable commit recorded
+/// ([`events::recover_reservation`]).
+struct Durability {
+    /// The WAL file, synced after each commit; `None` when SQLite syncs inside `COMMIT` (the
+    /// WAL could not be opened) or nothing is synced (a throwaway store).
+    wal: Option<std::fs::File>,
+    /// Replay ids through this one may be announced before their commit is durable.
+    reserved: u64,
+}
+
+impl Durability {
+    fn new(conn: &Connection, path: &Path, durable: bool, reserved: u64) -> Durability {
+        if !durable {
+            return Durability {
+                wal: None,
+                reserved,
+            };
+        }
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&wal_path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                conn.pragma_update(None, "synchronous", "NORMAL")
+                    .map(|()| f)
+                    .map_err(|e| e.to_string())
+            });
+        match wal {
+            Ok(f) => Durability {
+                wal: Some(f),
+                reserved,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sync the WAL apart from commits; SQLite syncs inside each commit");
+                Durability {
+                    wal: None,
+                    reserved,
+                }
+            }
+        }
+    }
+
+    /// Syncs what the last commit wrote.
+    fn sync(&self) -> std::io::Result<()> {
+        match &self.wal {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn writer_loop(
     conn: Connection,
     mut rx: mpsc::Receiver<WriteJob>,
     schema: Arc<ArcSwap<Schema>>,
     marker: OrgMarker,
+    mut durability: Durability,
     commits: Arc<AtomicU64>,
     checkpoint: std::sync::mpsc::SyncSender<()>,
     tip: Arc<tokio::sync::watch::Sender<u64>>,
@@ -453,12 +530,21 @@ fn writer_loop(
             batch,
             &schema,
             marker,
+            &mut durability,
             &mut seqs,
             (&commits, &tip, &wake),
             ctx.as_ref(),
         );
         // Full means a checkpoint is already pending.
         let _ = checkpoint.try_send(());
+    }
+    // A clean stop: every commit is durable, so the next start need not skip replay ids.
+    if let Err(e) = events::settle_reservation(&conn).and_then(|()| {
+        durability
+            .sync()
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }) {
+        tracing::warn!(error = %e, "cannot settle the replay id reservation");
     }
     tracing::debug!("writer stopped");
 }
@@ -474,6 +560,7 @@ fn run_batch(
     batch: Vec<WriteJob>,
     schema: &ArcSwap<Schema>,
     marker: OrgMarker,
+    durability: &mut Durability,
     seqs: &mut HashMap<String, u64>,
     (commits, tip, wake): (
         &AtomicU64,
@@ -569,38 +656,62 @@ fn run_batch(
             .map(|_| ())
             .map_err(backend);
     }
+    // The new tip: the sequence as the batch leaves it (an event appended in a savepoint that was
+    // rolled back gave its id back). Past the reservation, the commit records a new one and is
+    // announced only once durable.
+    let mut last_event = None;
+    let mut reserve = None;
+    if events && commit.is_ok() {
+        commit = events::last(conn).and_then(|last| {
+            last_event = Some(last);
+            if last > durability.reserved {
+                reserve = Some(last + events::RESERVE);
+                events::reserve(conn, last + events::RESERVE)?;
+            }
+            Ok(())
+        });
+    }
     if commit.is_ok() {
         commit = exec(conn, "COMMIT").map_err(backend);
     }
-    match &commit {
-        Ok(()) => {
-            if changed {
-                schema.store(working);
+    let announce = |last: u64| {
+        tip.send_if_modified(|t| {
+            let moved = last > *t;
+            *t = (*t).max(last);
+            moved
+        });
+    };
+    if commit.is_ok() {
+        if changed {
+            schema.store(working);
+        }
+        // Before anyone hears of this commit: a read that starts after an acknowledgement
+        // must not reuse a snapshot from before it.
+        commits.fetch_add(1, Ordering::Release);
+        let early = durability.wal.is_some() && reserve.is_none();
+        if let Some(last) = last_event.filter(|_| early) {
+            announce(last);
+        }
+        if let Err(e) = durability.sync() {
+            // The batch is committed and visible, but may not survive the machine: nobody is
+            // told it succeeded.
+            tracing::error!(error = %e, "cannot sync the WAL; the batch's jobs are told they failed");
+            commit = Err(StoreError::Backend(format!(
+                "the commit could not be made durable: {e}"
+            )));
+        } else {
+            durability.reserved = reserve.unwrap_or(durability.reserved);
+            if let Some(last) = last_event.filter(|_| !early) {
+                announce(last);
             }
-            // Before anyone hears of this commit: a read that starts after an acknowledgement
-            // must not reuse a snapshot from before it.
-            commits.fetch_add(1, Ordering::Release);
             if deliveries {
                 wake.send_modify(|n| *n += 1);
             }
-            if events {
-                match events::bounds(conn) {
-                    Ok(b) => {
-                        tip.send_if_modified(|t| {
-                            let moved = b.last > *t;
-                            *t = (*t).max(b.last);
-                            moved
-                        });
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot read the event log's tip"),
-                }
-            }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "commit failed; the batch was rolled back");
-            let _ = exec(conn, "ROLLBACK");
-            *seqs = seqs_before;
-        }
+    } else if let Err(e) = &commit {
+        tracing::error!(error = %e, "commit failed; the batch was rolled back");
+        let _ = exec(conn, "ROLLBACK");
+        *seqs = seqs_before;
     }
     for d in done {
         let r = match &commit {

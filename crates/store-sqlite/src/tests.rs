@@ -437,7 +437,7 @@ async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
     let last = ink[1].replay_id;
     st.write(|tx| Ok(tx.prune_events(10_000)?)).await.unwrap();
     drop(st);
-    drop(s);
+    s.close();
     let s = open(&dir);
     let st: Arc<dyn Store> = s.clone();
     assert_eq!(*st.event_tip().borrow(), last);
@@ -451,6 +451,62 @@ async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
     );
     let b = st.read(|tx| tx.event_bounds()).unwrap();
     assert_eq!((b.pruned_through, b.last), (last, next));
+}
+
+#[tokio::test]
+async fn replay_ids_announced_before_their_commit_was_durable_are_never_reused() {
+    use store::{EventKind, EventSelect};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    assert!(s.defers_sync(), "a durable store syncs the WAL itself");
+    let st: Arc<dyn Store> = s.clone();
+    let publish = |st: Arc<dyn Store>, n: u32| async move {
+        st.write(move |tx| {
+            Ok(tx.append_event(&event("Low_Ink__e", EventKind::Platform, 1_000, n))?)
+        })
+        .await
+        .unwrap()
+    };
+    let first = publish(st.clone(), 1).await;
+    // What the disk holds now that the first commit is durable (the writer is idle: the database
+    // file, then the WAL whose frames a checkpoint may be copying into it).
+    let lost = tempfile::tempdir().unwrap();
+    for f in ["org.db", "org.db-wal"] {
+        std::fs::copy(dir.path().join(f), lost.path().join(f)).unwrap();
+    }
+    // Its events are announced while the commit is synced: subscribers may see replay id
+    // `second` before the disk holds it.
+    let second = publish(st.clone(), 2).await;
+    assert_eq!(second, first + 1);
+    drop(st);
+    s.close();
+
+    // A power loss took the second commit: the files are as they were before it.
+    let s = SqliteStore::open(&lost.path().join("org.db"), Options::default()).unwrap();
+    let st: Arc<dyn Store> = s.clone();
+    let kept = st
+        .read(|tx| tx.events_after(EventSelect::Stream("Low_Ink__e"), 0, 10))
+        .unwrap();
+    assert_eq!(
+        kept.iter().map(|e| e.replay_id).collect::<Vec<_>>(),
+        [first]
+    );
+    let third = publish(st.clone(), 3).await;
+    assert!(
+        third > second,
+        "a replay id a subscriber may have seen ({second}) is not given to another event ({third})"
+    );
+    assert!(*st.event_tip().borrow() >= third);
+    drop(st);
+    s.close();
+
+    // After a clean stop nothing is skipped.
+    let s = open(&dir);
+    let st: Arc<dyn Store> = s.clone();
+    assert_eq!(*st.event_tip().borrow(), second);
+    assert_eq!(publish(st.clone(), 4).await, second + 1);
+    drop(st);
+    s.close();
 }
 
 fn delivery(endpoint: &str, action: &str, next_ms: i64) -> store::NewDelivery {
