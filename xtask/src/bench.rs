@@ -618,7 +618,7 @@ Steady p50: Conflux {:.2} ms vs cometd-nodejs-server {:.2} ms (goal: lower).\n",
     let report = format!(
         "Rust load generator (bayeux_load):\n\n{}\n{} subscribers held at once on Conflux: {} received the next event in {:.2} s; server RSS {:.0} MB (before: {:.0} MB; goal < 500 MB).\n\n\
 CometD JavaScript client (bench.mjs, one Node process):\n\n{}\n\
-Durable publishing, {} events: Conflux (4 x 200-event sObject collections, synchronous=FULL) {:.0} events/s; \
+Durable publishing, {} events: Conflux (4 x 200-event sObject collections, WAL synced before each answer) {:.0} events/s; \
 nats-server JetStream (file storage, 256 in flight, no fsync) {:.0} msgs/s; ratio **{:.2}**.\n",
         table(&lean),
         h["clients"], h["delivered"], f(&h["fanoutSeconds"]), f(&h["rssHeldMb"]), f(&h["rssBeforeMb"]),

@@ -7,7 +7,7 @@
 //! Conflux (at `URL`, logged in as `TOKEN`): a platform event type `Bench_Pub__e` is created,
 //! then four publishers post `POST /composite/sobjects` calls of 200 events each (the largest
 //! collection) until EVENTS (default 200,000) are acknowledged. Each 201 means the events are
-//! committed to SQLite with `synchronous=FULL`.
+//! committed to SQLite and the WAL synced.
 //!
 //! JetStream: a nats-server started here on a free loopback port, file storage under
 //! SCRATCH_DIR (the same filesystem as Conflux's data), one stream; the publisher keeps 256

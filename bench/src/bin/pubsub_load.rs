@@ -7,8 +7,8 @@
 //!
 //! Conflux: a platform event type `Bench_Stream__e` (one text field) is created through REST;
 //! a `PublishStream` call sends EVENTS events (default 1,000,000) in `PublishRequest`s of 200,
-//! keeping up to 8 requests unanswered; each answer means the events are committed (SQLite,
-//! `synchronous=FULL`). Then a `Subscribe` from EARLIEST drains all of them, keeping the
+//! keeping up to 8 requests unanswered; each answer means the events are committed (SQLite, the
+//! WAL synced). Then a `Subscribe` from EARLIEST drains all of them, keeping the
 //! flow-control maximum of 100 events requested (it asks again for as many as each response
 //! brought).
 //!

@@ -65,7 +65,7 @@ pub const QUEUE_LEN: usize = 4096;
 pub struct Options {
     /// Number of pooled read connections.
     pub readers: usize,
-    /// Use `synchronous=FULL` (fsync per commit). Off only for throwaway test data.
+    /// Sync the WAL after every commit before acknowledging it. Off only for throwaway test data.
     pub durable: bool,
 }
 
