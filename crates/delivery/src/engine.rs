@@ -798,3 +798,89 @@ fn snippet(body: &[u8]) -> String {
         format!(": {text}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use store::Store;
+
+    use super::{LaneState, READ_AHEAD};
+
+    const ENDPOINT: &str = "http://127.0.0.1:9/hook";
+
+    fn row(next_ms: i64) -> store::NewDelivery {
+        store::NewDelivery {
+            kind: "webhook".into(),
+            endpoint: ENDPOINT.into(),
+            action: "hook".into(),
+            record: String::new(),
+            payload: "{}".into(),
+            created_ms: 1,
+            next_ms,
+            expires_ms: i64::MAX,
+        }
+    }
+
+    async fn enqueue(store: &dyn Store, next: Vec<i64>) -> Vec<u64> {
+        store
+            .write(move |tx| {
+                let mut seqs = Vec::new();
+                for n in next {
+                    seqs.push(tx.enqueue_delivery(&row(n))?);
+                }
+                Ok(seqs)
+            })
+            .await
+            .unwrap()
+    }
+
+    fn ahead(state: &LaneState) -> Vec<u64> {
+        state.lane.ahead.lock().iter().map(|r| r.seq).collect()
+    }
+
+    /// A notification can fall due behind the lane's read position (its job stamped it before
+    /// the rows read last, and committed after them); reading on from the position never finds
+    /// it, so a read that reaches the end starts again from the earliest.
+    #[tokio::test]
+    async fn a_notification_due_behind_the_read_position_is_found_once_a_read_reaches_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = store_sqlite::SqliteStore::open(
+            &dir.path().join("org.db"),
+            store_sqlite::Options {
+                durable: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let store: Arc<dyn Store> = sqlite.clone();
+        let first = enqueue(
+            &*store,
+            (0..READ_AHEAD as i64 + 10).map(|i| 1_000 + i).collect(),
+        )
+        .await;
+        let mut state = LaneState::new(ENDPOINT.into());
+        let mut in_flight = HashSet::new();
+        let now = 1_000_000;
+
+        // A full read ahead: the lane holds a position and has not reached the end.
+        state.read(&*store, now, &mut in_flight);
+        assert_eq!(ahead(&state), first[..READ_AHEAD]);
+        assert!(state.after.is_some() && !state.drained);
+
+        // Due before everything read so far, queued after it.
+        let behind = enqueue(&*store, vec![500]).await[0];
+        state.lane.ahead.lock().clear();
+        state.read(&*store, now, &mut in_flight);
+        assert_eq!(ahead(&state), first[READ_AHEAD..], "on from the position");
+        assert!(state.drained, "that read reached the end");
+
+        // The next look starts from the earliest: only the one behind is new.
+        state.lane.ahead.lock().clear();
+        state.drained = false;
+        state.read(&*store, now, &mut in_flight);
+        assert_eq!(ahead(&state), [behind]);
+        sqlite.close();
+    }
+}
