@@ -99,16 +99,21 @@ pub(crate) fn last(conn: &Connection) -> StoreResult<u64> {
 }
 
 pub(crate) fn bounds(conn: &Connection) -> StoreResult<EventBounds> {
-    let pruned: Option<String> = conn
-        .prepare_cached("SELECT value FROM meta_kv WHERE key = ?1")
-        .map_err(backend)?
-        .query_row([PRUNED_THROUGH], |r| r.get(0))
-        .optional()
-        .map_err(backend)?;
     Ok(EventBounds {
-        pruned_through: pruned.and_then(|p| p.parse().ok()).unwrap_or(0),
+        pruned_through: get_kv(conn, PRUNED_THROUGH)?,
         last: last(conn)?,
     })
+}
+
+/// A number kept in `meta_kv` (0 when absent).
+fn get_kv(conn: &Connection, key: &str) -> StoreResult<u64> {
+    let v: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta_kv WHERE key = ?1")
+        .map_err(backend)?
+        .query_row([key], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 fn set_kv(conn: &Connection, key: &str, value: u64) -> StoreResult<()> {
@@ -122,17 +127,6 @@ fn set_kv(conn: &Connection, key: &str, value: u64) -> StoreResult<()> {
     Ok(())
 }
 
-/// The replay id through which ids are reserved.
-pub(crate) fn reserved(conn: &Connection) -> StoreResult<u64> {
-    let v: Option<String> = conn
-        .prepare_cached("SELECT value FROM meta_kv WHERE key = ?1")
-        .map_err(backend)?
-        .query_row([RESERVED_THROUGH], |r| r.get(0))
-        .optional()
-        .map_err(backend)?;
-    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
-}
-
 /// Records that replay ids through `through` may be announced before their commit is durable.
 /// Written in a commit that is itself announced only once durable.
 pub(crate) fn reserve(conn: &Connection, through: u64) -> StoreResult<()> {
@@ -144,7 +138,7 @@ pub(crate) fn reserve(conn: &Connection, through: u64) -> StoreResult<()> {
 /// reservation, so starting after it keeps every replay id unique. After a clean stop the
 /// reservation equals the sequence ([`settle_reservation`]) and nothing is skipped.
 pub(crate) fn recover_reservation(conn: &Connection) -> StoreResult<u64> {
-    let through = reserved(conn)?;
+    let through = get_kv(conn, RESERVED_THROUGH)?;
     if last(conn)? < through {
         let n = conn
             .prepare_cached("UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'event_log'")
