@@ -502,6 +502,7 @@ async fn replay_ids_announced_before_their_commit_was_durable_are_never_reused()
 
     // After a clean stop nothing is skipped.
     let s = open(&dir);
+    assert!(s.defers_sync(), "and so does a reopened one");
     let st: Arc<dyn Store> = s.clone();
     assert_eq!(*st.event_tip().borrow(), second);
     assert_eq!(publish(st.clone(), 4).await, second + 1);
