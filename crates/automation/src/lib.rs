@@ -1109,23 +1109,12 @@ impl service::automation::Automation for Automation {
     ) -> BoxFuture<'a, ApiResult<(Json, bool)>> {
         Box::pin(async move {
             let _one_at_a_time = self.admin.lock().await;
-            let Json::Object(m) = &mut doc else {
-                return Err(ApiError::new(
-                    ErrorCode::JsonParserError,
-                    "a flow is a JSON object: {object, on, timing, condition, actions}",
-                ));
-            };
-            match m.get("name") {
-                None => {
-                    m.insert("name".into(), Json::from(name));
-                }
-                Some(Json::String(n)) if n == name => {}
-                Some(other) => {
-                    return Err(invalid(format!(
-                        "the body names the flow {other}, the URL {name}"
-                    )))
-                }
-            }
+            service::metadata::name_definition(
+                &mut doc,
+                name,
+                "flow",
+                "{object, on, timing, condition, actions}",
+            )?;
             let def: FlowDef = serde_json::from_value(doc.clone())
                 .map_err(|e| invalid(format!("flow {name}: {e}")))?;
             if self

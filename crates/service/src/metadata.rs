@@ -513,3 +513,31 @@ fn add_field_tx(
 
 /// Setting holding when metadata last changed (ms), for describe's `If-Modified-Since`.
 pub const METADATA_CHANGED: &str = "metadata_changed_ms";
+
+/// Checks a definition document put at `…/{name}` through the admin API (a flow, a sync job): it
+/// is a JSON object (`what` and `shape` name the kind and its fields in the error), and its
+/// `name`, when it has one, is the URL's; a missing `name` is filled in from the URL.
+pub fn name_definition(
+    doc: &mut serde_json::Value,
+    name: &str,
+    what: &str,
+    shape: &str,
+) -> ApiResult<()> {
+    let serde_json::Value::Object(m) = doc else {
+        return Err(ApiError::new(
+            ErrorCode::JsonParserError,
+            format!("a {what} is a JSON object: {shape}"),
+        ));
+    };
+    match m.get("name") {
+        None => {
+            m.insert("name".into(), serde_json::Value::from(name));
+            Ok(())
+        }
+        Some(serde_json::Value::String(n)) if n == name => Ok(()),
+        Some(other) => Err(ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("the body names the {what} {other}, the URL {name}"),
+        )),
+    }
+}

@@ -1224,23 +1224,12 @@ impl service::sync::SyncJobs for Engine {
     ) -> BoxFuture<'a, ApiResult<(Json, bool)>> {
         Box::pin(async move {
             let _one = self.admin.lock().await;
-            let Json::Object(m) = &mut doc else {
-                return Err(ApiError::new(
-                    ErrorCode::JsonParserError,
-                    "a sync job is a JSON object: {source, target, mapping}",
-                ));
-            };
-            match m.get("name") {
-                None => {
-                    m.insert("name".into(), Json::from(name));
-                }
-                Some(Json::String(n)) if n == name => {}
-                Some(other) => {
-                    return Err(invalid(format!(
-                        "the body names the job {other}, the URL {name}"
-                    )))
-                }
-            }
+            service::metadata::name_definition(
+                &mut doc,
+                name,
+                "sync job",
+                "{source, target, mapping}",
+            )?;
             let _: JobDef = serde_json::from_value(doc.clone())
                 .map_err(|e| invalid(format!("sync job {name}: {e}")))?;
             if self.files.lock().iter().any(|f| f.name == name) {

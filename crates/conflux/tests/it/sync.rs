@@ -196,6 +196,15 @@ fn postgres_to_org_incremental_sync_misses_nothing_and_duplicates_nothing() {
             json!({"source": {"type": "ftp"}, "target": {}, "mapping": {}}),
             "unknown variant",
         ),
+        (
+            json!({"name": "Other", "source": {"type": "postgres", "url": PG_URL, "table": table, "cursor": "updated_at", "key": "id"},
+                "target": {"type": "org", "object": "Account", "operation": "insert"}, "mapping": {}}),
+            "names the sync job \"Other\", the URL Bad",
+        ),
+        (
+            json!(["not", "an", "object"]),
+            "a sync job is a JSON object",
+        ),
     ] {
         let (s, b) = org.call(Method::PUT, &org.data("/conflux/sync-jobs/Bad"), Some(body));
         assert_eq!(s, 400, "{b}");
