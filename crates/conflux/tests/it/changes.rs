@@ -208,12 +208,7 @@ fn committed_changes_publish_change_events_and_rolled_back_ones_never_do() {
         .iter()
         .map(|id| json!({"attributes": {"type": "Account"}, "id": id, "Rating": "Hot"}))
         .collect();
-    let (s, b) = org.call(
-        Method::PATCH,
-        &org.data("/composite/sobjects"),
-        Some(json!({"allOrNone": true, "records": records})),
-    );
-    assert_eq!(s, 200, "{b}");
+    org.collection(Method::PATCH, records);
     let m = &account.receive(1)[0];
     let h = header(m);
     assert_eq!(h["changeType"], "UPDATE", "{m}");
@@ -232,12 +227,7 @@ fn committed_changes_publish_change_events_and_rolled_back_ones_never_do() {
             |(k, id)| json!({"attributes": {"type": "Account"}, "id": id, "Site": format!("S{k}")}),
         )
         .collect();
-    let (s, _) = org.call(
-        Method::PATCH,
-        &org.data("/composite/sobjects"),
-        Some(json!({"allOrNone": true, "records": records})),
-    );
-    assert_eq!(s, 200);
+    org.collection(Method::PATCH, records);
     let got = account.receive(3);
     let seqs: Vec<u64> = got
         .iter()

@@ -465,12 +465,7 @@ fn an_endpoint_never_has_more_messages_in_flight_than_its_concurrency() {
     let records: Vec<Value> = (0..12)
         .map(|i| json!({"attributes": {"type": "Account"}, "Name": format!("Slow {i}")}))
         .collect();
-    let (s, b) = org.call(
-        Method::POST,
-        &org.data("/composite/sobjects"),
-        Some(json!({"allOrNone": true, "records": records})),
-    );
-    assert_eq!(s, 200, "{b}");
+    org.collection(Method::POST, records);
     eventually("12 webhooks", || {
         rx.received("/slow", Mode::Slow).len() >= 12
     });
@@ -674,12 +669,7 @@ fn queued_notifications_survive_kill_9_and_are_all_delivered() {
         let records: Vec<Value> = (0..200)
             .map(|i| json!({"attributes": {"type": "Account"}, "Name": format!("K{batch}-{i}")}))
             .collect();
-        let (s, b) = org.call(
-            Method::POST,
-            &org.data("/composite/sobjects"),
-            Some(json!({"allOrNone": true, "records": records})),
-        );
-        assert_eq!(s, 200, "{b}");
+        let b = org.collection(Method::POST, records);
         for r in b.as_array().unwrap() {
             assert_eq!(r["success"], true, "{r}");
             created.insert(r["id"].as_str().unwrap().to_string());

@@ -98,6 +98,18 @@ impl Org {
         b["id"].as_str().expect("id").to_string()
     }
 
+    /// Sends `records` as one all-or-none sObject Collection (`POST` creates, `PATCH` updates)
+    /// and returns the per-record results (asserting 200).
+    pub fn collection(&self, method: Method, records: Vec<Value>) -> Value {
+        let (s, b) = self.call(
+            method,
+            &self.data("/composite/sobjects"),
+            Some(json!({"allOrNone": true, "records": records})),
+        );
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+
     /// Runs a query and returns the body (asserting 200).
     pub fn query(&self, soql: &str) -> Value {
         let url =

@@ -642,12 +642,7 @@ fn the_org_syncs_out_to_postgres_and_mariadb() {
             .enumerate()
             .map(|(i, n)| json!({"attributes": {"type": "Account"}, "Name": n, "AnnualRevenue": i * 100}))
             .collect();
-        let (s, b) = org.call(
-            Method::POST,
-            &org.data("/composite/sobjects"),
-            Some(json!({"allOrNone": true, "records": records})),
-        );
-        assert_eq!(s, 200, "{b}");
+        org.collection(Method::POST, records);
     };
     create((0..150).map(|i| format!("Out {i}")).collect());
     for (name, target) in [
