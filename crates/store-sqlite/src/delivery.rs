@@ -99,14 +99,18 @@ pub(crate) fn list(conn: &Connection, f: &DeliveryFilter) -> StoreResult<Vec<Del
     rows.take(f.limit).map(|r| r.map_err(backend)).collect()
 }
 
-pub(crate) fn endpoints(conn: &Connection) -> StoreResult<Vec<(String, i64)>> {
-    let names: Vec<String> = conn
-        .prepare_cached("SELECT endpoint FROM delivery_endpoints")
+/// The endpoints the queue has ever held, by name.
+fn endpoint_names(conn: &Connection) -> StoreResult<Vec<String>> {
+    conn.prepare_cached("SELECT endpoint FROM delivery_endpoints ORDER BY endpoint")
         .map_err(backend)?
         .query_map([], |r| r.get(0))
         .map_err(backend)?
         .collect::<Result<_, _>>()
-        .map_err(backend)?;
+        .map_err(backend)
+}
+
+pub(crate) fn endpoints(conn: &Connection) -> StoreResult<Vec<(String, i64)>> {
+    let names = endpoint_names(conn)?;
     let mut due = conn
         .prepare_cached("SELECT MIN(next_ms) FROM delivery_queue WHERE state = 0 AND endpoint = ?1")
         .map_err(backend)?;
@@ -163,13 +167,7 @@ pub(crate) fn counts(conn: &Connection) -> StoreResult<Vec<DeliveryCounts>> {
     // Per endpoint, index range counts (no scan and sort of the whole queue, which the console
     // and the CLI poll): queued and dead rows from `ix_delivery_due`, failing ones from the
     // partial `ix_delivery_failing`, the oldest queued one by sequence.
-    let names: Vec<String> = conn
-        .prepare_cached("SELECT endpoint FROM delivery_endpoints ORDER BY endpoint")
-        .map_err(backend)?
-        .query_map([], |r| r.get(0))
-        .map_err(backend)?
-        .collect::<Result<_, _>>()
-        .map_err(backend)?;
+    let names = endpoint_names(conn)?;
     let count = |sql: &str, endpoint: &str| -> StoreResult<u64> {
         conn.prepare_cached(sql)
             .map_err(backend)?

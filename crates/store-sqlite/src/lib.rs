@@ -665,8 +665,9 @@ fn run_batch(
         commit = events::last(conn).and_then(|last| {
             last_event = Some(last);
             if last > durability.reserved {
-                reserve = Some(last + events::RESERVE);
-                events::reserve(conn, last + events::RESERVE)?;
+                let through = last + events::RESERVE;
+                events::reserve(conn, through)?;
+                reserve = Some(through);
             }
             Ok(())
         });
