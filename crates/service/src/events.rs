@@ -14,7 +14,7 @@ use model::{ApiError, ApiResult, ErrorCode, Id, KeyPrefix, ObjectDef, ObjectKind
 use parking_lot::Mutex;
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
-use store::{EventBounds, EventKind, EventRow, EventSelect, NewEvent, Store, WriteTx};
+use store::{EventBounds, EventKind, EventRow, EventSelect, EventTip, NewEvent, Store, WriteTx};
 use tokio::sync::watch;
 
 use crate::auth::Principal;
@@ -127,7 +127,7 @@ struct Tail {
 /// The event bus of an org.
 pub struct Bus {
     store: Arc<dyn Store>,
-    tip: watch::Receiver<u64>,
+    tip: watch::Receiver<EventTip>,
     tail: Mutex<Tail>,
     /// Most events and payload bytes the tail keeps.
     limits: (usize, usize),
@@ -136,9 +136,7 @@ pub struct Bus {
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bus")
-            .field("tip", &*self.tip.borrow())
-            .finish()
+        f.debug_struct("Bus").field("tip", &self.tip()).finish()
     }
 }
 
@@ -151,7 +149,7 @@ impl Bus {
     /// A bus whose in-memory tail keeps at most `events` events and `bytes` bytes of them.
     pub fn with_limits(store: Arc<dyn Store>, events: usize, bytes: usize) -> Bus {
         let tip = store.event_tip();
-        let now = *tip.borrow();
+        let now = tip.borrow().last;
         Bus {
             store,
             tip,
@@ -167,7 +165,7 @@ impl Bus {
 
     /// The replay id of the newest committed event.
     pub fn tip(&self) -> u64 {
-        *self.tip.borrow()
+        self.tip.borrow().last
     }
 
     /// The replay ids the log can serve.
@@ -241,6 +239,26 @@ impl Bus {
         }
         while tail.loaded < tip {
             let after = tail.loaded;
+            // The commit that moved the tip brought its events along: nothing to read.
+            let handed = {
+                let t = self.tip.borrow();
+                match &t.fresh {
+                    Some(fresh) if t.after <= after && after < t.last => {
+                        Some((fresh.clone(), t.last))
+                    }
+                    _ => None,
+                }
+            };
+            if let Some((fresh, last)) = handed {
+                for r in fresh.iter().filter(|r| r.replay_id > after) {
+                    let e = Arc::new(Event::from_row(r.clone()));
+                    tail.bytes += e.size();
+                    tail.events.push_back(e);
+                }
+                tail.loaded = last;
+                self.trim(tail);
+                continue;
+            }
             let rows = self
                 .store
                 .read(|tx| tx.all_events_after(after, LOAD_BATCH))?;
@@ -279,7 +297,7 @@ impl Bus {
             return false;
         }
         tokio::select! {
-            _ = tip.wait_for(|t| *t > after) => {}
+            _ = tip.wait_for(|t| t.last > after) => {}
             _ = closed.wait_for(|c| *c) => {}
             _ = tokio::time::sleep(timeout) => {}
         }
@@ -451,18 +469,7 @@ fn new_event(
 
 /// A random (version 4) UUID in its canonical text form.
 pub fn uuid_v4() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Why a channel cannot be subscribed to.
@@ -591,6 +598,38 @@ mod tests {
                     .unwrap()
             })
             .collect()
+    }
+
+    #[tokio::test]
+    async fn subscribers_get_a_commits_events_from_its_announcement() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = store_sqlite::SqliteStore::open(
+            &dir.path().join("bus.db"),
+            store_sqlite::Options {
+                readers: 2,
+                durable: false,
+            },
+        )
+        .unwrap();
+        let bus = Bus::new(store.clone());
+        let all = Selection::Kind(EventKind::Platform);
+        append(&store, 0, 3).await;
+        // Gone from the log before anyone read them (a commit without events does not move
+        // the tip): what subscribers get came with the announcement.
+        store
+            .write(|tx| Ok(tx.prune_events(i64::MAX)?))
+            .await
+            .unwrap();
+        assert!(store
+            .read(|tx| tx.all_events_after(0, 10))
+            .unwrap()
+            .is_empty());
+        let b = bus.read(&all, 0, 100).unwrap();
+        assert_eq!(numbers(&b), [0, 1, 2]);
+        // A commit too large to hand over is read from the log.
+        append(&store, 3, 600).await;
+        let b = bus.read(&all, bus.tip() - 600, 1_000).unwrap();
+        assert_eq!(numbers(&b), (3..603).collect::<Vec<_>>());
     }
 
     #[tokio::test]

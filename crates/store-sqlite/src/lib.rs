@@ -6,10 +6,12 @@
 //! batch's events are announced to subscribers between the commit and the sync ([`Durability`]).
 //! Readers use a small pool of connections that see committed data only.
 //!
-//! WAL checkpoints run on their own thread and connection, started after each commit, so copying
-//! WAL frames into the database overlaps with the writer's next batch; the writer's own
-//! checkpoint (past [`WRITER_CHECKPOINT_PAGES`]) then finds little left to copy and lets the WAL
-//! start over, which bounds its size. Before each checkpoint, idle pooled readers still holding
+//! WAL checkpoints run on their own thread and connection, started after each commit once the
+//! WAL holds [`CHECKPOINT_FROM_PAGES`], so copying WAL frames into the database overlaps with the
+//! writer's next batch; the writer's own checkpoint (past [`WRITER_CHECKPOINT_PAGES`]) then finds
+//! little left to copy and lets the WAL start over, which bounds its size. Small commits below
+//! that length are not followed by a checkpoint: one that copied everything would let the next
+//! commit start the WAL over, and SQLite syncs a restarted WAL's header inside `COMMIT`. Before each checkpoint, idle pooled readers still holding
 //! an older snapshot end their read transaction: a reader's snapshot is as far as a checkpoint
 //! may copy, and a pinned one made the WAL grow without bound during Bulk loads (and left the
 //! copying to the writer).
@@ -45,17 +47,44 @@ use model::spec::{CustomFieldSpec, CustomObjectSpec};
 use model::{KeyPrefix, ObjectDef, OrgMarker, Schema};
 use parking_lot::Mutex;
 use rusqlite::Connection;
-use store::{ReadTx, Store, StoreError, StoreResult, WriteJob};
+use store::{EventTip, ReadTx, Store, StoreError, StoreResult, WriteJob};
 use tokio::sync::mpsc;
 
 use crate::tx::{backend, Conn, WConn};
 
 pub use ddl::ident;
 
+/// WAL pages from which the checkpoint thread copies the WAL into the database after each
+/// commit. Below it the WAL is left to grow: a checkpoint that copies everything lets the next
+/// commit start the WAL over, and SQLite syncs a restarted WAL's header inside that `COMMIT`,
+/// which would put a sync in front of every small commit's announcement (≈ 0.3 ms).
+const CHECKPOINT_FROM_PAGES: i32 = 1024;
+
+thread_local! {
+    /// Pages in the WAL after the last commit of this thread's write connection.
+    static WAL_PAGES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// The write connection's WAL hook: notes the WAL's length for the writer, and checkpoints past
+/// [`WRITER_CHECKPOINT_PAGES`] (what SQLite's own `wal_autocheckpoint` would do; a hook of our
+/// own replaces it).
+fn after_wal_commit(wal: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.set(pages);
+    if i64::from(pages) >= WRITER_CHECKPOINT_PAGES {
+        // Busy readers stop it short; the next commit tries again.
+        let _ = wal.checkpoint();
+    }
+    Ok(())
+}
+
+/// Most events the writer hands to subscribers with a commit's announcement ([`EventTip`]);
+/// a commit that adds more leaves them to read the log.
+const FRESH_EVENTS: usize = 256;
 /// Most jobs committed together.
 pub const MAX_BATCH: usize = 512;
-/// WAL pages after which the writer checkpoints itself (`wal_autocheckpoint`): the checkpoint
-/// thread has usually copied them already, and a complete checkpoint lets the WAL start over.
+/// WAL pages after which the writer checkpoints itself (as `wal_autocheckpoint` would): the
+/// checkpoint thread has usually copied them already, and a complete checkpoint lets the WAL
+/// start over.
 pub const WRITER_CHECKPOINT_PAGES: i64 = 8192;
 /// Queue length in front of the writer; senders wait when it is full (back-pressure).
 pub const QUEUE_LEN: usize = 4096;
@@ -90,7 +119,7 @@ pub struct SqliteStore {
     stop: Arc<AtomicBool>,
     janitor: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The last committed event's replay id (the writer sends it).
-    tip: Arc<tokio::sync::watch::Sender<u64>>,
+    tip: Arc<tokio::sync::watch::Sender<EventTip>>,
     /// Moves after commits that queued notifications.
     wake: Arc<tokio::sync::watch::Sender<u64>>,
     /// Runs WAL checkpoints after commits (ends when the writer does).
@@ -297,8 +326,7 @@ impl SqliteStore {
         let readers = Arc::new(readers);
         let commits = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
-            .map_err(backend)?;
+        conn.wal_hook(Some(after_wal_commit));
         let checkpointer = open_conn(path, options.durable).map_err(backend)?;
         let (checkpoint_tx, checkpoint_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let checkpoints = {
@@ -335,7 +363,10 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
         let writer_schema = schema.clone();
         let writer_commits = commits.clone();
-        let tip = Arc::new(tokio::sync::watch::Sender::new(events::bounds(&conn)?.last));
+        let tip = Arc::new(tokio::sync::watch::Sender::new(EventTip {
+            last: events::bounds(&conn)?.last,
+            ..EventTip::default()
+        }));
         let writer_tip = tip.clone();
         let wake = Arc::new(tokio::sync::watch::Sender::new(0u64));
         let writer_wake = wake.clone();
@@ -511,7 +542,7 @@ fn writer_loop(
     mut durability: Durability,
     commits: Arc<AtomicU64>,
     checkpoint: std::sync::mpsc::SyncSender<()>,
-    tip: Arc<tokio::sync::watch::Sender<u64>>,
+    tip: Arc<tokio::sync::watch::Sender<EventTip>>,
     wake: Arc<tokio::sync::watch::Sender<u64>>,
     context: Arc<Mutex<Option<Context>>>,
 ) {
@@ -535,8 +566,10 @@ fn writer_loop(
             (&commits, &tip, &wake),
             ctx.as_ref(),
         );
-        // Full means a checkpoint is already pending.
-        let _ = checkpoint.try_send(());
+        if WAL_PAGES.get() >= CHECKPOINT_FROM_PAGES {
+            // Full means a checkpoint is already pending.
+            let _ = checkpoint.try_send(());
+        }
     }
     // A clean stop: every commit is durable, so the next start need not skip replay ids.
     if let Err(e) = events::settle_reservation(&conn).and_then(|()| {
@@ -564,7 +597,7 @@ fn run_batch(
     seqs: &mut HashMap<String, u64>,
     (commits, tip, wake): (
         &AtomicU64,
-        &tokio::sync::watch::Sender<u64>,
+        &tokio::sync::watch::Sender<EventTip>,
         &tokio::sync::watch::Sender<u64>,
     ),
     context: Option<&Context>,
@@ -661,9 +694,21 @@ fn run_batch(
     // announced only once durable.
     let mut last_event = None;
     let mut reserve = None;
+    let mut fresh = None;
     if events && commit.is_ok() {
         commit = events::last(conn).and_then(|last| {
             last_event = Some(last);
+            // The batch's events, read back on this connection (its pages are at hand), to go
+            // out with the announcement.
+            let after = tip.borrow().last;
+            let rows = events::all_after(conn, after, FRESH_EVENTS + 1)?;
+            if rows.len() <= FRESH_EVENTS {
+                fresh = Some(EventTip {
+                    last,
+                    fresh: Some(rows.into()),
+                    after,
+                });
+            }
             if last > durability.reserved {
                 let through = last + events::RESERVE;
                 events::reserve(conn, through)?;
@@ -675,11 +720,19 @@ fn run_batch(
     if commit.is_ok() {
         commit = exec(conn, "COMMIT").map_err(backend);
     }
-    let announce = |last: u64| {
+    let mut announce = |last: u64| {
         tip.send_if_modified(|t| {
-            let moved = last > *t;
-            *t = (*t).max(last);
-            moved
+            if last <= t.last {
+                return false;
+            }
+            *t = match fresh.take().filter(|f| f.after == t.last) {
+                Some(f) => f,
+                None => EventTip {
+                    last,
+                    ..EventTip::default()
+                },
+            };
+            true
         });
     };
     if commit.is_ok() {
@@ -770,7 +823,7 @@ impl Store for SqliteStore {
         *self.context.lock() = Some(ctx);
     }
 
-    fn event_tip(&self) -> tokio::sync::watch::Receiver<u64> {
+    fn event_tip(&self) -> tokio::sync::watch::Receiver<EventTip> {
         self.tip.subscribe()
     }
 

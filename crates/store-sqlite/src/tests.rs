@@ -6,7 +6,7 @@ use model::spec::{CustomFieldSpec, CustomObjectSpec};
 use model::{ApiError, ErrorCode, Value};
 use store::Store;
 
-use crate::{Options, SqliteStore};
+use crate::{Options, SqliteStore, FRESH_EVENTS};
 
 fn open(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
     SqliteStore::open(&dir.path().join("org.db"), Options::default()).unwrap()
@@ -383,7 +383,7 @@ async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
     let s = open(&dir);
     let st: Arc<dyn Store> = s.clone();
     let mut tip = st.event_tip();
-    assert_eq!(*tip.borrow(), 0);
+    assert_eq!(tip.borrow().last, 0);
     let ids = st
         .write(|tx| {
             let a = tx.append_event(&event("Low_Ink__e", EventKind::Platform, 1_000, 1))?;
@@ -397,7 +397,13 @@ async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
         tip.has_changed().unwrap(),
         "a commit with events moves the tip"
     );
-    assert_eq!(*tip.borrow_and_update(), ids.1);
+    {
+        // The announcement carries the commit's events, as a read of the log would give them.
+        let t = tip.borrow_and_update();
+        assert_eq!((t.last, t.after), (ids.1, 0));
+        let logged = st.read(|tx| tx.all_events_after(0, 100)).unwrap();
+        assert_eq!(t.fresh.as_deref(), Some(&logged[..]));
+    }
     // A job that fails takes its events with it; a detached event survives the failure.
     let failed = st
         .write(|tx| -> Result<(), ApiError> {
@@ -413,7 +419,12 @@ async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
     let payloads: Vec<&str> = ink.iter().map(|e| e.event.payload.as_str()).collect();
     assert_eq!(payloads, ["{\"n\":1}", "{\"n\":4}"]);
     assert!(ink[1].replay_id > ids.1);
-    assert_eq!(*tip.borrow_and_update(), ink[1].replay_id);
+    {
+        // Only the detached event committed: it is all the announcement carries.
+        let t = tip.borrow_and_update();
+        assert_eq!((t.last, t.after), (ink[1].replay_id, ids.1));
+        assert_eq!(t.fresh.as_deref(), Some(&ink[1..]));
+    }
     let changes = st
         .read(|tx| tx.events_after(EventSelect::Kind(EventKind::Change), 0, 100))
         .unwrap();
@@ -440,7 +451,7 @@ async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
     s.close();
     let s = open(&dir);
     let st: Arc<dyn Store> = s.clone();
-    assert_eq!(*st.event_tip().borrow(), last);
+    assert_eq!(st.event_tip().borrow().last, last);
     let next = st
         .write(|tx| Ok(tx.append_event(&event("Low_Ink__e", EventKind::Platform, 3_000, 5))?))
         .await
@@ -451,6 +462,77 @@ async fn the_event_log_numbers_events_once_and_commits_them_with_their_job() {
     );
     let b = st.read(|tx| tx.event_bounds()).unwrap();
     assert_eq!((b.pruned_through, b.last), (last, next));
+}
+
+#[tokio::test]
+async fn a_commit_with_many_events_leaves_subscribers_to_read_the_log() {
+    use store::EventKind;
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: Arc<dyn Store> = s.clone();
+    let n = FRESH_EVENTS as u32 + 1;
+    st.write(move |tx| {
+        for k in 0..n {
+            tx.append_event(&event("Low_Ink__e", EventKind::Platform, 1_000, k))?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let t = st.event_tip().borrow().clone();
+    assert_eq!(t.last, u64::from(n));
+    assert!(t.fresh.is_none(), "too many to hand over");
+    // One fewer is handed over whole.
+    st.write(move |tx| {
+        for k in 0..n - 1 {
+            tx.append_event(&event("Low_Ink__e", EventKind::Platform, 1_000, k))?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let t = st.event_tip().borrow().clone();
+    assert_eq!(t.after, u64::from(n));
+    assert_eq!(t.fresh.map(|f| f.len()), Some(FRESH_EVENTS));
+    drop(st);
+    s.close();
+}
+
+#[tokio::test]
+async fn the_wal_stays_short_while_small_commits_pile_up() {
+    use store::EventKind;
+    /// `commits` commits of one 20 KB event each (≈ 6 WAL pages), `pause` apart; the WAL's
+    /// length afterwards, in pages.
+    async fn wal_pages_after(commits: u32, pause: std::time::Duration) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            readers: 2,
+            durable: false,
+        };
+        let s = SqliteStore::open(&dir.path().join("org.db"), options).unwrap();
+        let st: Arc<dyn Store> = s.clone();
+        for k in 0..commits {
+            st.write(move |tx| {
+                let mut e = event("Low_Ink__e", EventKind::Platform, 1_000, k);
+                e.payload = format!("{{\"n\":\"{}\"}}", "x".repeat(20_000));
+                Ok(tx.append_event(&e)?)
+            })
+            .await
+            .unwrap();
+            tokio::time::sleep(pause).await;
+        }
+        let wal = std::fs::metadata(dir.path().join("org.db-wal"))
+            .unwrap()
+            .len();
+        drop(st);
+        s.close();
+        wal / 4096
+    }
+    // ≈ 4,800 pages in all: past CHECKPOINT_FROM_PAGES the checkpoint thread copies each
+    // commit back and the WAL starts over, long before the writer's own checkpoint (past
+    // WRITER_CHECKPOINT_PAGES, 8,192) would step in.
+    let pages = wal_pages_after(800, std::time::Duration::from_millis(2)).await;
+    assert!(pages < 4_096, "{pages} pages");
 }
 
 #[tokio::test]
@@ -496,7 +578,7 @@ async fn replay_ids_announced_before_their_commit_was_durable_are_never_reused()
         third > second,
         "a replay id a subscriber may have seen ({second}) is not given to another event ({third})"
     );
-    assert!(*st.event_tip().borrow() >= third);
+    assert!(st.event_tip().borrow().last >= third);
     drop(st);
     s.close();
 
@@ -504,7 +586,7 @@ async fn replay_ids_announced_before_their_commit_was_durable_are_never_reused()
     let s = open(&dir);
     assert!(s.defers_sync(), "and so does a reopened one");
     let st: Arc<dyn Store> = s.clone();
-    assert_eq!(*st.event_tip().borrow(), second);
+    assert_eq!(st.event_tip().borrow().last, second);
     assert_eq!(publish(st.clone(), 4).await, second + 1);
     drop(st);
     s.close();

@@ -61,6 +61,20 @@ pub struct EventRow {
     pub event: NewEvent,
 }
 
+/// The newest committed event, as the writer announces it after each commit that added events
+/// ([`crate::Store::event_tip`]).
+#[derive(Debug, Clone, Default)]
+pub struct EventTip {
+    /// The replay id of the newest committed event.
+    pub last: u64,
+    /// Every event with a replay id above `after` (and at most `last`), when the writer had them
+    /// at hand: the events of the commit that moved the tip, read back inside its transaction, so
+    /// that waiting subscribers need not read the log for them. `None` when there were too many.
+    pub fresh: Option<std::sync::Arc<[EventRow]>>,
+    /// The tip before the commit: where `fresh` starts.
+    pub after: u64,
+}
+
 /// Which events [`crate::ReadTx::events_after`] reads.
 #[derive(Debug, Clone, Copy)]
 pub enum EventSelect<'a> {

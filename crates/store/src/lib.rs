@@ -22,7 +22,7 @@ pub use bulk::{BulkChunkRow, BulkJobFilter, BulkJobRow};
 pub use delivery::{
     DeliveryCounts, DeliveryFilter, DeliveryRow, DeliveryState, FaultRow, NewDelivery, Settle,
 };
-pub use events::{EventBounds, EventKind, EventRow, EventSelect, NewEvent, TxChanges};
+pub use events::{EventBounds, EventKind, EventRow, EventSelect, EventTip, NewEvent, TxChanges};
 pub use query::{Cell, QueryRow};
 /// The SOQL crate, re-exported so backends can name [`soql::plan::Plan`] without depending on it
 /// directly.
@@ -394,8 +394,9 @@ pub trait Store: Send + Sync + 'static {
     fn read_dyn(&self, f: &mut dyn FnMut(&dyn ReadTx));
     /// Queues a write job; fails only when the writer is gone.
     fn submit(&self, job: WriteJob) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>>;
-    /// The replay id of the last committed event; changes after every commit that added events.
-    fn event_tip(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// The last committed event (and the events of the commit that made it the last); changes
+    /// after every commit that added events.
+    fn event_tip(&self) -> tokio::sync::watch::Receiver<EventTip>;
     /// Moves after every commit that queued notifications ([`WriteTx::enqueue_delivery`]) or
     /// made some due again: the delivery engine waits on it.
     fn delivery_wake(&self) -> tokio::sync::watch::Receiver<u64>;
