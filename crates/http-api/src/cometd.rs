@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value as Json};
@@ -98,15 +98,16 @@ struct Sub {
     cursor: u64,
 }
 
-/// `/cometd/{version}` (and anything below it, which the cometd client may append).
-pub async fn endpoint(
-    State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let version = params.get("version").map(String::as_str).unwrap_or("");
+/// `/cometd/{version}` (and anything below it, which the cometd client may append). Takes the
+/// request whole: every long-polling client sends a request per delivery, and the extractors
+/// for path parameters and headers would copy them each time.
+pub async fn endpoint(State(state): State<AppState>, req: Request) -> Response {
+    let version = req
+        .uri()
+        .path()
+        .strip_prefix("/cometd/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("");
     match version.parse::<f64>() {
         Ok(v) if v >= MIN_VERSION && version.contains('.') => {}
         Ok(_) => {
@@ -122,7 +123,7 @@ pub async fn endpoint(
             )
         }
     }
-    if method != Method::POST {
+    if req.method() != Method::POST {
         // WebSocket upgrade probes (faye, the cometd client) must fail so clients fall back to
         // long polling.
         return http_error(
@@ -130,12 +131,14 @@ pub async fn endpoint(
             "The Streaming API serves long polling only: POST Bayeux messages.",
         );
     }
-    if body.len() > MAX_BODY {
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return http_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "Maximum Request Size Exceeded",
         );
-    }
+    };
     let messages: Vec<Map<String, Json>> = match serde_json::from_slice::<Json>(&body) {
         Ok(Json::Array(items)) => {
             let mut out = Vec::with_capacity(items.len());
@@ -252,6 +255,25 @@ impl Replies {
     fn push(&mut self, m: &Json) {
         use std::fmt::Write as _;
         let _ = write!(self.next(), "{m}");
+    }
+
+    /// A successful connect reply (what [`reply_to`] and `"successful": true` would give, with
+    /// the advice if any), written without building it first: there is one per delivery.
+    fn push_connected(&mut self, m: &Map<String, Json>, advice: Option<&Json>) {
+        use std::fmt::Write as _;
+        let b = self.next();
+        b.push('{');
+        if let Some(c) = m.get("clientId") {
+            let _ = write!(b, "\"clientId\":{c},");
+        }
+        b.push_str("\"channel\":\"/meta/connect\",");
+        if let Some(id) = m.get("id") {
+            let _ = write!(b, "\"id\":{id},");
+        }
+        if let Some(a) = advice {
+            let _ = write!(b, "\"advice\":{a},");
+        }
+        b.push_str("\"successful\":true}");
     }
 
     fn finish(mut self) -> String {
@@ -627,26 +649,22 @@ async fn connect_reply(state: &AppState, p: &Principal, m: &Map<String, Json>, o
     }
     client.holding.fetch_sub(1, Ordering::AcqRel);
     client.touch();
-    let mut r = reply_to(m, "/meta/connect");
-    if failed {
-        r.insert(
-            "error".into(),
-            Json::String("503::Server is too busy. Please try your request again later.".into()),
-        );
-        r.insert(
-            "advice".into(),
-            json!({"reconnect": "retry", "interval": 1000}),
-        );
-        r.insert("successful".into(), Json::Bool(false));
-    } else {
+    if !failed {
         let first = !client.advised.swap(true, Ordering::AcqRel);
-        if first || org.events().is_closed() || immediate {
-            r.insert(
-                "advice".into(),
-                json!({"interval": 0, "timeout": hold_ms, "reconnect": "retry"}),
-            );
-        }
-        r.insert("successful".into(), Json::Bool(true));
+        let advice = (first || org.events().is_closed() || immediate)
+            .then(|| json!({"interval": 0, "timeout": hold_ms, "reconnect": "retry"}));
+        out.push_connected(m, advice.as_ref());
+        return;
     }
+    let mut r = reply_to(m, "/meta/connect");
+    r.insert(
+        "error".into(),
+        Json::String("503::Server is too busy. Please try your request again later.".into()),
+    );
+    r.insert(
+        "advice".into(),
+        json!({"reconnect": "retry", "interval": 1000}),
+    );
+    r.insert("successful".into(), Json::Bool(false));
     out.push(&Json::Object(r));
 }
