@@ -120,6 +120,10 @@ struct Bayeux {
     cookie: Mutex<Option<String>>,
     client_id: String,
     next_id: AtomicU64,
+    /// The connection the handshake and subscribe go over, which the connect loop then keeps
+    /// (one connection per subscriber, opened while subscribers are set up a few at a time);
+    /// later requests (publishes, the disconnect) go through `http`.
+    conn: tokio::sync::Mutex<Option<tokio::net::TcpStream>>,
 }
 
 impl Bayeux {
@@ -135,7 +139,9 @@ impl Bayeux {
             cookie: Mutex::new(None),
             client_id: String::new(),
             next_id: AtomicU64::new(1),
+            conn: tokio::sync::Mutex::new(None),
         };
+        *b.conn.get_mut() = Some(b.open().await?);
         let reply = b
             .post(&json!([{
                 "channel": "/meta/handshake", "version": "1.0", "minimumVersion": "1.0",
@@ -164,6 +170,25 @@ impl Bayeux {
 
     async fn post_raw(&self, body: Vec<u8>) -> Result<bytes::Bytes> {
         use http_body_util::BodyExt;
+        if let Some(stream) = self.conn.lock().await.as_mut() {
+            let mut req = Vec::with_capacity(512 + body.len());
+            self.request_head(&mut req, body.len());
+            req.extend_from_slice(&body);
+            let reply = exchange(stream, &req, &mut Vec::new())
+                .await
+                .map_err(|e| anyhow!("Bayeux POST: {e}"))?;
+            if let Some(c) = reply.cookie {
+                *self.cookie.lock().unwrap() = Some(c);
+            }
+            if reply.status != 200 {
+                bail!(
+                    "HTTP {}: {}",
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body)
+                );
+            }
+            return Ok(reply.body.into());
+        }
         let mut req = http::Request::post(self.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json");
         if let Some(a) = &self.auth {
@@ -216,7 +241,7 @@ impl Bayeux {
     async fn connect_loop(&self, sink: &Sink) -> Result<()> {
         let finder = memchr::memmem::Finder::new(b"\"T__c\":");
         let mut stamps = Vec::new();
-        let mut conn: Option<tokio::net::TcpStream> = None;
+        let mut conn = self.conn.lock().await.take();
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut req = Vec::with_capacity(1024);
         while !sink.stop.load(Ordering::Relaxed) {
