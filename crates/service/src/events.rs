@@ -600,17 +600,22 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn subscribers_get_a_commits_events_from_its_announcement() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = store_sqlite::SqliteStore::open(
+    /// A store in `dir` for the bus tests (no syncs).
+    fn open_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        store_sqlite::SqliteStore::open(
             &dir.path().join("bus.db"),
             store_sqlite::Options {
                 readers: 2,
                 durable: false,
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn subscribers_get_a_commits_events_from_its_announcement() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
         let bus = Bus::new(store.clone());
         let all = Selection::Kind(EventKind::Platform);
         append(&store, 0, 3).await;
@@ -635,14 +640,7 @@ mod tests {
     #[tokio::test]
     async fn readers_get_every_event_once_in_order_from_the_tail_or_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = store_sqlite::SqliteStore::open(
-            &dir.path().join("bus.db"),
-            store_sqlite::Options {
-                readers: 2,
-                durable: false,
-            },
-        )
-        .unwrap();
+        let store = open_store(&dir);
         // A tail of 10 events, so most of the 60 below live only in the store.
         let bus = Bus::with_limits(store.clone(), 10, usize::MAX);
         append(&store, 0, 60).await;
