@@ -11,10 +11,10 @@
 //! writer's next batch; the writer's own checkpoint (past [`WRITER_CHECKPOINT_PAGES`]) then finds
 //! little left to copy and lets the WAL start over, which bounds its size. Small commits below
 //! that length are not followed by a checkpoint: one that copied everything would let the next
-//! commit start the WAL over, and SQLite syncs a restarted WAL's header inside `COMMIT`. Before each checkpoint, idle pooled readers still holding
-//! an older snapshot end their read transaction: a reader's snapshot is as far as a checkpoint
-//! may copy, and a pinned one made the WAL grow without bound during Bulk loads (and left the
-//! copying to the writer).
+//! commit start the WAL over, and SQLite syncs a restarted WAL's header inside `COMMIT`. Before
+//! each checkpoint, idle pooled readers still holding an older snapshot end their read
+//! transaction: a reader's snapshot is as far as a checkpoint may copy, and a pinned one made the
+//! WAL grow without bound during Bulk loads (and left the copying to the writer).
 //!
 //! The schema lives in memory as an immutable [`Schema`] snapshot. A job that changes metadata
 //! (custom objects and fields are DDL) works on the writer's working copy; the copy becomes the
@@ -699,13 +699,12 @@ fn run_batch(
         commit = events::last(conn).and_then(|last| {
             last_event = Some(last);
             // The batch's events, read back on this connection (its pages are at hand), to go
-            // out with the announcement.
+            // out with the announcement; not when the replay ids say there are too many.
             let after = tip.borrow().last;
-            let rows = events::all_after(conn, after, FRESH_EVENTS + 1)?;
-            if rows.len() <= FRESH_EVENTS {
+            if last.saturating_sub(after) <= FRESH_EVENTS as u64 {
                 fresh = Some(EventTip {
                     last,
-                    fresh: Some(rows.into()),
+                    fresh: Some(events::all_after(conn, after, FRESH_EVENTS)?.into()),
                     after,
                 });
             }
