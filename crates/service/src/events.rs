@@ -600,6 +600,23 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn event_uuids_are_random_version_4_uuids_in_canonical_form() {
+        let (a, b) = (uuid_v4(), uuid_v4());
+        assert_ne!(a, b);
+        for u in [a, b] {
+            let groups: Vec<usize> = u.split('-').map(str::len).collect();
+            assert_eq!(groups, [8, 4, 4, 4, 12], "{u}");
+            assert!(
+                u.chars()
+                    .all(|c| c == '-' || matches!(c, '0'..='9' | 'a'..='f')),
+                "{u}"
+            );
+            assert_eq!(&u[14..15], "4", "version: {u}");
+            assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "variant: {u}");
+        }
+    }
+
     /// A store in `dir` for the bus tests (no syncs).
     fn open_store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
         store_sqlite::SqliteStore::open(

@@ -470,28 +470,27 @@ async fn a_commit_with_many_events_leaves_subscribers_to_read_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
     let st: Arc<dyn Store> = s.clone();
-    let n = FRESH_EVENTS as u32 + 1;
-    st.write(move |tx| {
-        for k in 0..n {
-            tx.append_event(&event("Low_Ink__e", EventKind::Platform, 1_000, k))?;
+    // One commit of `count` events; the announcement it made.
+    let commit = |count: u32| {
+        let st = st.clone();
+        async move {
+            st.write(move |tx| {
+                for k in 0..count {
+                    tx.append_event(&event("Low_Ink__e", EventKind::Platform, 1_000, k))?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+            st.event_tip().borrow().clone()
         }
-        Ok(())
-    })
-    .await
-    .unwrap();
-    let t = st.event_tip().borrow().clone();
+    };
+    let n = FRESH_EVENTS as u32 + 1;
+    let t = commit(n).await;
     assert_eq!(t.last, u64::from(n));
     assert!(t.fresh.is_none(), "too many to hand over");
     // One fewer is handed over whole.
-    st.write(move |tx| {
-        for k in 0..n - 1 {
-            tx.append_event(&event("Low_Ink__e", EventKind::Platform, 1_000, k))?;
-        }
-        Ok(())
-    })
-    .await
-    .unwrap();
-    let t = st.event_tip().borrow().clone();
+    let t = commit(n - 1).await;
     assert_eq!(t.after, u64::from(n));
     assert_eq!(t.fresh.map(|f| f.len()), Some(FRESH_EVENTS));
     drop(st);
