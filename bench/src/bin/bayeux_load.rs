@@ -177,17 +177,7 @@ impl Bayeux {
             let reply = exchange(stream, &req, &mut Vec::new())
                 .await
                 .map_err(|e| anyhow!("Bayeux POST: {e}"))?;
-            if let Some(c) = reply.cookie {
-                *self.cookie.lock().unwrap() = Some(c);
-            }
-            if reply.status != 200 {
-                bail!(
-                    "HTTP {}: {}",
-                    reply.status,
-                    String::from_utf8_lossy(&reply.body)
-                );
-            }
-            return Ok(reply.body.into());
+            return self.accept(reply).map(Into::into);
         }
         let mut req = http::Request::post(self.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json");
@@ -273,25 +263,16 @@ impl Bayeux {
                 }
                 Err(e) => bail!("Bayeux connect: {e}"),
             };
-            if let Some(c) = reply.cookie {
-                *self.cookie.lock().unwrap() = Some(c);
-            }
             if reply.close {
                 conn = None;
             }
-            if reply.status != 200 {
-                bail!(
-                    "HTTP {}: {}",
-                    reply.status,
-                    String::from_utf8_lossy(&reply.body)
-                );
-            }
-            if memchr::memmem::find(&reply.body, b"\"successful\":false").is_some() {
-                bail!("connect failed: {}", String::from_utf8_lossy(&reply.body));
+            let body = self.accept(reply)?;
+            if memchr::memmem::find(&body, b"\"successful\":false").is_some() {
+                bail!("connect failed: {}", String::from_utf8_lossy(&body));
             }
             stamps.clear();
-            for at in finder.find_iter(&reply.body) {
-                let rest = &reply.body[at + 7..];
+            for at in finder.find_iter(&body) {
+                let rest = &body[at + 7..];
                 let end = rest
                     .iter()
                     .position(|b| !matches!(b, b'0'..=b'9' | b'.' | b'-' | b'e' | b'E' | b'+'))
@@ -306,6 +287,21 @@ impl Bayeux {
             sink.got(&stamps);
         }
         Ok(())
+    }
+
+    /// Keeps a reply's cookie; its body, when the status is 200.
+    fn accept(&self, reply: Reply) -> Result<Vec<u8>> {
+        if let Some(c) = reply.cookie {
+            *self.cookie.lock().unwrap() = Some(c);
+        }
+        if reply.status != 200 {
+            bail!(
+                "HTTP {}: {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+        Ok(reply.body)
     }
 
     /// A new connection to the server, without Nagle's delay.
