@@ -199,11 +199,14 @@ impl Engine {
                 run.message = Some(m);
             }
         }
+        // The job is free before its end is on record: a client that sees the run ended may
+        // start or reset the job at once (a run left "running" by a crash in between is ended
+        // at the next start).
+        self.running.lock().remove(&name);
         let r = run.clone();
         if let Err(e) = org.store().write(move |tx| Ok(tx.put_sync_run(&r)?)).await {
             tracing::error!(job = %name, error = %e.message, "cannot record the end of a sync run");
         }
-        self.running.lock().remove(&name);
     }
 
     /// Shows a run's counts as its job's progress.
