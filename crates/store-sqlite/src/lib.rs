@@ -1,10 +1,15 @@
 //! The embedded default store: SQLite in WAL mode with a group-committing writer and a reader pool.
 //!
-//! One writer thread owns the only write connection. It takes every job waiting in its queue (up to
-//! [`MAX_BATCH`]), runs each inside its own savepoint within one transaction, commits once, syncs
-//! the WAL once for the whole batch (group commit), and only then reports each job's outcome. The
-//! batch's events are announced to subscribers between the commit and the sync ([`Durability`]).
-//! Readers use a small pool of connections that see committed data only.
+//! There is one write connection ([`Writer`], behind a lock). The writer thread takes every job
+//! waiting in its queue (up to [`MAX_BATCH`]), runs each inside its own savepoint within one
+//! transaction and commits once; a small job (one record's save, [`Store::submit_small`]) that
+//! finds the queue empty and the writer idle runs the same way at once on its caller's thread,
+//! sparing two thread hand-offs (to the writer and, for subscribers, back to the runtime), which
+//! on a virtual machine cost more than the write. Either way the batch then goes to the sync
+//! thread, which syncs the WAL once for every batch waiting (group commit) and only then reports
+//! each job's outcome, while the writer goes on. The batch's events are announced to subscribers
+//! between the commit and the sync ([`Durability`]). Readers use a small pool of connections that
+//! see committed data only.
 //!
 //! WAL checkpoints run on their own thread and connection, started after each commit once the
 //! WAL holds [`CHECKPOINT_FROM_PAGES`], so copying WAL frames into the database overlaps with the
@@ -126,7 +131,9 @@ pub struct SqliteStore {
     checkpoints: Mutex<Option<std::thread::JoinHandle<()>>>,
     next_reader: AtomicUsize,
     jobs: Mutex<Option<mpsc::Sender<WriteJob>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The write connection and its state, shared by the writer thread and small jobs run in place.
+    writer: Arc<Mutex<Writer>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// What the service attached for write jobs ([`Store::set_context`]).
     context: Arc<Mutex<Option<Context>>>,
     /// Whether the writer syncs the WAL itself after each commit (see [`Durability`]).
@@ -361,34 +368,46 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Backend(format!("cannot start the reader janitor: {e}")))?
         };
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
-        let writer_schema = schema.clone();
-        let writer_commits = commits.clone();
         let tip = Arc::new(tokio::sync::watch::Sender::new(EventTip {
             last: events::bounds(&conn)?.last,
             ..EventTip::default()
         }));
-        let writer_tip = tip.clone();
         let wake = Arc::new(tokio::sync::watch::Sender::new(0u64));
-        let writer_wake = wake.clone();
         let context: Arc<Mutex<Option<Context>>> = Arc::default();
-        let writer_context = context.clone();
-        let handle = std::thread::Builder::new()
-            .name("conflux-writer".into())
-            .spawn(move || {
-                writer_loop(
-                    conn,
-                    rx,
-                    writer_schema,
-                    marker,
-                    durability,
-                    writer_commits,
-                    checkpoint_tx,
-                    writer_tip,
-                    writer_wake,
-                    writer_context,
-                )
-            })
-            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel();
+        let sync_thread = {
+            let wal = match &durability.wal {
+                Some(f) => Some(f.try_clone().map_err(|e| {
+                    StoreError::Backend(format!("cannot open the WAL for the sync thread: {e}"))
+                })?),
+                None => None,
+            };
+            let (reserved, tip, wake) = (durability.reserved.clone(), tip.clone(), wake.clone());
+            std::thread::Builder::new()
+                .name("conflux-sync".into())
+                .spawn(move || sync_loop(sync_rx, wal, reserved, tip, wake))
+                .map_err(|e| StoreError::Backend(format!("cannot start the sync thread: {e}")))?
+        };
+        let writer = Arc::new(Mutex::new(Writer {
+            conn,
+            schema: schema.clone(),
+            marker,
+            durability,
+            seqs: HashMap::new(),
+            commits: commits.clone(),
+            checkpoint: Some(checkpoint_tx),
+            tip: tip.clone(),
+            wake: wake.clone(),
+            context: context.clone(),
+            syncer: Some(sync_tx),
+        }));
+        let handle = {
+            let writer = writer.clone();
+            std::thread::Builder::new()
+                .name("conflux-writer".into())
+                .spawn(move || writer_loop(writer, rx, sync_thread))
+                .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?
+        };
         Ok(Arc::new(SqliteStore {
             path: path.to_path_buf(),
             schema,
@@ -402,7 +421,8 @@ impl SqliteStore {
             wake,
             next_reader: AtomicUsize::new(0),
             jobs: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(handle)),
+            writer,
+            writer_thread: Mutex::new(Some(handle)),
             context,
             defers_sync,
         }))
@@ -431,7 +451,7 @@ impl SqliteStore {
     /// Blocks: call it from a blocking context at shutdown.
     pub fn close(&self) {
         drop(self.jobs.lock().take());
-        if let Some(h) = self.writer.lock().take() {
+        if let Some(h) = self.writer_thread.lock().take() {
             let _ = h.join();
         }
         if let Some(h) = self.checkpoints.lock().take() {
@@ -474,10 +494,10 @@ fn release_stale(readers: &[Mutex<Reader>], current: u64) {
 /// How the writer makes a commit durable, and how far replay ids may be announced before it is.
 ///
 /// With a durable store the writer connection runs with `synchronous=NORMAL`, so `COMMIT` writes
-/// the WAL frames (and makes them visible) without waiting for the disk; the writer then syncs
-/// the WAL file itself, which is what `synchronous=FULL` does inside `COMMIT`, and acknowledges the
-/// batch's jobs only after that. The gap lets a commit's events reach subscribers while the sync
-/// runs. What may be seen before it is durable survives `kill -9` (it is in the kernel's page
+/// the WAL frames (and makes them visible) without waiting for the disk; the sync thread then
+/// syncs the WAL file, which is what `synchronous=FULL` does inside `COMMIT`, and only after that
+/// are the batch's jobs acknowledged. The gap lets a commit's events reach subscribers while the
+/// sync runs. What may be seen before it is durable survives `kill -9` (it is in the kernel's page
 /// cache) and is lost only with the machine; replay ids stay unique even then because ids are
 /// announced early only up to a reservation that an earlier, durable commit recorded
 /// ([`events::recover_reservation`]).
@@ -485,12 +505,14 @@ struct Durability {
     /// The WAL file, synced after each commit; `None` when SQLite syncs inside `COMMIT` (the
     /// WAL could not be opened) or nothing is synced (a throwaway store).
     wal: Option<std::fs::File>,
-    /// Replay ids through this one may be announced before their commit is durable.
-    reserved: u64,
+    /// Replay ids through this one may be announced before their commit is durable (raised by
+    /// the sync thread once a commit that recorded a new reservation is durable).
+    reserved: Arc<AtomicU64>,
 }
 
 impl Durability {
     fn new(conn: &Connection, path: &Path, durable: bool, reserved: u64) -> Durability {
+        let reserved = Arc::new(AtomicU64::new(reserved));
         if !durable {
             return Durability {
                 wal: None,
@@ -533,21 +555,303 @@ impl Durability {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn writer_loop(
+/// A committed batch waiting for its WAL sync: what happens once it is durable.
+struct Committed {
+    /// The jobs' outcome reports.
+    done: Vec<Box<dyn FnOnce(StoreResult<()>) + Send>>,
+    /// The replay id reservation the commit recorded, if it recorded one.
+    reserve: Option<u64>,
+    /// The commit's last event and its events, when they may be announced only once durable.
+    late: Option<(u64, Option<EventTip>)>,
+    /// Whether the commit queued notifications (the delivery engine is woken once durable).
+    deliveries: bool,
+}
+
+/// Makes `last` the announced tip, with the commit's events when they follow the current tip.
+fn announce(tip: &tokio::sync::watch::Sender<EventTip>, last: u64, fresh: Option<EventTip>) {
+    tip.send_if_modified(|t| {
+        if last <= t.last {
+            return false;
+        }
+        *t = match fresh.filter(|f| f.after == t.last) {
+            Some(f) => f,
+            None => EventTip {
+                last,
+                ..EventTip::default()
+            },
+        };
+        true
+    });
+}
+
+/// What happens once committed batches are durable (`synced` is the sync's outcome).
+fn settle(
+    batches: Vec<Committed>,
+    synced: &std::io::Result<()>,
+    reserved: &AtomicU64,
+    tip: &tokio::sync::watch::Sender<EventTip>,
+    wake: &tokio::sync::watch::Sender<u64>,
+) {
+    if let Err(e) = synced {
+        // The batches are committed and visible, but may not survive the machine: nobody is told
+        // they succeeded.
+        tracing::error!(error = %e, "cannot sync the WAL; the batches' jobs are told they failed");
+    }
+    for b in batches {
+        let outcome = match synced {
+            Ok(()) => {
+                if let Some(r) = b.reserve {
+                    reserved.fetch_max(r, Ordering::AcqRel);
+                }
+                if let Some((last, fresh)) = b.late {
+                    announce(tip, last, fresh);
+                }
+                if b.deliveries {
+                    wake.send_modify(|n| *n += 1);
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!("the commit could not be made durable: {e}")),
+        };
+        for d in b.done {
+            d(outcome.clone().map_err(StoreError::Backend));
+        }
+    }
+}
+
+/// The sync thread: syncs the WAL once for every committed batch waiting (in commit order),
+/// then settles them. The writer goes on to its next batch meanwhile.
+fn sync_loop(
+    rx: std::sync::mpsc::Receiver<Committed>,
+    wal: Option<std::fs::File>,
+    reserved: Arc<AtomicU64>,
+    tip: Arc<tokio::sync::watch::Sender<EventTip>>,
+    wake: Arc<tokio::sync::watch::Sender<u64>>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        batches.extend(rx.try_iter());
+        let synced = wal.as_ref().map_or(Ok(()), |f| f.sync_data());
+        settle(batches, &synced, &reserved, &tip, &wake);
+    }
+}
+
+/// The write connection and what the writer keeps between batches, behind one lock: the writer
+/// thread runs queued batches, and a small job ([`Store::submit_small`]) runs at once on its
+/// caller's thread when the writer is idle.
+struct Writer {
     conn: Connection,
-    mut rx: mpsc::Receiver<WriteJob>,
     schema: Arc<ArcSwap<Schema>>,
     marker: OrgMarker,
-    mut durability: Durability,
+    durability: Durability,
+    /// Sequence numbers handed out, per key prefix.
+    seqs: HashMap<String, u64>,
+    /// Durable commits so far (shared with the readers).
     commits: Arc<AtomicU64>,
-    checkpoint: std::sync::mpsc::SyncSender<()>,
+    /// Wakes the checkpoint thread; `None` once the store is closing (the thread then ends).
+    checkpoint: Option<std::sync::mpsc::SyncSender<()>>,
     tip: Arc<tokio::sync::watch::Sender<EventTip>>,
     wake: Arc<tokio::sync::watch::Sender<u64>>,
     context: Arc<Mutex<Option<Context>>>,
+    /// The sync thread's queue; `None` once the store is closing (batches then sync in place).
+    syncer: Option<std::sync::mpsc::Sender<Committed>>,
+}
+
+impl Writer {
+    /// Runs `batch` as one transaction and hands it to the sync thread; starts a checkpoint when
+    /// the WAL has grown long.
+    fn run(&mut self, batch: Vec<WriteJob>) {
+        self.run_batch(batch);
+        if let Some(c) = self
+            .checkpoint
+            .as_ref()
+            .filter(|_| WAL_PAGES.get() >= CHECKPOINT_FROM_PAGES)
+        {
+            // Full means a checkpoint is already pending.
+            let _ = c.try_send(());
+        }
+    }
+
+    fn run_batch(&mut self, batch: Vec<WriteJob>) {
+        let conn = &self.conn;
+        let context = self.context.lock().clone();
+        let mut working = self.schema.load_full();
+        let mut changed = false;
+        let mut events = false;
+        let mut deliveries = false;
+        let mut done: Vec<Box<dyn FnOnce(StoreResult<()>) + Send>> =
+            Vec::with_capacity(batch.len());
+        if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+            let err = backend(e);
+            drop(batch);
+            tracing::error!(error = %err, "cannot begin a write transaction");
+            return;
+        }
+        let seqs_before = self.seqs.clone();
+        for job in batch {
+            if exec(conn, "SAVEPOINT job").is_err() {
+                continue;
+            }
+            let mut w = WConn {
+                read: Conn {
+                    conn,
+                    schema: working.clone(),
+                    marker: self.marker,
+                },
+                seqs: &mut self.seqs,
+                schema_changed: false,
+                savepoints: Vec::new(),
+                insert_stmt: None,
+                update_stmt: None,
+                insert_many_stmt: None,
+                events_appended: false,
+                detached: Vec::new(),
+                deliveries_changed: false,
+                changes: Default::default(),
+                context: context.as_ref(),
+            };
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut done = job(&mut w);
+                if done.keep {
+                    if let Some(at_end) = w.changes.at_end.take() {
+                        if let Err(e) = at_end(&mut w) {
+                            tracing::error!(error = %e, "a write job's change events could not be completed; its changes were rolled back");
+                            let report =
+                                std::mem::replace(&mut done.after_commit, Box::new(|_| {}));
+                            report(Err(e));
+                            done.keep = false;
+                        }
+                    }
+                }
+                done
+            }));
+            let (schema_after, schema_changed) = (w.read.schema.clone(), w.schema_changed);
+            let detached = std::mem::take(&mut w.detached);
+            let job_events = w.events_appended;
+            let job_deliveries = w.deliveries_changed;
+            drop(w);
+            match outcome {
+                Ok(d) if d.keep => {
+                    let _ = exec(conn, "RELEASE job");
+                    if schema_changed {
+                        working = schema_after;
+                        changed = true;
+                    }
+                    events |= job_events;
+                    deliveries |= job_deliveries;
+                    done.push(d.after_commit);
+                }
+                Ok(d) => {
+                    let _ = exec(conn, "ROLLBACK TO job").and_then(|_| exec(conn, "RELEASE job"));
+                    done.push(d.after_commit);
+                }
+                Err(_) => {
+                    tracing::error!("a write job panicked; its changes were rolled back");
+                    let _ = exec(conn, "ROLLBACK TO job").and_then(|_| exec(conn, "RELEASE job"));
+                }
+            }
+            for e in &detached {
+                match events::append(conn, e) {
+                    Ok(_) => events = true,
+                    Err(err) => tracing::error!(error = %err, "cannot append a detached event"),
+                }
+            }
+        }
+        let mut commit = Ok(());
+        if changed {
+            commit = conn
+                .execute("INSERT INTO meta_kv (key, value) VALUES ('schema_generation', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [working.generation.to_string()])
+                .map(|_| ())
+                .map_err(backend);
+        }
+        // The new tip: the sequence as the batch leaves it (an event appended in a savepoint that
+        // was rolled back gave its id back). Past the durable reservation, the commit records a
+        // new one and is announced only once durable.
+        let mut last_event = None;
+        let mut reserve = None;
+        let mut fresh = None;
+        if events && commit.is_ok() {
+            commit = events::last(conn).and_then(|last| {
+                last_event = Some(last);
+                // The batch's events, read back on this connection (its pages are at hand), to
+                // go out with the announcement; not when the replay ids say there are too many.
+                let after = self.tip.borrow().last;
+                if last.saturating_sub(after) <= FRESH_EVENTS as u64 {
+                    fresh = Some(EventTip {
+                        last,
+                        fresh: Some(events::all_after(conn, after, FRESH_EVENTS)?.into()),
+                        after,
+                    });
+                }
+                if last > self.durability.reserved.load(Ordering::Acquire) {
+                    let through = last + events::RESERVE;
+                    events::reserve(conn, through)?;
+                    reserve = Some(through);
+                }
+                Ok(())
+            });
+        }
+        if commit.is_ok() {
+            commit = exec(conn, "COMMIT").map_err(backend);
+        }
+        if let Err(e) = commit {
+            tracing::error!(error = %e, "commit failed; the batch was rolled back");
+            let _ = exec(conn, "ROLLBACK");
+            self.seqs = seqs_before;
+            for d in done {
+                d(Err(StoreError::Backend(e.to_string())));
+            }
+            return;
+        }
+        if changed {
+            self.schema.store(working);
+        }
+        // Before anyone hears of this commit: a read that starts after an acknowledgement must
+        // not reuse a snapshot from before it.
+        self.commits.fetch_add(1, Ordering::Release);
+        let early = self.durability.wal.is_some() && reserve.is_none();
+        let mut late = None;
+        if let Some(last) = last_event {
+            if early {
+                announce(&self.tip, last, fresh);
+            } else {
+                late = Some((last, fresh));
+            }
+        }
+        let batch = Committed {
+            done,
+            reserve,
+            late,
+            deliveries,
+        };
+        let batch = match &self.syncer {
+            Some(s) => match s.send(batch) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(b)) => b,
+            },
+            None => batch,
+        };
+        // No sync thread (the store is closing): sync here.
+        let synced = self.durability.sync();
+        settle(
+            vec![batch],
+            &synced,
+            &self.durability.reserved,
+            &self.tip,
+            &self.wake,
+        );
+    }
+}
+
+/// The writer thread: takes every job waiting (up to [`MAX_BATCH`]) and runs them as one batch;
+/// when the queue closes, waits for the sync thread and settles the replay id reservation.
+fn writer_loop(
+    writer: Arc<Mutex<Writer>>,
+    mut rx: mpsc::Receiver<WriteJob>,
+    sync_thread: std::thread::JoinHandle<()>,
 ) {
-    let mut seqs: HashMap<String, u64> = HashMap::new();
     while let Some(first) = rx.blocking_recv() {
+        let mut w = writer.lock();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -555,25 +859,15 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let ctx = context.lock().clone();
-        run_batch(
-            &conn,
-            batch,
-            &schema,
-            marker,
-            &mut durability,
-            &mut seqs,
-            (&commits, &tip, &wake),
-            ctx.as_ref(),
-        );
-        if WAL_PAGES.get() >= CHECKPOINT_FROM_PAGES {
-            // Full means a checkpoint is already pending.
-            let _ = checkpoint.try_send(());
-        }
+        w.run(batch);
     }
+    let mut w = writer.lock();
+    drop(w.syncer.take());
+    drop(w.checkpoint.take());
+    let _ = sync_thread.join();
     // A clean stop: every commit is durable, so the next start need not skip replay ids.
-    if let Err(e) = events::settle_reservation(&conn).and_then(|()| {
-        durability
+    if let Err(e) = events::settle_reservation(&w.conn).and_then(|()| {
+        w.durability
             .sync()
             .map_err(|e| StoreError::Backend(e.to_string()))
     }) {
@@ -586,193 +880,6 @@ fn writer_loop(
 /// statements for every job; parsing them from text each time is measurable).
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
-fn run_batch(
-    conn: &Connection,
-    batch: Vec<WriteJob>,
-    schema: &ArcSwap<Schema>,
-    marker: OrgMarker,
-    durability: &mut Durability,
-    seqs: &mut HashMap<String, u64>,
-    (commits, tip, wake): (
-        &AtomicU64,
-        &tokio::sync::watch::Sender<EventTip>,
-        &tokio::sync::watch::Sender<u64>,
-    ),
-    context: Option<&Context>,
-) {
-    let mut working = schema.load_full();
-    let mut changed = false;
-    let mut events = false;
-    let mut deliveries = false;
-    let mut done: Vec<Box<dyn FnOnce(StoreResult<()>) + Send>> = Vec::with_capacity(batch.len());
-    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        let err = backend(e);
-        drop(batch);
-        tracing::error!(error = %err, "cannot begin a write transaction");
-        return;
-    }
-    let seqs_before = seqs.clone();
-    for job in batch {
-        if exec(conn, "SAVEPOINT job").is_err() {
-            continue;
-        }
-        let mut w = WConn {
-            read: Conn {
-                conn,
-                schema: working.clone(),
-                marker,
-            },
-            seqs,
-            schema_changed: false,
-            savepoints: Vec::new(),
-            insert_stmt: None,
-            update_stmt: None,
-            insert_many_stmt: None,
-            events_appended: false,
-            detached: Vec::new(),
-            deliveries_changed: false,
-            changes: Default::default(),
-            context,
-        };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut done = job(&mut w);
-            if done.keep {
-                if let Some(at_end) = w.changes.at_end.take() {
-                    if let Err(e) = at_end(&mut w) {
-                        tracing::error!(error = %e, "a write job's change events could not be completed; its changes were rolled back");
-                        let report = std::mem::replace(&mut done.after_commit, Box::new(|_| {}));
-                        report(Err(e));
-                        done.keep = false;
-                    }
-                }
-            }
-            done
-        }));
-        let (schema_after, schema_changed) = (w.read.schema.clone(), w.schema_changed);
-        let detached = std::mem::take(&mut w.detached);
-        let job_events = w.events_appended;
-        let job_deliveries = w.deliveries_changed;
-        drop(w);
-        match outcome {
-            Ok(d) if d.keep => {
-                let _ = exec(conn, "RELEASE job");
-                if schema_changed {
-                    working = schema_after;
-                    changed = true;
-                }
-                events |= job_events;
-                deliveries |= job_deliveries;
-                done.push(d.after_commit);
-            }
-            Ok(d) => {
-                let _ = exec(conn, "ROLLBACK TO job").and_then(|_| exec(conn, "RELEASE job"));
-                done.push(d.after_commit);
-            }
-            Err(_) => {
-                tracing::error!("a write job panicked; its changes were rolled back");
-                let _ = exec(conn, "ROLLBACK TO job").and_then(|_| exec(conn, "RELEASE job"));
-            }
-        }
-        for e in &detached {
-            match events::append(conn, e) {
-                Ok(_) => events = true,
-                Err(err) => tracing::error!(error = %err, "cannot append a detached event"),
-            }
-        }
-    }
-    let mut commit = Ok(());
-    if changed {
-        commit = conn
-            .execute("INSERT INTO meta_kv (key, value) VALUES ('schema_generation', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [working.generation.to_string()])
-            .map(|_| ())
-            .map_err(backend);
-    }
-    // The new tip: the sequence as the batch leaves it (an event appended in a savepoint that was
-    // rolled back gave its id back). Past the reservation, the commit records a new one and is
-    // announced only once durable.
-    let mut last_event = None;
-    let mut reserve = None;
-    let mut fresh = None;
-    if events && commit.is_ok() {
-        commit = events::last(conn).and_then(|last| {
-            last_event = Some(last);
-            // The batch's events, read back on this connection (its pages are at hand), to go
-            // out with the announcement; not when the replay ids say there are too many.
-            let after = tip.borrow().last;
-            if last.saturating_sub(after) <= FRESH_EVENTS as u64 {
-                fresh = Some(EventTip {
-                    last,
-                    fresh: Some(events::all_after(conn, after, FRESH_EVENTS)?.into()),
-                    after,
-                });
-            }
-            if last > durability.reserved {
-                let through = last + events::RESERVE;
-                events::reserve(conn, through)?;
-                reserve = Some(through);
-            }
-            Ok(())
-        });
-    }
-    if commit.is_ok() {
-        commit = exec(conn, "COMMIT").map_err(backend);
-    }
-    let mut announce = |last: u64| {
-        tip.send_if_modified(|t| {
-            if last <= t.last {
-                return false;
-            }
-            *t = match fresh.take().filter(|f| f.after == t.last) {
-                Some(f) => f,
-                None => EventTip {
-                    last,
-                    ..EventTip::default()
-                },
-            };
-            true
-        });
-    };
-    if commit.is_ok() {
-        if changed {
-            schema.store(working);
-        }
-        // Before anyone hears of this commit: a read that starts after an acknowledgement
-        // must not reuse a snapshot from before it.
-        commits.fetch_add(1, Ordering::Release);
-        let early = durability.wal.is_some() && reserve.is_none();
-        if let Some(last) = last_event.filter(|_| early) {
-            announce(last);
-        }
-        if let Err(e) = durability.sync() {
-            // The batch is committed and visible, but may not survive the machine: nobody is
-            // told it succeeded.
-            tracing::error!(error = %e, "cannot sync the WAL; the batch's jobs are told they failed");
-            commit = Err(StoreError::Backend(format!(
-                "the commit could not be made durable: {e}"
-            )));
-        } else {
-            durability.reserved = reserve.unwrap_or(durability.reserved);
-            if let Some(last) = last_event.filter(|_| !early) {
-                announce(last);
-            }
-            if deliveries {
-                wake.send_modify(|n| *n += 1);
-            }
-        }
-    } else if let Err(e) = &commit {
-        tracing::error!(error = %e, "commit failed; the batch was rolled back");
-        let _ = exec(conn, "ROLLBACK");
-        *seqs = seqs_before;
-    }
-    for d in done {
-        let r = match &commit {
-            Ok(()) => Ok(()),
-            Err(e) => Err(StoreError::Backend(e.to_string())),
-        };
-        d(r);
-    }
 }
 
 impl Store for SqliteStore {
@@ -828,6 +935,26 @@ impl Store for SqliteStore {
 
     fn delivery_wake(&self) -> tokio::sync::watch::Receiver<u64> {
         self.wake.subscribe()
+    }
+
+    fn submit_small(
+        &self,
+        job: WriteJob,
+    ) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {
+        let Some(sender) = self.jobs.lock().clone() else {
+            return Box::pin(async { Err(StoreError::Closed) });
+        };
+        // Nothing queued and the writer idle: run it here, sparing the hand-off to the writer
+        // thread and back (its sync still happens on the sync thread).
+        if sender.capacity() == sender.max_capacity() {
+            if let Some(mut w) = self.writer.try_lock() {
+                if w.syncer.is_some() {
+                    w.run(vec![job]);
+                    return Box::pin(async { Ok(()) });
+                }
+            }
+        }
+        Box::pin(async move { sender.send(job).await.map_err(|_| StoreError::Closed) })
     }
 
     fn submit(&self, job: WriteJob) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {

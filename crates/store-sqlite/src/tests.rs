@@ -826,3 +826,90 @@ async fn the_delivery_queue_commits_with_its_job_and_settles_each_outcome() {
         .unwrap();
     assert!(next > seqs[2]);
 }
+
+#[tokio::test]
+async fn a_small_write_runs_in_place_when_the_writer_is_idle_and_queues_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: Arc<dyn Store> = s.clone();
+    let account = st.schema().object("Account").unwrap().clone();
+    let here = std::thread::current().id();
+    let a = account.clone();
+    let (seq, ran_on) = st
+        .write_small(move |tx| {
+            let seq = tx.insert(&a, &name_values(&a, "In place"))?;
+            Ok((seq, std::thread::current().id()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        ran_on, here,
+        "an idle writer lets a small job run on its caller's thread"
+    );
+    let name = account.field_index("Name").unwrap();
+    let row = st.read(|tx| tx.get(&account, seq, &[name])).unwrap();
+    assert_eq!(row.unwrap().values[0], Value::Text("In place".into()));
+
+    // While the writer is busy (its lock held), a small job goes to the writer thread.
+    let busy = s.writer.lock();
+    let a = account.clone();
+    let queued = tokio::spawn({
+        let st = st.clone();
+        async move {
+            st.write_small(move |tx| {
+                tx.insert(&a, &name_values(&a, "Queued"))?;
+                Ok(std::thread::current().name().map(str::to_string))
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!queued.is_finished(), "the job waits for the busy writer");
+    drop(busy);
+    let ran_on = queued.await.unwrap().unwrap();
+    assert_eq!(ran_on.as_deref(), Some("conflux-writer"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_writes_in_place_and_queued_writes_interleave_without_losing_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let st: Arc<dyn Store> = s.clone();
+    let account = st.schema().object("Account").unwrap().clone();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let (st, a) = (st.clone(), account.clone());
+        tasks.push(tokio::spawn(async move {
+            let job = move |tx: &mut dyn store::WriteTx| {
+                Ok(tx.insert(&a, &name_values(&a, &format!("A{i}")))?)
+            };
+            if i % 3 == 0 {
+                st.write(job).await
+            } else {
+                st.write_small(job).await
+            }
+        }));
+    }
+    let mut seqs = std::collections::BTreeSet::new();
+    for t in tasks {
+        assert!(
+            seqs.insert(t.await.unwrap().unwrap()),
+            "sequences are unique"
+        );
+    }
+    assert_eq!(seqs.len(), 300);
+    let name = account.field_index("Name").unwrap();
+    let names: std::collections::BTreeSet<String> = seqs
+        .iter()
+        .map(
+            |&seq| match st.read(|tx| tx.get(&account, seq, &[name])).unwrap() {
+                Some(r) => match &r.values[0] {
+                    Value::Text(t) => t.to_string(),
+                    other => panic!("{other:?}"),
+                },
+                None => panic!("row {seq} is missing"),
+            },
+        )
+        .collect();
+    assert_eq!(names.len(), 300, "every acknowledged write is there once");
+}

@@ -394,6 +394,15 @@ pub trait Store: Send + Sync + 'static {
     fn read_dyn(&self, f: &mut dyn FnMut(&dyn ReadTx));
     /// Queues a write job; fails only when the writer is gone.
     fn submit(&self, job: WriteJob) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>>;
+    /// Like [`Store::submit`], for a job as small as one record's save: a store may run it at
+    /// once on the calling thread when its writer is idle (it still commits and syncs like any
+    /// other job). Big jobs go through [`Store::submit`], so they never hold up the caller.
+    fn submit_small(
+        &self,
+        job: WriteJob,
+    ) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {
+        self.submit(job)
+    }
     /// The last committed event (and the events of the commit that made it the last); changes
     /// after every commit that added events.
     fn event_tip(&self) -> tokio::sync::watch::Receiver<EventTip>;
@@ -427,22 +436,45 @@ impl dyn Store {
         &self,
         f: impl FnOnce(&mut dyn WriteTx) -> Result<R, ApiError> + Send + 'static,
     ) -> Result<R, ApiError> {
-        let (tx, rx) = tokio::sync::oneshot::channel::<Result<R, ApiError>>();
-        let job: WriteJob = Box::new(move |wtx: &mut dyn WriteTx| {
-            let result = f(wtx);
-            let keep = result.is_ok();
-            JobDone {
-                keep,
-                after_commit: Box::new(move |commit: StoreResult<()>| {
-                    let out = match commit {
-                        Ok(()) => result,
-                        Err(e) => Err(e.into()),
-                    };
-                    let _ = tx.send(out);
-                }),
-            }
-        });
+        let (job, rx) = write_job(f);
         self.submit(job).await.map_err(ApiError::from)?;
         rx.await.map_err(|_| ApiError::from(StoreError::Closed))?
     }
+
+    /// [`write`](Self::write) for a job as small as one record's save ([`Store::submit_small`]):
+    /// when the writer is idle it runs at once on this thread.
+    pub async fn write_small<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn WriteTx) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let (job, rx) = write_job(f);
+        self.submit_small(job).await.map_err(ApiError::from)?;
+        rx.await.map_err(|_| ApiError::from(StoreError::Closed))?
+    }
+}
+
+/// A write job running `f`, and where its result arrives once the commit is durable.
+#[allow(clippy::type_complexity)]
+fn write_job<R: Send + 'static>(
+    f: impl FnOnce(&mut dyn WriteTx) -> Result<R, ApiError> + Send + 'static,
+) -> (
+    WriteJob,
+    tokio::sync::oneshot::Receiver<Result<R, ApiError>>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<Result<R, ApiError>>();
+    let job: WriteJob = Box::new(move |wtx: &mut dyn WriteTx| {
+        let result = f(wtx);
+        let keep = result.is_ok();
+        JobDone {
+            keep,
+            after_commit: Box::new(move |commit: StoreResult<()>| {
+                let out = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(e.into()),
+                };
+                let _ = tx.send(out);
+            }),
+        }
+    });
+    (job, rx)
 }

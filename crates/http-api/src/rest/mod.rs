@@ -356,7 +356,7 @@ async fn run_write(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
         .state
         .org
         .store()
-        .write(move |tx| {
+        .write_small(move |tx| {
             let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
             exec::write(&c, tx, &segs)
         })
