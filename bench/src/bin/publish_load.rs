@@ -12,9 +12,11 @@
 //! JetStream: a nats-server started here on a free loopback port, file storage under
 //! SCRATCH_DIR (the same filesystem as Conflux's data), one stream; the publisher keeps 256
 //! publishes in flight and counts acknowledged messages (the performance anchors' shape). The
-//! payload is the same size as a Conflux event's. nats-server 2.9 (Debian 12) cannot fsync per
-//! message (`sync_interval` came in 2.10), so its acknowledgement means "in the page cache":
-//! weaker than Conflux's.
+//! payload is the same size as a Conflux event's. Debian's nats-server (2.9) cannot sync per
+//! message, so its acknowledgement means "in the page cache": weaker than Conflux's. When
+//! `NATS_SYNCED_SERVER` names a nats-server 2.10 or later, the same publisher also runs against
+//! it with `sync_interval: always` (every write synced before its acknowledgement: Conflux's
+//! durability), for at most [`SYNCED_EVENTS`] messages.
 //!
 //! Prints one JSON object on stdout.
 
@@ -28,6 +30,8 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 const BATCH: usize = 200;
+/// Most messages published to the synced JetStream (it acknowledges at the disk's pace).
+const SYNCED_EVENTS: u64 = 50_000;
 const PUBLISHERS: usize = 4;
 const JS_WINDOW: usize = 256;
 
@@ -154,9 +158,17 @@ async fn main() -> Result<()> {
     let nats = bench::Nats::start(Path::new(dir))?;
     let port = nats.port;
     let js = jetstream(port, events, size).await?;
-    println!(
-        "{}",
-        json!({"events": events, "confluxPerSec": conflux, "jetstreamPerSec": js, "ratio": conflux / js})
-    );
+    drop(nats);
+    let mut out = json!({"events": events, "confluxPerSec": conflux, "jetstreamPerSec": js, "ratio": conflux / js});
+    if let Some(bin) = std::env::var_os("NATS_SYNCED_SERVER") {
+        let n = events.min(SYNCED_EVENTS);
+        eprintln!("    JetStream with sync_interval always: {n} messages, {JS_WINDOW} in flight");
+        let nats = bench::Nats::start_with(Path::new(&bin), Path::new(dir), true)?;
+        let synced = jetstream(nats.port, n, size).await?;
+        out["syncedEvents"] = json!(n);
+        out["jetstreamSyncedPerSec"] = json!(synced);
+        out["syncedRatio"] = json!(conflux / synced);
+    }
+    println!("{out}");
     Ok(())
 }
