@@ -611,9 +611,8 @@ impl Subscribers {
             c.disconnect().await;
         }
         for t in self.tasks {
-            match tokio::time::timeout(Duration::from_secs(5), t).await {
-                Ok(Ok(Err(e))) => eprintln!("    subscriber ended with: {e:#}"),
-                _ => {}
+            if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), t).await {
+                eprintln!("    subscriber ended with: {e:#}");
             }
         }
         Ok(())
