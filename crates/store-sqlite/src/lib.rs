@@ -382,10 +382,16 @@ impl SqliteStore {
                 })?),
                 None => None,
             };
-            let (reserved, tip, wake) = (durability.reserved.clone(), tip.clone(), wake.clone());
+            // The sync thread's own view of the writer's durability: the same WAL file and
+            // reservation.
+            let durability = Durability {
+                wal,
+                reserved: durability.reserved.clone(),
+            };
+            let (tip, wake) = (tip.clone(), wake.clone());
             std::thread::Builder::new()
                 .name("conflux-sync".into())
-                .spawn(move || sync_loop(sync_rx, wal, reserved, tip, wake))
+                .spawn(move || sync_loop(sync_rx, durability, tip, wake))
                 .map_err(|e| StoreError::Backend(format!("cannot start the sync thread: {e}")))?
         };
         let writer = Arc::new(Mutex::new(Writer {
@@ -623,16 +629,15 @@ fn settle(
 /// then settles them. The writer goes on to its next batch meanwhile.
 fn sync_loop(
     rx: std::sync::mpsc::Receiver<Committed>,
-    wal: Option<std::fs::File>,
-    reserved: Arc<AtomicU64>,
+    durability: Durability,
     tip: Arc<tokio::sync::watch::Sender<EventTip>>,
     wake: Arc<tokio::sync::watch::Sender<u64>>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         batches.extend(rx.try_iter());
-        let synced = wal.as_ref().map_or(Ok(()), |f| f.sync_data());
-        settle(batches, &synced, &reserved, &tip, &wake);
+        let synced = durability.sync();
+        settle(batches, &synced, &durability.reserved, &tip, &wake);
     }
 }
 
@@ -653,7 +658,7 @@ struct Writer {
     tip: Arc<tokio::sync::watch::Sender<EventTip>>,
     wake: Arc<tokio::sync::watch::Sender<u64>>,
     context: Arc<Mutex<Option<Context>>>,
-    /// The sync thread's queue; `None` once the store is closing (batches then sync in place).
+    /// The sync thread's queue; `None` once the store is closing (no batch runs after that).
     syncer: Option<std::sync::mpsc::Sender<Committed>>,
 }
 
@@ -831,7 +836,7 @@ impl Writer {
             },
             None => batch,
         };
-        // No sync thread (the store is closing): sync here.
+        // The sync thread is gone (it can only have panicked): sync here.
         let synced = self.durability.sync();
         settle(
             vec![batch],
