@@ -929,6 +929,18 @@ fn post_script(work: &Path, name: &str, content_type: &str, body: &str) -> Resul
     Ok(path)
 }
 
+/// A copy of the wrk script at `script` that writes `depth` requests at once on each connection
+/// (HTTP/1.1 pipelining; wrk counts every reply).
+fn pipelined_script(script: &Path, depth: u32) -> Result<PathBuf> {
+    let path = script.with_extension(format!("pipelined{depth}.lua"));
+    let mut lua = std::fs::read_to_string(script)?;
+    lua.push_str(&format!(
+        "init = function(args)\n  local r = {{}}\n  for i = 1, {depth} do r[i] = wrk.format() end\n  batch = table.concat(r)\nend\nrequest = function() return batch end\n"
+    ));
+    std::fs::write(&path, lua)?;
+    Ok(path)
+}
+
 /// A server for the delivery benchmark: `conc` connections per receiver, short retries (the
 /// receiver is down while the queue fills).
 fn delivery_server(rel: &Path, work: &Path, what: &str, conc: u32) -> Result<Server> {
@@ -981,6 +993,50 @@ const OM_ENVELOPE: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Enve
 
 /// Connections wrk and Conflux each use against the fast receiver.
 const FAST_CONNS: u32 = 32;
+/// Webhooks written at once per connection in the pipelined run.
+const PIPELINE: u32 = 8;
+
+/// Queues `queued` webhooks (written `pipeline` at a time per connection) while nginx is down,
+/// starts nginx and drains them into it: the delivery rate in nginx's log, and what
+/// `delivery_load queue` and `drain` reported.
+fn drain_webhooks(
+    rel: &Path,
+    work: &Path,
+    nginx_dir: &Path,
+    port: u16,
+    queued: u64,
+    pipeline: u32,
+) -> Result<(f64, Vec<f64>, Vec<f64>)> {
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    let srv = delivery_server(rel, work, &format!("data-webhook-{pipeline}"), FAST_CONNS)?;
+    eprintln!(
+        "==> queueing {queued} webhooks (pipeline {pipeline}) with the receiver down (server pid {})",
+        srv.pid()
+    );
+    let q = delivery_load(
+        rel,
+        &srv,
+        &[
+            "queue",
+            "webhook",
+            &hook,
+            &queued.to_string(),
+            &pipeline.to_string(),
+        ],
+        "queue ",
+    )?;
+    eprintln!("==> starting nginx; draining the queue");
+    let nginx = Nginx::start(nginx_dir, port)?;
+    let d = delivery_load(rel, &srv, &["drain"], "drain ")?;
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (served, span) = nginx.served("/hook")?;
+    drop(nginx);
+    srv.stop()?;
+    if served < queued {
+        bail!("nginx saw {served} webhooks of {queued}");
+    }
+    Ok((served as f64 / span, q, d))
+}
 
 fn delivery(root: &Path, queued: u64, spyne_n: u64) -> Result<()> {
     ensure_wrk()?;
@@ -993,45 +1049,24 @@ fn delivery(root: &Path, queued: u64, spyne_n: u64) -> Result<()> {
 
     // 1. The fast receiver: nginx, first under wrk.
     let port = free_port()?;
-    let hook = format!("http://127.0.0.1:{port}/hook");
     let body = r#"{"id":"001xx000003DGb2AAG","name":"Delivery 123456"}"#;
     let script = post_script(&work, "hook.lua", "application/json", body)?;
     let nginx_dir = work.join("nginx");
-    let wrk_nginx = {
+    let piped_script = pipelined_script(&script, PIPELINE)?;
+    let (wrk_nginx, wrk_piped) = {
         let _n = Nginx::start(&nginx_dir, port)?;
-        eprintln!("==> wrk -t2 -c{FAST_CONNS} -d10s POST against nginx");
-        wrk(
-            &format!("http://127.0.0.1:{port}/wrk"),
-            10,
-            FAST_CONNS,
-            None,
-            Some(&script),
-        )?
+        eprintln!("==> wrk -t2 -c{FAST_CONNS} -d10s POST against nginx, then pipelined");
+        let url = format!("http://127.0.0.1:{port}/wrk");
+        (
+            wrk(&url, 10, FAST_CONNS, None, Some(&script))?,
+            wrk(&url, 10, FAST_CONNS, None, Some(&piped_script))?,
+        )
     };
 
-    // 2. Conflux: queue while nginx is down, then drain into it.
-    let srv = delivery_server(&rel, &work, "data-webhook", FAST_CONNS)?;
-    eprintln!(
-        "==> queueing {queued} webhooks with the receiver down (server pid {})",
-        srv.pid()
-    );
-    let q = delivery_load(
-        &rel,
-        &srv,
-        &["queue", "webhook", &hook, &queued.to_string()],
-        "queue ",
-    )?;
-    eprintln!("==> starting nginx; draining the queue");
-    let nginx = Nginx::start(&nginx_dir, port)?;
-    let d = delivery_load(&rel, &srv, &["drain"], "drain ")?;
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let (served, span) = nginx.served("/hook")?;
-    drop(nginx);
-    srv.stop()?;
-    if served < queued {
-        bail!("nginx saw {served} webhooks of {queued}");
-    }
-    let hook_rate = served as f64 / span;
+    // 2. Conflux: queue while nginx is down, then drain into it; once one request at a time on
+    //    each connection (the default), once pipelined.
+    let (hook_rate, q, d) = drain_webhooks(&rel, &work, &nginx_dir, port, queued, 1)?;
+    let (piped_rate, ..) = drain_webhooks(&rel, &work, &nginx_dir, port, queued, PIPELINE)?;
 
     // 3. spyne: Conflux's Outbound Messages, then wrk with one-notification messages.
     let sport = free_port()?;
@@ -1078,6 +1113,8 @@ fn delivery(root: &Path, queued: u64, spyne_n: u64) -> Result<()> {
         "| Measure | Rate | Ratio |\n|---|---|---|\n\
 | wrk `-t2 -c{FAST_CONNS}` POSTing a {}-byte JSON body to nginx (`return 200`, access log on) | {:.0} req/s | 1.00 |\n\
 | Conflux webhooks to the same nginx, {FAST_CONNS} connections, draining {queued} queued notifications (first to last request in nginx's log) | {:.0} deliveries/s | **{:.2}** of wrk (goal ≥ 0.8) |\n\
+| The same with `pipeline: {PIPELINE}` on the webhook ({PIPELINE} requests per write on each connection) | {:.0} deliveries/s | **{:.2}** of wrk; {:.2} of wrk pipelining as much (next row) |\n\
+| wrk as in the first row, writing {PIPELINE} requests at once on each connection | {:.0} req/s | |\n\
 | wrk `-t1 -c16` POSTing a one-notification Outbound Message to spyne 2.14.0 (wsgiref) | {:.0} messages/s | 1.00 |\n\
 | Conflux Outbound Messages to the same spyne, draining {spyne_n} queued notifications ({msgs} messages, up to 100 notifications each) | {:.0} notifications/s ({:.0} messages/s) | **{:.2}** notifications/s of wrk's messages/s (goal ≥ 0.8); {:.2} in messages |\n\
 | Server memory (VmRSS) while queueing {queued}: at start / 10 % / 50 % / all queued / max | {:.0} / {:.0} / {:.0} / {:.0} / {:.0} MB | flat = the last ≈ the 10 % figure |\n\
@@ -1087,6 +1124,10 @@ fn delivery(root: &Path, queued: u64, spyne_n: u64) -> Result<()> {
         wrk_nginx.rps,
         hook_rate,
         hook_rate / wrk_nginx.rps,
+        piped_rate,
+        piped_rate / wrk_nginx.rps,
+        piped_rate / wrk_piped.rps,
+        wrk_piped.rps,
         wrk_spyne,
         om_rate,
         msg_rate,

@@ -1,8 +1,9 @@
 //! Delivery queue benchmark driver (run by `cargo xtask bench delivery`).
 //!
-//! `delivery_load queue BASE_URL USERNAME PASSWORD CLIENT_ID CLIENT_SECRET SERVER_PID KIND URL N`
-//! installs a flow that sends a webhook (`KIND` = `webhook`) or an Outbound Message (`outbound`)
-//! to `URL` for every new Account, then creates `N` Accounts through `POST /composite/sobjects`
+//! `delivery_load queue BASE_URL USERNAME PASSWORD CLIENT_ID CLIENT_SECRET SERVER_PID KIND URL N
+//! [PIPELINE]` installs a flow that sends a webhook (`KIND` = `webhook`, written `PIPELINE` at a
+//! time on a connection, default 1) or an Outbound Message (`outbound`) to `URL` for every new
+//! Account, then creates `N` Accounts through `POST /composite/sobjects`
 //! (200 per call, 4 threads) while the receiver is down, so `N` notifications wait in the queue.
 //! It samples the server's resident memory (VmRSS) throughout and prints
 //! `queue <seconds> <rss start MB> <rss at 10 %> <rss at 50 %> <rss at the end> <rss max>`.
@@ -59,10 +60,10 @@ impl Drop for Sampler {
     }
 }
 
-fn queue(api: &Api, pid: u32, kind: &str, url: &str, n: u64) -> Result<()> {
+fn queue(api: &Api, pid: u32, kind: &str, url: &str, n: u64, pipeline: u32) -> Result<()> {
     let action = match kind {
         "webhook" => json!({"type": "webhook", "name": "Bench_Hook", "url": url,
-                            "body": "{id: .Id, name: .Name}"}),
+                            "body": "{id: .Id, name: .Name}", "pipeline": pipeline}),
         "outbound" => json!({"type": "outbound_message", "name": "Bench_Om", "endpoint": url,
                              "fields": ["Id", "Name"]}),
         other => bail!("KIND is webhook or outbound, not {other}"),
@@ -204,14 +205,15 @@ fn drain(api: &Api, pid: u32) -> Result<()> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage =
-        "usage: delivery_load queue|drain BASE USER PASS CLIENT_ID CLIENT_SECRET PID [KIND URL N]";
+        "usage: delivery_load queue|drain BASE USER PASS CLIENT_ID CLIENT_SECRET PID [KIND URL N [PIPELINE]]";
     if args.len() < 7 {
         bail!("{usage}");
     }
     let api = Api::login(&args[1], &args[2], &args[3], &args[4], &args[5])?;
     let pid: u32 = args[6].parse()?;
     match (args[0].as_str(), &args[7..]) {
-        ("queue", [kind, url, n]) => queue(&api, pid, kind, url, n.parse()?),
+        ("queue", [kind, url, n]) => queue(&api, pid, kind, url, n.parse()?, 1),
+        ("queue", [kind, url, n, p]) => queue(&api, pid, kind, url, n.parse()?, p.parse()?),
         ("drain", []) => drain(&api, pid),
         _ => bail!("{usage}"),
     }

@@ -161,6 +161,11 @@ pub enum ActionDef {
         /// Extra headers.
         #[serde(default, skip_serializing_if = "HashMap::is_empty")]
         headers: HashMap<String, String>,
+        /// Requests written at once on a connection before their replies are read (HTTP/1.1
+        /// pipelining, 1..=16; default 1: one at a time). Only for receivers known to handle
+        /// pipelined requests.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pipeline: Option<usize>,
     },
 }
 
@@ -643,11 +648,19 @@ pub fn compile(
                 secret,
                 body,
                 headers,
+                pipeline,
             } => {
                 if before || invocable {
                     return Err(err("webhook runs in after_save flows".into()));
                 }
                 check_url(url).map_err(err)?;
+                let pipeline = pipeline.unwrap_or(1);
+                if !(1..=delivery::MAX_PIPELINE).contains(&pipeline) {
+                    return Err(err(format!(
+                        "pipeline is outside 1..={}",
+                        delivery::MAX_PIPELINE
+                    )));
+                }
                 let body = body
                     .as_deref()
                     .map(Expr::compile)
@@ -661,6 +674,7 @@ pub fn compile(
                         url: url.clone(),
                         secret: secret.clone(),
                         headers,
+                        pipeline,
                     }),
                     body,
                 )

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outbound::{self, Envelope, Notification};
 use crate::policy::{Breaker, Policy};
-use crate::send::{Connection, Sender};
-use crate::{webhook, Catalog, KIND_FLOW, KIND_OUTBOUND, KIND_WEBHOOK};
+use crate::send::{Connection, Request, Sender};
+use crate::{webhook, Catalog, WebhookDef, KIND_FLOW, KIND_OUTBOUND, KIND_WEBHOOK};
 
 /// Notifications of one action sent in one Outbound Message at most (Salesforce: 100).
 const MAX_PER_MESSAGE: usize = 100;
@@ -33,6 +33,8 @@ const SETTLE_BATCH: usize = 2_000;
 const SETTLE_WITHIN_MS: i64 = 10;
 /// How long a lane with nothing to do keeps its workers and their connections.
 const LANE_LINGER: Duration = Duration::from_secs(30);
+/// Payload bytes up to which more pipelined webhooks join a write.
+const MAX_PIPELINED_BYTES: usize = 64 * 1024;
 /// Expired notifications moved to the dead-letter queue per sweep.
 const SWEEP_BATCH: usize = 1_000;
 
@@ -88,7 +90,9 @@ struct Lane {
     /// Due notifications read ahead, in due order (their sequences are in the engine's
     /// `in_flight`).
     ahead: Mutex<VecDeque<DeliveryRow>>,
-    /// Messages being sent.
+    /// Messages being sent; pipelined webhooks written with another count once (the
+    /// endpoint's concurrency limits connections busy, and a receiver answers a connection's
+    /// requests one after another).
     busy: AtomicUsize,
     /// Workers running.
     workers: AtomicUsize,
@@ -174,6 +178,9 @@ struct Message<'a> {
     lane: &'a Lane,
     done: &'a mpsc::UnboundedSender<Done>,
     rows: Option<Vec<DeliveryRow>>,
+    /// It holds one of the lane's `busy` slots (a message riding along with another on the
+    /// same connection does not).
+    slot: bool,
 }
 
 impl Message<'_> {
@@ -190,7 +197,9 @@ impl Message<'_> {
             pending.extend(outcomes);
             first
         };
-        self.lane.busy.fetch_sub(1, Ordering::AcqRel);
+        if self.slot {
+            self.lane.busy.fetch_sub(1, Ordering::AcqRel);
+        }
         if first {
             let _ = self.done.send(Done::Pending);
         }
@@ -447,11 +456,16 @@ impl Engine {
                     notified.await;
                     continue;
                 };
+                if rows[0].new.kind == KIND_WEBHOOK {
+                    self.send_webhooks(&lane, &done, rows, &mut conn).await;
+                    continue;
+                }
                 let message = Message {
                     engine: &self,
                     lane: &lane,
                     done: &done,
                     rows: Some(rows),
+                    slot: true,
                 };
                 let rows = message
                     .rows
@@ -463,8 +477,8 @@ impl Engine {
         });
     }
 
-    /// The next message of `lane`, if its allowance leaves room for one more in flight (the
-    /// slot is taken: `busy` counts it).
+    /// The next message of `lane`, if the endpoint's allowance leaves room for one more in
+    /// flight (the slot is taken: `busy` counts it).
     fn take(&self, lane: &Lane, done: &mpsc::UnboundedSender<Done>) -> Option<Vec<DeliveryRow>> {
         let (allowance, _) = self.allowance(&lane.endpoint, now_millis());
         let mut busy = lane.busy.load(Ordering::Acquire);
@@ -480,13 +494,46 @@ impl Engine {
                 Err(now) => busy = now,
             }
         }
-        let (message, left) = {
-            let mut ahead = lane.ahead.lock();
-            (take_message(&mut ahead), ahead.len())
-        };
+        let message = self.pop(lane, done, |_| true);
         if message.is_none() {
             lane.busy.fetch_sub(1, Ordering::AcqRel);
         }
+        message
+    }
+
+    /// The next message of `lane` to ride along with one sent on the same connection (a
+    /// pipelined batch holds one slot), if its first notification passes `fits` and the
+    /// endpoint's circuit is closed (a half-open circuit is probed with one message).
+    fn take_rider(
+        &self,
+        lane: &Lane,
+        done: &mpsc::UnboundedSender<Done>,
+        fits: impl Fn(&DeliveryRow) -> bool,
+    ) -> Option<Vec<DeliveryRow>> {
+        let (allowance, _) = self.allowance(&lane.endpoint, now_millis());
+        if allowance < self.policy.concurrency {
+            return None;
+        }
+        self.pop(lane, done, fits)
+    }
+
+    /// Takes the message at the front of `lane` if its first notification passes `fits`;
+    /// asks for a refill when the lane runs low.
+    fn pop(
+        &self,
+        lane: &Lane,
+        done: &mpsc::UnboundedSender<Done>,
+        fits: impl Fn(&DeliveryRow) -> bool,
+    ) -> Option<Vec<DeliveryRow>> {
+        let (message, left) = {
+            let mut ahead = lane.ahead.lock();
+            let message = if ahead.front().is_some_and(fits) {
+                take_message(&mut ahead)
+            } else {
+                None
+            };
+            (message, ahead.len())
+        };
         if left < READ_AHEAD / 2 && !lane.refill.swap(true, Ordering::AcqRel) {
             let _ = done.send(Done::Refill);
         }
@@ -599,7 +646,7 @@ impl Engine {
         }
     }
 
-    /// Sends one message.
+    /// Sends one message that is not a webhook (those go through `send_webhooks`).
     async fn attempt(
         &self,
         rows: &[DeliveryRow],
@@ -607,7 +654,6 @@ impl Engine {
     ) -> Result<(), Failure> {
         match rows[0].new.kind.as_str() {
             KIND_OUTBOUND => self.send_outbound(rows, conn).await,
-            KIND_WEBHOOK => self.send_webhook(&rows[0], conn).await,
             KIND_FLOW => self
                 .catalog
                 .run_local(&self.org, &rows[0])
@@ -726,49 +772,119 @@ impl Engine {
         Ok(login.token)
     }
 
-    async fn send_webhook(
+    /// Sends the webhook `first`, and with it (written at once, when its definition asks for
+    /// pipelining) the next ones of the same webhook waiting in `lane`; resolves each.
+    async fn send_webhooks(
         &self,
-        row: &DeliveryRow,
+        lane: &Lane,
+        done: &mpsc::UnboundedSender<Done>,
+        first: Vec<DeliveryRow>,
         conn: &mut Option<Connection>,
-    ) -> Result<(), Failure> {
-        let def = self
-            .catalog
-            .webhook(&row.new.action)
-            .ok_or_else(|| Failure {
-                reason: format!("the webhook {} no longer exists", row.new.action),
-                permanent: true,
-            })?;
-        let id = crate::notification_id(&self.org, row.seq);
-        let body = row.new.payload.as_bytes();
-        let attempt = (row.attempts + 1).to_string();
-        let signature = def
-            .secret
-            .as_ref()
-            .map(|secret| webhook::signature(secret.as_bytes(), now_millis() / 1000, body));
-        let mut headers: Vec<(&str, &str)> = vec![
-            (webhook::IDEMPOTENCY_HEADER, &id),
-            ("X-Conflux-Notification-Id", &id),
-            ("X-Conflux-Attempt", &attempt),
-        ];
-        if let Some(sig) = &signature {
-            headers.push((webhook::SIGNATURE_HEADER, sig));
+    ) {
+        let message = |rows, slot| Message {
+            engine: self,
+            lane,
+            done,
+            rows: Some(rows),
+            slot,
+        };
+        let action = first[0].new.action.clone();
+        let mut messages = vec![message(first, true)];
+        let Some(def) = self.catalog.webhook(&action) else {
+            let reason = format!("the webhook {action} no longer exists");
+            for m in messages {
+                m.resolve(Err(Failure {
+                    reason: reason.clone(),
+                    permanent: true,
+                }));
+            }
+            return;
+        };
+        let mut bytes = messages[0].rows.as_deref().map_or(0, payload_len);
+        while messages.len() < def.pipeline && bytes < MAX_PIPELINED_BYTES {
+            let same = |r: &DeliveryRow| r.new.kind == KIND_WEBHOOK && r.new.action == action;
+            let Some(rows) = self.take_rider(lane, done, same) else {
+                break;
+            };
+            bytes += payload_len(&rows);
+            messages.push(message(rows, false));
         }
-        headers.extend(def.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let reply = self
-            .http
-            .post(conn, &def.url, "application/json", &headers, body)
-            .await
-            .map_err(Failure::retry)?;
-        if (200..300).contains(&reply.status) {
-            Ok(())
-        } else {
-            Err(Failure::retry(format!(
-                "HTTP {}{}",
-                reply.status,
-                snippet(&reply.body)
-            )))
+        let results = {
+            let rows: Vec<&DeliveryRow> = messages
+                .iter()
+                .map(|m| &m.rows.as_deref().expect("an unresolved message has rows")[0])
+                .collect();
+            self.post_webhooks(&def, &rows, conn).await
+        };
+        for (m, r) in messages.into_iter().zip(results) {
+            m.resolve(r);
         }
     }
+
+    /// POSTs one webhook per row (pipelined when there are several): each one's outcome.
+    async fn post_webhooks(
+        &self,
+        def: &WebhookDef,
+        rows: &[&DeliveryRow],
+        conn: &mut Option<Connection>,
+    ) -> Vec<Result<(), Failure>> {
+        let now = now_millis();
+        // What each request's headers borrow.
+        let own: Vec<(String, String, Option<String>)> = rows
+            .iter()
+            .map(|row| {
+                let body = row.new.payload.as_bytes();
+                (
+                    crate::notification_id(&self.org, row.seq),
+                    (row.attempts + 1).to_string(),
+                    def.secret
+                        .as_ref()
+                        .map(|secret| webhook::signature(secret.as_bytes(), now / 1000, body)),
+                )
+            })
+            .collect();
+        let requests: Vec<Request<'_>> = rows
+            .iter()
+            .zip(&own)
+            .map(|(row, (id, attempt, signature))| {
+                let mut headers: Vec<(&str, &str)> = vec![
+                    (webhook::IDEMPOTENCY_HEADER, id),
+                    ("X-Conflux-Notification-Id", id),
+                    ("X-Conflux-Attempt", attempt),
+                ];
+                if let Some(sig) = signature {
+                    headers.push((webhook::SIGNATURE_HEADER, sig));
+                }
+                headers.extend(def.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                Request {
+                    headers,
+                    body: row.new.payload.as_bytes(),
+                }
+            })
+            .collect();
+        self.http
+            .post_all(conn, &def.url, "application/json", &requests)
+            .await
+            .into_iter()
+            .map(|reply| {
+                let reply = reply.map_err(Failure::retry)?;
+                if (200..300).contains(&reply.status) {
+                    Ok(())
+                } else {
+                    Err(Failure::retry(format!(
+                        "HTTP {}{}",
+                        reply.status,
+                        snippet(&reply.body)
+                    )))
+                }
+            })
+            .collect()
+    }
+}
+
+/// The bytes of a message's payloads.
+fn payload_len(rows: &[DeliveryRow]) -> usize {
+    rows.iter().map(|r| r.new.payload.len()).sum()
 }
 
 /// The next message from the front of `buf`: an Outbound Message takes the consecutive

@@ -64,7 +64,12 @@ pub struct WebhookDef {
     pub secret: Option<String>,
     /// Extra request headers.
     pub headers: Vec<(String, String)>,
+    /// Requests written at once on a connection (HTTP/1.1 pipelining; 1 = one at a time).
+    pub pipeline: usize,
 }
+
+/// The most requests one webhook may write at once on a connection.
+pub const MAX_PIPELINE: usize = 16;
 
 /// Where the engine finds the current definitions of the actions notifications name.
 pub trait Catalog: Send + Sync + 'static {

@@ -3,7 +3,8 @@
 //! the reply (parsed with `httparse`, bodies framed by length, chunks or end of stream) up to a
 //! size limit. A delivery is one write and, usually, one read: no connection pool, no tasks or
 //! channels between the caller and the socket, which makes it several times cheaper than a
-//! general-purpose client. It does what deliveries need and nothing else: no redirects,
+//! general-purpose client. For receivers that opt in, several requests go in one write and
+//! their replies are read in order (HTTP/1.1 pipelining). It does what deliveries need and nothing else: no redirects,
 //! proxies, cookies or compression.
 
 use std::sync::Arc;
@@ -16,6 +17,12 @@ use tokio::net::TcpStream;
 pub(crate) struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+}
+
+/// One request of a batch: its own headers and body (URL and content type are the batch's).
+pub(crate) struct Request<'a> {
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub body: &'a [u8],
 }
 
 /// What requests are sent with, shared by every worker.
@@ -98,62 +105,127 @@ impl Sender {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Reply, String> {
-        let target = target(url)?;
-        let request = request_bytes(&target, content_type, headers, body)?;
-        match tokio::time::timeout(self.timeout, self.exchange(slot, &target, &request)).await {
-            Ok(r) => r,
-            Err(_) => {
+        let request = Request {
+            headers: headers.to_vec(),
+            body,
+        };
+        self.post_all(slot, url, content_type, std::slice::from_ref(&request))
+            .await
+            .pop()
+            .expect("one outcome per request")
+    }
+
+    /// POSTs `requests` to `url` the same way, written together before the first reply is
+    /// read (HTTP/1.1 pipelining): one outcome per request, in order. Requests left without a
+    /// reply when the receiver closes the connection go again on a new one (deliveries are at
+    /// least once; each carries its idempotency key). One timeout covers them all.
+    pub async fn post_all(
+        &self,
+        slot: &mut Option<Connection>,
+        url: &str,
+        content_type: &str,
+        requests: &[Request<'_>],
+    ) -> Vec<Result<Reply, String>> {
+        let mut outcomes: Vec<Option<Result<Reply, String>>> =
+            (0..requests.len()).map(|_| None).collect();
+        let target = match target(url) {
+            Ok(t) => t,
+            Err(e) => return outcomes.into_iter().map(|_| Err(e.clone())).collect(),
+        };
+        // The requests that could be written, back to back, and where each one ends.
+        let mut bytes = Vec::with_capacity(requests.len() * (256 + requests[0].body.len()));
+        let mut ends = Vec::with_capacity(requests.len());
+        let mut which = Vec::with_capacity(requests.len());
+        for (i, r) in requests.iter().enumerate() {
+            match request_into(&mut bytes, &target, content_type, &r.headers, r.body) {
+                Ok(()) => {
+                    ends.push(bytes.len());
+                    which.push(i);
+                }
+                Err(e) => outcomes[i] = Some(Err(format!("{e} ({url})"))),
+            }
+        }
+        let mut replies = Vec::with_capacity(ends.len());
+        let rest = if ends.is_empty() {
+            Ok(())
+        } else {
+            tokio::time::timeout(
+                self.timeout,
+                self.exchange(slot, &target, &bytes, &ends, &mut replies),
+            )
+            .await
+            .unwrap_or_else(|_| {
                 *slot = None;
                 Err(format!(
                     "no reply from {url} within {} s",
                     self.timeout.as_secs_f64()
                 ))
-            }
-        }
-        .map_err(|e| {
+            })
+        };
+        let with_url = |e: String| {
             if e.contains(url) {
                 e
             } else {
                 format!("{e} ({url})")
             }
-        })
+        };
+        let mut replies = replies.into_iter();
+        for i in which {
+            outcomes[i] = Some(match replies.next() {
+                Some(r) => r.map_err(with_url),
+                None => Err(with_url(
+                    rest.clone().err().unwrap_or_else(|| "no reply".into()),
+                )),
+            });
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every request has an outcome"))
+            .collect()
     }
 
+    /// Sends the requests in `bytes` (each ending at its offset in `ends`) and pushes their
+    /// replies to `out` in order, on the connection in `slot` or new ones; the error is the
+    /// one every request without a reply ends with.
     async fn exchange(
         &self,
         slot: &mut Option<Connection>,
         target: &Target<'_>,
-        request: &[u8],
-    ) -> Result<Reply, String> {
+        bytes: &[u8],
+        ends: &[usize],
+        out: &mut Vec<Result<Reply, String>>,
+    ) -> Result<(), String> {
         if slot.as_ref().is_some_and(|c| c.origin != target.origin) {
             *slot = None;
         }
-        if let Some(conn) = slot.as_mut() {
-            // A reused connection: if it was gone, the request goes again on a new one below.
-            match conn.exchange(request, self.max_response).await {
-                Ok((reply, keep)) => {
-                    if !keep {
-                        *slot = None;
+        while out.len() < ends.len() {
+            let start = out.len().checked_sub(1).map_or(0, |i| ends[i]);
+            let (mut conn, reused) = match slot.take() {
+                Some(c) => (c, true),
+                None => (self.connect(target).await?, false),
+            };
+            let before = out.len();
+            let left = ends.len() - before;
+            match conn
+                .exchange(&bytes[start..], left, self.max_response, out)
+                .await
+            {
+                // All answered, and the connection can take more.
+                Ok(true) => *slot = Some(conn),
+                // The receiver ends the connection after its last reply: the rest go again.
+                Ok(false) => {}
+                // The connection was gone before a reply: on a reused connection (or one
+                // that answered some), the unanswered requests go again on a new one.
+                Err(Broken::Stale(e)) => {
+                    if !reused && out.len() == before {
+                        return Err(e);
                     }
-                    return Ok(reply);
                 }
-                Err(Broken::Stale(_)) => *slot = None,
-                Err(Broken::Failed(e)) => {
-                    *slot = None;
-                    return Err(e);
-                }
+                // This request failed; the connection cannot be trusted with the rest.
+                Err(Broken::Failed(e)) => out.push(Err(e)),
             }
         }
-        let mut conn = self.connect(target).await?;
-        match conn.exchange(request, self.max_response).await {
-            Ok((reply, keep)) => {
-                if keep {
-                    *slot = Some(conn);
-                }
-                Ok(reply)
-            }
-            Err(Broken::Stale(e) | Broken::Failed(e)) => Err(e),
-        }
+        Ok(())
     }
 
     async fn connect(&self, target: &Target<'_>) -> Result<Connection, String> {
@@ -191,18 +263,21 @@ impl Sender {
 }
 
 impl Connection {
-    /// Writes `request` and reads its reply: the reply, and whether the connection can take
-    /// another request.
+    /// Writes `requests` (`count` of them, back to back) and pushes their replies to `out` in
+    /// order: whether the connection can take more requests after the last.
     async fn exchange(
         &mut self,
-        request: &[u8],
+        requests: &[u8],
+        count: usize,
         max_response: usize,
-    ) -> Result<(Reply, bool), Broken> {
+        out: &mut Vec<Result<Reply, String>>,
+    ) -> Result<bool, Broken> {
         self.buf.clear();
-        if let Err(e) = self.write_all(request).await {
+        if let Err(e) = self.write_all(requests).await {
             return Err(Broken::Stale(format!("sending the request failed: {e}")));
         }
-        loop {
+        let mut answered = 0;
+        while answered < count {
             let (status, keep, framing, head_len) = self.read_head().await?;
             self.buf.drain(..head_len);
             if (100..200).contains(&status) {
@@ -210,9 +285,13 @@ impl Connection {
                 continue;
             }
             let body = self.read_body(framing, max_response).await?;
-            let keep = keep && !matches!(framing, Framing::UntilClose);
-            return Ok((Reply { status, body }, keep));
+            out.push(Ok(Reply { status, body }));
+            answered += 1;
+            if !keep || matches!(framing, Framing::UntilClose) {
+                return Ok(false);
+            }
         }
+        Ok(true)
     }
 
     /// Reads until a whole reply head is buffered: (status, keep-alive, body framing, head
@@ -405,14 +484,29 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The request's bytes: head and body, written at once.
-fn request_bytes(
+/// Appends the request's bytes (head and body) to `out`; on an error, `out` is left as it was.
+fn request_into(
+    out: &mut Vec<u8>,
     target: &Target<'_>,
     content_type: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(256 + body.len());
+) -> Result<(), String> {
+    let start = out.len();
+    let written = write_request(out, target, content_type, headers, body);
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written
+}
+
+fn write_request(
+    out: &mut Vec<u8>,
+    target: &Target<'_>,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), String> {
     out.extend_from_slice(b"POST ");
     // Characters outside ASCII travel percent-encoded (UTF-8), as browsers send them.
     for b in target.path.bytes() {
@@ -446,7 +540,7 @@ fn request_bytes(
     }
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
-    Ok(out)
+    Ok(())
 }
 
 fn target(url: &str) -> Result<Target<'_>, String> {
@@ -510,6 +604,7 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn urls_are_split_into_origin_host_and_path() {
@@ -549,6 +644,21 @@ mod tests {
         ] {
             assert!(target(bad).is_err(), "{bad}");
         }
+    }
+
+    fn request_bytes(
+        t: &Target<'_>,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let mut out = b"before".to_vec();
+        let r = request_into(&mut out, t, content_type, headers, body);
+        assert!(out.starts_with(b"before"));
+        if r.is_err() {
+            assert_eq!(out, b"before", "a refused request leaves nothing behind");
+        }
+        r.map(|()| out.split_off(6))
     }
 
     #[test]
@@ -649,9 +759,193 @@ mod tests {
         assert!(e.contains("larger than 1000 bytes"), "{e}");
     }
 
+    /// A keep-alive receiver that reads each connection's requests as they come (several per
+    /// read when they are pipelined) and answers each with its `X-N` header as the body, in
+    /// order. It answers nothing on a connection before `wait_for` requests arrived on it, and
+    /// closes a connection after `per_conn` replies (`close_without_reply` on the first
+    /// connection: it closes that one before replying at all). `bad` requests (by `X-N`) get
+    /// a reply that is not HTTP. It counts connections.
+    async fn pipelining_receiver(
+        wait_for: usize,
+        per_conn: usize,
+        bad: &'static [&'static str],
+        close_without_reply: bool,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counted = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let n_conn = counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = vec![0u8; 65536];
+                    let mut pending: Vec<String> = Vec::new();
+                    let mut answered = 0;
+                    loop {
+                        // Every complete request in the buffer.
+                        loop {
+                            let mut headers = [httparse::EMPTY_HEADER; 32];
+                            let mut req = httparse::Request::new(&mut headers);
+                            let Ok(httparse::Status::Complete(len)) = req.parse(&got) else {
+                                break;
+                            };
+                            let header = |name: &str| {
+                                req.headers
+                                    .iter()
+                                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                                    .map(|h| String::from_utf8_lossy(h.value).to_string())
+                            };
+                            let body: usize =
+                                header("content-length").map_or(0, |v| v.parse().unwrap());
+                            if got.len() < len + body {
+                                break;
+                            }
+                            pending.push(header("x-n").unwrap_or_default());
+                            got.drain(..len + body);
+                        }
+                        if close_without_reply && n_conn == 0 && !pending.is_empty() {
+                            return;
+                        }
+                        if answered + pending.len() >= wait_for || answered > 0 {
+                            for n in pending.drain(..) {
+                                let reply = if bad.contains(&n.as_str()) {
+                                    "garbage\r\n\r\n".to_string()
+                                } else {
+                                    format!(
+                                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{n}",
+                                        n.len()
+                                    )
+                                };
+                                s.write_all(reply.as_bytes()).await.unwrap();
+                                answered += 1;
+                                if answered == per_conn || bad.contains(&n.as_str()) {
+                                    return;
+                                }
+                            }
+                        }
+                        let k = s.read(&mut buf).await.unwrap_or(0);
+                        if k == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..k]);
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}/hook"), conns)
+    }
+
+    async fn post_numbered(
+        sender: &Sender,
+        slot: &mut Option<Connection>,
+        url: &str,
+        n: usize,
+    ) -> Vec<Result<Reply, String>> {
+        let numbers: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+        let requests: Vec<Request<'_>> = numbers
+            .iter()
+            .map(|i| Request {
+                headers: vec![("X-N", i.as_str())],
+                body: b"{}",
+            })
+            .collect();
+        sender
+            .post_all(slot, url, "application/json", &requests)
+            .await
+    }
+
+    fn bodies(results: &[Result<Reply, String>]) -> Vec<String> {
+        results
+            .iter()
+            .map(|r| match r {
+                Ok(r) => String::from_utf8_lossy(&r.body).to_string(),
+                Err(e) => format!("error: {e}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_go_in_one_write_and_each_gets_its_own_reply() {
+        use std::sync::atomic::Ordering;
+        // The receiver answers only once all 8 arrived: a client waiting for the first reply
+        // before sending the second would time out here.
+        let (url, conns) = pipelining_receiver(8, usize::MAX, &[], false).await;
+        let sender = Sender::new(Duration::from_secs(5), 1000);
+        let mut slot = None;
+        let results = post_numbered(&sender, &mut slot, &url, 8).await;
+        let want: Vec<String> = (1..=8).map(|i| i.to_string()).collect();
+        assert_eq!(bodies(&results), want);
+        assert!(slot.is_some(), "the connection is kept");
+        // The kept connection takes the next batch.
+        let results = post_numbered(&sender, &mut slot, &url, 3).await;
+        assert_eq!(bodies(&results), ["1", "2", "3"]);
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_left_unanswered_go_again_on_a_new_connection() {
+        use std::sync::atomic::Ordering;
+        // The receiver ends each connection after 3 replies (as `keepalive_requests` does).
+        let (url, conns) = pipelining_receiver(1, 3, &[], false).await;
+        let sender = Sender::new(Duration::from_secs(5), 1000);
+        let mut slot = None;
+        let results = post_numbered(&sender, &mut slot, &url, 8).await;
+        let want: Vec<String> = (1..=8).map(|i| i.to_string()).collect();
+        assert_eq!(bodies(&results), want);
+        assert_eq!(conns.load(Ordering::SeqCst), 3, "3 + 3 + 2 replies");
+
+        // A reply that is not HTTP fails its request alone; the rest go again.
+        let (url, conns) = pipelining_receiver(1, usize::MAX, &["3"], false).await;
+        let mut slot = None;
+        let results = post_numbered(&sender, &mut slot, &url, 5).await;
+        let got = bodies(&results);
+        assert_eq!(got[..2], ["1", "2"]);
+        assert!(
+            got[2].contains("not HTTP") && got[2].contains("/hook"),
+            "{}",
+            got[2]
+        );
+        assert_eq!(got[3..], ["4", "5"]);
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+
+        // A new connection closed before any reply fails the batch instead of trying for ever.
+        let (url, conns) = pipelining_receiver(1, usize::MAX, &[], true).await;
+        let results = post_numbered(&sender, &mut None, &url, 4).await;
+        for r in &results {
+            let e = r.as_ref().err().expect("no reply");
+            assert!(e.contains("closed the connection without replying"), "{e}");
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+
+        // A request that cannot be written fails alone.
+        let (url, _) = pipelining_receiver(1, usize::MAX, &[], false).await;
+        let requests = [
+            Request {
+                headers: vec![("X-N", "1")],
+                body: b"{}",
+            },
+            Request {
+                headers: vec![("X-N", "bad\r\nvalue")],
+                body: b"{}",
+            },
+            Request {
+                headers: vec![("X-N", "3")],
+                body: b"{}",
+            },
+        ];
+        let results = sender
+            .post_all(&mut None, &url, "application/json", &requests)
+            .await;
+        let got = bodies(&results);
+        assert_eq!((got[0].as_str(), got[2].as_str()), ("1", "3"));
+        assert!(got[1].contains("not valid in HTTP"), "{}", got[1]);
+    }
+
     #[tokio::test]
     async fn https_receivers_are_reached_over_tls_and_unknown_authorities_refused() {
-        use std::sync::Arc;
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let der = cert.cert.der().clone();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());

@@ -37,12 +37,20 @@ struct Received {
     headers: HashMap<String, String>,
     body: String,
     answered: Mode,
+    /// More of the client's bytes had arrived behind this request when it was read (it was
+    /// pipelined).
+    behind: bool,
 }
 
-/// A real HTTP/1.1 receiver on loopback: one thread per connection, `Connection: close`.
+/// A real HTTP/1.1 receiver on loopback: one thread per connection, `Connection: close`
+/// (or, started with `start_keep_alive`, answering a connection's requests in turn, pipelined
+/// ones included).
 #[derive(Clone)]
 struct Receiver {
     addr: String,
+    keep_alive: bool,
+    /// Connections accepted.
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     modes: Arc<Mutex<HashMap<String, Mode>>>,
     bodies: Arc<Mutex<HashMap<String, String>>>,
     got: Arc<Mutex<Vec<Received>>>,
@@ -53,8 +61,18 @@ struct Receiver {
 
 impl Receiver {
     fn start_on(listener: TcpListener) -> Receiver {
+        Receiver::serving(listener, false)
+    }
+
+    fn start_keep_alive() -> Receiver {
+        Receiver::serving(TcpListener::bind("127.0.0.1:0").unwrap(), true)
+    }
+
+    fn serving(listener: TcpListener, keep_alive: bool) -> Receiver {
         let r = Receiver {
             addr: format!("http://{}", listener.local_addr().unwrap()),
+            keep_alive,
+            connections: Arc::default(),
             modes: Arc::default(),
             bodies: Arc::default(),
             got: Arc::default(),
@@ -68,8 +86,12 @@ impl Receiver {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                me.connections.fetch_add(1, Ordering::Relaxed);
                 let me = me.clone();
-                std::thread::spawn(move || me.serve(conn));
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    while me.serve(&mut reader, &conn) && me.keep_alive {}
+                });
             }
         });
         r
@@ -105,11 +127,11 @@ impl Receiver {
             .collect()
     }
 
-    fn serve(&self, conn: TcpStream) {
-        let mut reader = BufReader::new(conn.try_clone().unwrap());
+    /// Reads one request from `reader` and answers it on `conn`: whether it did.
+    fn serve(&self, reader: &mut BufReader<TcpStream>, mut conn: &TcpStream) -> bool {
         let mut line = String::new();
-        if reader.read_line(&mut line).is_err() {
-            return;
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return false;
         }
         let method = line.split_whitespace().next().unwrap_or("").to_string();
         let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
@@ -129,8 +151,9 @@ impl Receiver {
             .unwrap_or(0);
         let mut body = vec![0; len];
         if reader.read_exact(&mut body).is_err() {
-            return;
+            return false;
         }
+        let behind = !reader.buffer().is_empty();
         let mode = self
             .modes
             .lock()
@@ -145,8 +168,8 @@ impl Receiver {
             headers,
             body: String::from_utf8_lossy(&body).into_owned(),
             answered: mode,
+            behind,
         });
-        let mut conn = conn;
         if mode == Mode::Slow {
             {
                 let mut a = self.answering.lock().unwrap();
@@ -162,7 +185,7 @@ impl Receiver {
             Mode::Fail => "database unavailable".to_string(),
             Mode::Hang => {
                 std::thread::sleep(Duration::from_secs(30));
-                return;
+                return false;
             }
         };
         let status = if matches!(mode, Mode::Ok | Mode::Slow) {
@@ -170,11 +193,17 @@ impl Receiver {
         } else {
             "500 Internal Server Error"
         };
-        let _ = write!(
+        let close = if self.keep_alive {
+            ""
+        } else {
+            "Connection: close\r\n"
+        };
+        write!(
             conn,
-            "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+            "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n{close}\r\n{reply}",
             reply.len()
-        );
+        )
+        .is_ok()
     }
 }
 
@@ -477,6 +506,76 @@ fn an_endpoint_never_has_more_messages_in_flight_than_its_concurrency() {
     eventually("an empty queue", || {
         deliveries(&org, "state=all").is_empty()
     });
+}
+
+#[test]
+fn pipelined_webhooks_each_arrive_once_whether_the_receiver_keeps_connections_or_closes_them() {
+    // One receiver answers every request of a connection in turn (pipelined ones included);
+    // the other closes each connection after one reply, dropping whatever else was written.
+    let keeps = Receiver::start_keep_alive();
+    let closes = Receiver::start();
+    let data = data_dir("flows-pipeline");
+    write_flow(
+        &data,
+        "piped",
+        &format!(
+            "name: Piped\nobject: Account\non: [create]\nactions:\n  - type: webhook\n    name: Piped_Keep\n    url: {}\n    pipeline: 8\n    body: '{{id: .Id}}'\n  - type: webhook\n    name: Piped_Close\n    url: {}\n    pipeline: 8\n    body: '{{id: .Id}}'\n",
+            keeps.url("/keep"),
+            closes.url("/close")
+        ),
+    );
+    let args = [
+        "--delivery-concurrency",
+        "2",
+        "--delivery-retry-base-ms",
+        "100",
+        "--delivery-retry-cap-ms",
+        "300",
+    ];
+    let org = Org::start_in(&data, &[], &args);
+    let mut created = HashSet::new();
+    for batch in 0..3 {
+        let records: Vec<Value> = (0..100)
+            .map(|i| json!({"attributes": {"type": "Account"}, "Name": format!("P{batch}-{i}")}))
+            .collect();
+        for r in org.collection(Method::POST, records).as_array().unwrap() {
+            assert_eq!(r["success"], true, "{r}");
+            created.insert(r["id"].as_str().unwrap().to_string());
+        }
+    }
+    eventually("300 webhooks to each receiver and an empty queue", || {
+        keeps.received("/keep", Mode::Ok).len() >= 300
+            && closes.received("/close", Mode::Ok).len() >= 300
+            && deliveries(&org, "state=all").is_empty()
+    });
+    let kept = keeps.received("/keep", Mode::Ok);
+    assert_eq!(kept.len(), 300, "each webhook answered once");
+    assert!(
+        kept.iter().any(|r| r.behind),
+        "requests were written together (pipelined)"
+    );
+    for (rx, path) in [(&keeps, "/keep"), (&closes, "/close")] {
+        // (A receiver that closes with requests unread resets the connection, which can cost
+        // a reply: the webhook goes again, with the same idempotency key.)
+        let got = rx.received(path, Mode::Ok);
+        let ids: HashSet<String> = got
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<Value>(&r.body).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(ids, created, "{path}: every record's webhook arrived");
+        let keys: HashSet<&String> = got.iter().map(|r| &r.headers["idempotency-key"]).collect();
+        assert_eq!(keys.len(), 300, "{path}: one notification id each");
+    }
+    // Two connections at most (the endpoint's concurrency) carried the 300 to the receiver that
+    // keeps them; the other needed one per reply.
+    let kept = keeps.connections.load(Ordering::Relaxed);
+    assert!((1..=2).contains(&kept), "{kept} connections");
+    assert!(closes.connections.load(Ordering::Relaxed) >= 300);
 }
 
 #[test]
@@ -811,6 +910,16 @@ fn flows_are_managed_through_the_api_and_their_faults_are_logged() {
             "Bad",
             json!({"object": "Contact", "actions": [{"type": "webhook", "name": "W", "url": "ftp://x"}]}),
             "not an http",
+        ),
+        (
+            "Bad",
+            json!({"object": "Contact", "actions": [{"type": "webhook", "name": "W", "url": "http://x/", "pipeline": 0}]}),
+            "pipeline is outside 1..=16",
+        ),
+        (
+            "Bad",
+            json!({"object": "Contact", "actions": [{"type": "webhook", "name": "W", "url": "http://x/", "pipeline": 17}]}),
+            "pipeline is outside 1..=16",
         ),
         (
             "Bad",
