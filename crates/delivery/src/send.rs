@@ -133,7 +133,8 @@ impl Sender {
             Err(e) => return outcomes.into_iter().map(|_| Err(e.clone())).collect(),
         };
         // The requests that could be written, back to back, and where each one ends.
-        let mut bytes = Vec::with_capacity(requests.len() * (256 + requests[0].body.len()));
+        let each = 256 + requests.first().map_or(0, |r| r.body.len());
+        let mut bytes = Vec::with_capacity(requests.len() * each);
         let mut ends = Vec::with_capacity(requests.len());
         let mut which = Vec::with_capacity(requests.len());
         for (i, r) in requests.iter().enumerate() {
