@@ -126,6 +126,13 @@ impl Sender {
         content_type: &str,
         requests: &[Request<'_>],
     ) -> Vec<Result<Reply, String>> {
+        let with_url = |e: String| {
+            if e.contains(url) {
+                e
+            } else {
+                format!("{e} ({url})")
+            }
+        };
         let mut outcomes: Vec<Option<Result<Reply, String>>> =
             (0..requests.len()).map(|_| None).collect();
         let target = match target(url) {
@@ -143,7 +150,7 @@ impl Sender {
                     ends.push(bytes.len());
                     which.push(i);
                 }
-                Err(e) => outcomes[i] = Some(Err(format!("{e} ({url})"))),
+                Err(e) => outcomes[i] = Some(Err(with_url(e))),
             }
         }
         let mut replies = Vec::with_capacity(ends.len());
@@ -162,13 +169,6 @@ impl Sender {
                     self.timeout.as_secs_f64()
                 ))
             })
-        };
-        let with_url = |e: String| {
-            if e.contains(url) {
-                e
-            } else {
-                format!("{e} ({url})")
-            }
         };
         let mut replies = replies.into_iter();
         for i in which {

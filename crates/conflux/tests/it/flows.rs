@@ -249,6 +249,34 @@ fn write_flow(data: &std::path::Path, name: &str, yaml: &str) {
     std::fs::write(dir.join(format!("{name}.yaml")), yaml).unwrap();
 }
 
+/// Creates `batches` × `per` Accounts through collections (names starting with `prefix`):
+/// their ids.
+fn create_accounts(org: &Org, batches: usize, per: usize, prefix: &str) -> HashSet<String> {
+    let mut created = HashSet::new();
+    for batch in 0..batches {
+        let records: Vec<Value> = (0..per)
+            .map(|i| json!({"attributes": {"type": "Account"}, "Name": format!("{prefix}{batch}-{i}")}))
+            .collect();
+        for r in org.collection(Method::POST, records).as_array().unwrap() {
+            assert_eq!(r["success"], true, "{r}");
+            created.insert(r["id"].as_str().unwrap().to_string());
+        }
+    }
+    created
+}
+
+/// The record ids in webhook bodies of the form `{id: …}`.
+fn webhook_record_ids(got: &[Received]) -> HashSet<String> {
+    got.iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 fn deliveries(org: &Org, query: &str) -> Vec<Value> {
     let (s, b) = org.call(
         Method::GET,
@@ -533,16 +561,7 @@ fn pipelined_webhooks_each_arrive_once_whether_the_receiver_keeps_connections_or
         "300",
     ];
     let org = Org::start_in(&data, &[], &args);
-    let mut created = HashSet::new();
-    for batch in 0..3 {
-        let records: Vec<Value> = (0..100)
-            .map(|i| json!({"attributes": {"type": "Account"}, "Name": format!("P{batch}-{i}")}))
-            .collect();
-        for r in org.collection(Method::POST, records).as_array().unwrap() {
-            assert_eq!(r["success"], true, "{r}");
-            created.insert(r["id"].as_str().unwrap().to_string());
-        }
-    }
+    let created = create_accounts(&org, 3, 100, "P");
     eventually("300 webhooks to each receiver and an empty queue", || {
         keeps.received("/keep", Mode::Ok).len() >= 300
             && closes.received("/close", Mode::Ok).len() >= 300
@@ -558,16 +577,11 @@ fn pipelined_webhooks_each_arrive_once_whether_the_receiver_keeps_connections_or
         // (A receiver that closes with requests unread resets the connection, which can cost
         // a reply: the webhook goes again, with the same idempotency key.)
         let got = rx.received(path, Mode::Ok);
-        let ids: HashSet<String> = got
-            .iter()
-            .map(|r| {
-                serde_json::from_str::<Value>(&r.body).unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(ids, created, "{path}: every record's webhook arrived");
+        assert_eq!(
+            webhook_record_ids(&got),
+            created,
+            "{path}: every record's webhook arrived"
+        );
         let keys: HashSet<&String> = got.iter().map(|r| &r.headers["idempotency-key"]).collect();
         assert_eq!(keys.len(), 300, "{path}: one notification id each");
     }
@@ -763,17 +777,7 @@ fn queued_notifications_survive_kill_9_and_are_all_delivered() {
         "300",
     ];
     let org = Org::start_in(&data, &[], &args);
-    let mut created = HashSet::new();
-    for batch in 0..50 {
-        let records: Vec<Value> = (0..200)
-            .map(|i| json!({"attributes": {"type": "Account"}, "Name": format!("K{batch}-{i}")}))
-            .collect();
-        let b = org.collection(Method::POST, records);
-        for r in b.as_array().unwrap() {
-            assert_eq!(r["success"], true, "{r}");
-            created.insert(r["id"].as_str().unwrap().to_string());
-        }
-    }
+    let created = create_accounts(&org, 50, 200, "K");
     assert_eq!(created.len(), 10_000);
     let Org { srv, .. } = org;
     srv.kill9();
@@ -786,17 +790,9 @@ fn queued_notifications_survive_kill_9_and_are_all_delivered() {
         rx.received("/sink", Mode::Ok).len() >= 10_000 && deliveries(&org, "state=all").is_empty()
     });
     let got = rx.received("/sink", Mode::Ok);
-    let records: HashSet<String> = got
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<Value>(&r.body).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
     assert_eq!(
-        records, created,
+        webhook_record_ids(&got),
+        created,
         "every acknowledged record change was delivered"
     );
     let keys: HashSet<&String> = got.iter().map(|r| &r.headers["idempotency-key"]).collect();
