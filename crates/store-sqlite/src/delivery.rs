@@ -219,12 +219,27 @@ pub(crate) fn counts(conn: &Connection) -> StoreResult<Vec<DeliveryCounts>> {
 }
 
 pub(crate) fn settle(conn: &Connection, outcomes: &[(u64, Settle)], now: i64) -> StoreResult<()> {
+    // Delivered rows, nearly all of a batch, go first and in sequence order, through one
+    // statement: neighbours share pages, and the statement cache is asked once, not per row.
+    // (A sequence is in at most one outcome of a batch, so the order changes nothing else.)
+    let mut delivered: Vec<i64> = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Settle::Delivered))
+        .map(|(seq, _)| seq_param(*seq))
+        .collect();
+    if !delivered.is_empty() {
+        delivered.sort_unstable();
+        let mut delete = conn
+            .prepare_cached("DELETE FROM delivery_queue WHERE seq = ?1 AND state = 0")
+            .map_err(backend)?;
+        for seq in delivered {
+            delete.execute([seq]).map_err(backend)?;
+        }
+    }
     for (seq, outcome) in outcomes {
         let seq = seq_param(*seq);
         match outcome {
-            Settle::Delivered => conn
-                .prepare_cached("DELETE FROM delivery_queue WHERE seq = ?1 AND state = 0")
-                .and_then(|mut s| s.execute([seq])),
+            Settle::Delivered => continue,
             Settle::Retry { next_ms, error } => conn
                 .prepare_cached(
                     "UPDATE delivery_queue SET attempts = attempts + 1, next_ms = ?2,
