@@ -1,8 +1,8 @@
 //! Delivery queue benchmark driver (run by `cargo xtask bench delivery`).
 //!
 //! `delivery_load queue BASE_URL USERNAME PASSWORD CLIENT_ID CLIENT_SECRET SERVER_PID KIND URL N
-//! [PIPELINE]` installs a flow that sends a webhook (`KIND` = `webhook`, written `PIPELINE` at a
-//! time on a connection, default 1) or an Outbound Message (`outbound`) to `URL` for every new
+//! [PIPELINE]` installs a flow that sends a webhook (`KIND` = `webhook`, with `pipeline:
+//! PIPELINE` when given, else the default) or an Outbound Message (`outbound`) to `URL` for every new
 //! Account, then creates `N` Accounts through `POST /composite/sobjects`
 //! (200 per call, 4 threads) while the receiver is down, so `N` notifications wait in the queue.
 //! It samples the server's resident memory (VmRSS) throughout and prints
@@ -60,10 +60,16 @@ impl Drop for Sampler {
     }
 }
 
-fn queue(api: &Api, pid: u32, kind: &str, url: &str, n: u64, pipeline: u32) -> Result<()> {
+fn queue(api: &Api, pid: u32, kind: &str, url: &str, n: u64, pipeline: Option<u32>) -> Result<()> {
     let action = match kind {
-        "webhook" => json!({"type": "webhook", "name": "Bench_Hook", "url": url,
-                            "body": "{id: .Id, name: .Name}", "pipeline": pipeline}),
+        "webhook" => {
+            let mut hook = json!({"type": "webhook", "name": "Bench_Hook", "url": url,
+                                  "body": "{id: .Id, name: .Name}"});
+            if let Some(p) = pipeline {
+                hook["pipeline"] = json!(p);
+            }
+            hook
+        }
         "outbound" => json!({"type": "outbound_message", "name": "Bench_Om", "endpoint": url,
                              "fields": ["Id", "Name"]}),
         other => bail!("KIND is webhook or outbound, not {other}"),
@@ -212,8 +218,8 @@ fn main() -> Result<()> {
     let api = Api::login(&args[1], &args[2], &args[3], &args[4], &args[5])?;
     let pid: u32 = args[6].parse()?;
     match (args[0].as_str(), &args[7..]) {
-        ("queue", [kind, url, n]) => queue(&api, pid, kind, url, n.parse()?, 1),
-        ("queue", [kind, url, n, p]) => queue(&api, pid, kind, url, n.parse()?, p.parse()?),
+        ("queue", [kind, url, n]) => queue(&api, pid, kind, url, n.parse()?, None),
+        ("queue", [kind, url, n, p]) => queue(&api, pid, kind, url, n.parse()?, Some(p.parse()?)),
         ("drain", []) => drain(&api, pid),
         _ => bail!("{usage}"),
     }

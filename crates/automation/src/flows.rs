@@ -161,9 +161,9 @@ pub enum ActionDef {
         /// Extra headers.
         #[serde(default, skip_serializing_if = "HashMap::is_empty")]
         headers: HashMap<String, String>,
-        /// Requests written at once on a connection before their replies are read (HTTP/1.1
-        /// pipelining, 1..=16; default 1: one at a time). Only for receivers known to handle
-        /// pipelined requests.
+        /// The most requests written at once on a connection before their replies are read
+        /// (HTTP/1.1 pipelining, 1..=16; default 8). Only receivers that answered a probe of
+        /// two pipelined requests get more than one; 1 turns it off.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pipeline: Option<usize>,
     },
@@ -654,7 +654,7 @@ pub fn compile(
                     return Err(err("webhook runs in after_save flows".into()));
                 }
                 check_url(url).map_err(err)?;
-                let pipeline = pipeline.unwrap_or(1);
+                let pipeline = pipeline.unwrap_or(delivery::DEFAULT_PIPELINE);
                 if !(1..=delivery::MAX_PIPELINE).contains(&pipeline) {
                     return Err(err(format!(
                         "pipeline is outside 1..={}",

@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::outbound::{self, Envelope, Notification};
-use crate::policy::{Breaker, Policy};
-use crate::send::{Connection, Request, Sender};
+use crate::policy::{Breaker, Pipelining, Policy};
+use crate::send::{self, Connection, Request, Sender};
 use crate::{webhook, Catalog, WebhookDef, KIND_FLOW, KIND_OUTBOUND, KIND_WEBHOOK};
 
 /// Notifications of one action sent in one Outbound Message at most (Salesforce: 100).
@@ -96,6 +96,8 @@ struct Lane {
     busy: AtomicUsize,
     /// Workers running.
     workers: AtomicUsize,
+    /// Whether the endpoint answers pipelined requests.
+    pipelining: Pipelining,
     /// Wakes a waiting worker.
     work: Notify,
     /// A refill was asked for and not done yet.
@@ -127,6 +129,7 @@ impl LaneState {
                 ahead: Mutex::new(VecDeque::new()),
                 busy: AtomicUsize::new(0),
                 workers: AtomicUsize::new(0),
+                pipelining: Pipelining::default(),
                 work: Notify::new(),
                 refill: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
@@ -772,8 +775,9 @@ impl Engine {
         Ok(login.token)
     }
 
-    /// Sends the webhook `first`, and with it (written at once, when its definition asks for
-    /// pipelining) the next ones of the same webhook waiting in `lane`; resolves each.
+    /// Sends the webhook `first`, and with it (written at once, when the endpoint answers
+    /// pipelined requests and the definition allows it, or to find out whether it does) the
+    /// next ones of the same webhook waiting in `lane`; resolves each.
     async fn send_webhooks(
         &self,
         lane: &Lane,
@@ -800,8 +804,11 @@ impl Engine {
             }
             return;
         };
+        let (depth, probe) = lane
+            .pipelining
+            .plan(def.pipeline, conn.is_some(), now_millis());
         let mut bytes = messages[0].rows.as_deref().map_or(0, payload_len);
-        while messages.len() < def.pipeline && bytes < MAX_PIPELINED_BYTES {
+        while messages.len() < depth && bytes < MAX_PIPELINED_BYTES {
             let same = |r: &DeliveryRow| r.new.kind == KIND_WEBHOOK && r.new.action == action;
             let Some(rows) = self.take_rider(lane, done, same) else {
                 break;
@@ -809,25 +816,33 @@ impl Engine {
             bytes += payload_len(&rows);
             messages.push(message(rows, false));
         }
-        let results = {
+        let how = if probe {
+            send::Pipelining::Probe
+        } else {
+            send::Pipelining::Trusted
+        };
+        let (results, answers) = {
             let rows: Vec<&DeliveryRow> = messages
                 .iter()
                 .map(|m| &m.rows.as_deref().expect("an unresolved message has rows")[0])
                 .collect();
-            self.post_webhooks(&def, &rows, conn).await
+            self.post_webhooks(&def, &rows, conn, how).await
         };
+        lane.pipelining.learnt(probe, answers, now_millis());
         for (m, r) in messages.into_iter().zip(results) {
             m.resolve(r);
         }
     }
 
-    /// POSTs one webhook per row (pipelined when there are several): each one's outcome.
+    /// POSTs one webhook per row (pipelined as `how` says when there are several): each
+    /// one's outcome, and what the receiver showed about pipelining.
     async fn post_webhooks(
         &self,
         def: &WebhookDef,
         rows: &[&DeliveryRow],
         conn: &mut Option<Connection>,
-    ) -> Vec<Result<(), Failure>> {
+        how: send::Pipelining,
+    ) -> (Vec<Result<(), Failure>>, Option<bool>) {
         let now = now_millis();
         // What each request's headers borrow.
         let own: Vec<(String, String, Option<String>)> = rows
@@ -862,9 +877,12 @@ impl Engine {
                 }
             })
             .collect();
-        self.http
-            .post_all(conn, &def.url, "application/json", &requests)
-            .await
+        let replies = self
+            .http
+            .post_all(conn, &def.url, "application/json", &requests, how)
+            .await;
+        let outcomes = replies
+            .each
             .into_iter()
             .map(|reply| {
                 let reply = reply.map_err(Failure::retry)?;
@@ -878,7 +896,8 @@ impl Engine {
                     )))
                 }
             })
-            .collect()
+            .collect();
+        (outcomes, replies.pipelines)
     }
 }
 

@@ -64,12 +64,15 @@ pub struct WebhookDef {
     pub secret: Option<String>,
     /// Extra request headers.
     pub headers: Vec<(String, String)>,
-    /// Requests written at once on a connection (HTTP/1.1 pipelining; 1 = one at a time).
+    /// The most requests written at once on a connection, to a receiver that has answered
+    /// pipelined requests (HTTP/1.1 pipelining; 1 = always one at a time).
     pub pipeline: usize,
 }
 
 /// The most requests one webhook may write at once on a connection.
 pub const MAX_PIPELINE: usize = 16;
+/// What a webhook writes at once at most when its definition does not say.
+pub const DEFAULT_PIPELINE: usize = 8;
 
 /// Where the engine finds the current definitions of the actions notifications name.
 pub trait Catalog: Send + Sync + 'static {

@@ -1,6 +1,8 @@
 //! When to try again: exponential backoff with jitter, capped, until a notification expires;
-//! and the circuit breaker that stops hammering an endpoint that keeps failing.
+//! the circuit breaker that stops hammering an endpoint that keeps failing; and what an
+//! endpoint has shown about HTTP/1.1 pipelining, which decides how many webhooks go in a write.
 
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::time::Duration;
 
 /// How the engine retries and protects endpoints.
@@ -104,6 +106,75 @@ impl Breaker {
     }
 }
 
+/// Whether an endpoint answers pipelined requests (several written before the first reply is
+/// read), as its replies showed. Webhooks go one per write until a probe (two requests in one
+/// write, on a connection the receiver already kept open once) is answered in full; then up to
+/// the webhook's `pipeline` at a time. A receiver that leaves a probe unanswered is sent one
+/// request at a time, and probed again after [`PIPELINING_RECHECK`]. Shared by an endpoint's
+/// workers; one probe runs at a time.
+#[derive(Debug, Default)]
+pub struct Pipelining {
+    state: AtomicU8,
+    /// When the endpoint last left requests unanswered (ms).
+    refused_at: AtomicI64,
+}
+
+const UNKNOWN: u8 = 0;
+const PROBING: u8 = 1;
+const ANSWERS: u8 = 2;
+const REFUSES: u8 = 3;
+
+/// How long an endpoint that left pipelined requests unanswered gets one request per write
+/// before it is probed again.
+pub const PIPELINING_RECHECK: Duration = Duration::from_secs(10 * 60);
+
+impl Pipelining {
+    /// How many requests the next write to the endpoint may carry, when a webhook allows
+    /// `most` and `kept` says whether a connection the receiver kept open is at hand; and
+    /// whether that write is the probe (its outcome then goes to [`Pipelining::learnt`]).
+    pub fn plan(&self, most: usize, kept: bool, now: i64) -> (usize, bool) {
+        if most < 2 {
+            return (1, false);
+        }
+        let state = self.state.load(Ordering::Acquire);
+        let due = match state {
+            ANSWERS => return (most, false),
+            UNKNOWN => true,
+            REFUSES => {
+                now - self.refused_at.load(Ordering::Acquire)
+                    >= PIPELINING_RECHECK.as_millis() as i64
+            }
+            _ => false,
+        };
+        let mine = due
+            && kept
+            && self
+                .state
+                .compare_exchange(state, PROBING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        if mine {
+            (2, true)
+        } else {
+            (1, false)
+        }
+    }
+
+    /// What a write showed at `now`: `Some(true)` the receiver answered requests written
+    /// together, `Some(false)` it left some unanswered, `None` nothing either way (after a
+    /// probe: a later write probes again).
+    pub fn learnt(&self, probed: bool, answers: Option<bool>, now: i64) {
+        match answers {
+            Some(true) => self.state.store(ANSWERS, Ordering::Release),
+            Some(false) => {
+                self.refused_at.store(now, Ordering::Release);
+                self.state.store(REFUSES, Ordering::Release);
+            }
+            None if probed => self.state.store(UNKNOWN, Ordering::Release),
+            None => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +236,33 @@ mod tests {
         b.succeeded();
         assert_eq!(b.allowance(91_000, 8), 8);
         assert_eq!(b.failures, 0);
+    }
+
+    #[test]
+    fn pipelining_starts_after_a_probe_is_answered_and_stops_for_a_while_when_one_is_not() {
+        let p = Pipelining::default();
+        // A webhook that turned it off, or no kept connection to probe on: one at a time.
+        assert_eq!(p.plan(1, true, 0), (1, false));
+        assert_eq!(p.plan(8, false, 0), (1, false));
+        // One probe at a time; the others send one request per write meanwhile.
+        assert_eq!(p.plan(8, true, 0), (2, true));
+        assert_eq!(p.plan(8, true, 0), (1, false));
+        // A probe that showed nothing (say, no second webhook was waiting) is tried again.
+        p.learnt(true, None, 0);
+        assert_eq!(p.plan(8, true, 0), (2, true));
+        p.learnt(true, Some(true), 0);
+        assert_eq!(p.plan(8, true, 0), (8, false));
+        assert_eq!(p.plan(16, false, 0), (16, false), "the webhook's own limit");
+        assert_eq!(p.plan(1, true, 0), (1, false));
+        // A trusted batch left unanswered: one at a time until the recheck is due.
+        let later = PIPELINING_RECHECK.as_millis() as i64;
+        p.learnt(false, Some(false), 1_000);
+        p.learnt(false, None, 1_000);
+        assert_eq!(p.plan(8, true, 1_000), (1, false));
+        assert_eq!(p.plan(8, true, later), (1, false));
+        assert_eq!(p.plan(8, false, later + 1_000), (1, false));
+        assert_eq!(p.plan(8, true, later + 1_000), (2, true));
+        p.learnt(true, Some(false), later + 1_000);
+        assert_eq!(p.plan(8, true, later + 2_000), (1, false));
     }
 }

@@ -3,9 +3,10 @@
 //! the reply (parsed with `httparse`, bodies framed by length, chunks or end of stream) up to a
 //! size limit. A delivery is one write and, usually, one read: no connection pool, no tasks or
 //! channels between the caller and the socket, which makes it several times cheaper than a
-//! general-purpose client. For receivers that opt in, several requests go in one write and
-//! their replies are read in order (HTTP/1.1 pipelining). It does what deliveries need and nothing else: no redirects,
-//! proxies, cookies or compression.
+//! general-purpose client. Several requests can go in one write, their replies read in order
+//! (HTTP/1.1 pipelining), either trusted or as a probe that finds out whether the receiver
+//! answers pipelined requests at all. It does what deliveries need and nothing else: no
+//! redirects, proxies, cookies or compression.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,34 @@ pub(crate) struct Request<'a> {
     pub headers: Vec<(&'a str, &'a str)>,
     pub body: &'a [u8],
 }
+
+/// How several requests written at once are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pipelining {
+    /// The receiver has answered pipelined requests before: they all go in one write and
+    /// their replies are awaited up to the timeout.
+    Trusted,
+    /// Whether the receiver answers pipelined requests is being found out: they go in one
+    /// write, but when a reply after the first does not start within a grace (a few times as
+    /// long as the first took, at least [`PROBE_GRACE`]), the connection is dropped and the
+    /// rest go one at a time on new ones, instead of waiting out the timeout.
+    Probe,
+}
+
+/// The outcomes of a batch of requests.
+pub(crate) struct Replies {
+    /// One per request, in order.
+    pub each: Vec<Result<Reply, String>>,
+    /// What the batch showed about the receiver and pipelining: `Some(true)` when one
+    /// connection answered every request of a probe written together, `Some(false)` when a
+    /// receiver left requests written together unanswered (a probe's grace ran out, it closed
+    /// the connection or sent garbage after a reply, or a trusted batch timed out after some
+    /// replies), `None` when it showed nothing either way.
+    pub pipelines: Option<bool>,
+}
+
+/// The shortest time a probe waits for the reply after the first.
+const PROBE_GRACE: Duration = Duration::from_millis(200);
 
 /// What requests are sent with, shared by every worker.
 pub(crate) struct Sender {
@@ -62,6 +91,9 @@ enum Broken {
     /// connection goes again on a new one.
     Stale(String),
     Failed(String),
+    /// A probe's grace ran out after at least one reply: the receiver does not answer
+    /// pipelined requests.
+    Silent,
 }
 
 /// How long connecting may take at most.
@@ -109,23 +141,27 @@ impl Sender {
             headers: headers.to_vec(),
             body,
         };
-        self.post_all(slot, url, content_type, std::slice::from_ref(&request))
+        let request = std::slice::from_ref(&request);
+        self.post_all(slot, url, content_type, request, Pipelining::Trusted)
             .await
+            .each
             .pop()
             .expect("one outcome per request")
     }
 
     /// POSTs `requests` to `url` the same way, written together before the first reply is
-    /// read (HTTP/1.1 pipelining): one outcome per request, in order. Requests left without a
-    /// reply when the receiver closes the connection go again on a new one (deliveries are at
-    /// least once; each carries its idempotency key). One timeout covers them all.
+    /// read (HTTP/1.1 pipelining, `how`): one outcome per request, in order. Requests left
+    /// without a reply when the receiver closes the connection go again on a new one
+    /// (deliveries are at least once; each carries its idempotency key). One timeout covers
+    /// them all.
     pub async fn post_all(
         &self,
         slot: &mut Option<Connection>,
         url: &str,
         content_type: &str,
         requests: &[Request<'_>],
-    ) -> Vec<Result<Reply, String>> {
+        how: Pipelining,
+    ) -> Replies {
         let with_url = |e: String| {
             if e.contains(url) {
                 e
@@ -137,7 +173,12 @@ impl Sender {
             (0..requests.len()).map(|_| None).collect();
         let target = match target(url) {
             Ok(t) => t,
-            Err(e) => return outcomes.into_iter().map(|_| Err(e.clone())).collect(),
+            Err(e) => {
+                return Replies {
+                    each: outcomes.into_iter().map(|_| Err(e.clone())).collect(),
+                    pipelines: None,
+                }
+            }
         };
         // The requests that could be written, back to back, and where each one ends.
         let each = 256 + requests.first().map_or(0, |r| r.body.len());
@@ -154,16 +195,30 @@ impl Sender {
             }
         }
         let mut replies = Vec::with_capacity(ends.len());
+        let mut pipelines = None;
         let rest = if ends.is_empty() {
             Ok(())
         } else {
+            let how = if ends.len() > 1 { Some(how) } else { None };
             tokio::time::timeout(
                 self.timeout,
-                self.exchange(slot, &target, &bytes, &ends, &mut replies),
+                self.exchange(
+                    slot,
+                    &target,
+                    &bytes,
+                    &ends,
+                    how,
+                    &mut replies,
+                    &mut pipelines,
+                ),
             )
             .await
             .unwrap_or_else(|_| {
                 *slot = None;
+                if !replies.is_empty() {
+                    // Some were answered and the rest never were.
+                    pipelines = Some(false);
+                }
                 Err(format!(
                     "no reply from {url} within {} s",
                     self.timeout.as_secs_f64()
@@ -179,38 +234,58 @@ impl Sender {
                 )),
             });
         }
-        outcomes
-            .into_iter()
-            .map(|o| o.expect("every request has an outcome"))
-            .collect()
+        Replies {
+            each: outcomes
+                .into_iter()
+                .map(|o| o.expect("every request has an outcome"))
+                .collect(),
+            pipelines,
+        }
     }
 
     /// Sends the requests in `bytes` (each ending at its offset in `ends`) and pushes their
-    /// replies to `out` in order, on the connection in `slot` or new ones; the error is the
-    /// one every request without a reply ends with.
+    /// replies to `out` in order, on the connection in `slot` or new ones, pipelined as `how`
+    /// says (`None`: a single request); what that showed goes to `pipelines`. The error is
+    /// the one every request without a reply ends with.
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
         slot: &mut Option<Connection>,
         target: &Target<'_>,
         bytes: &[u8],
         ends: &[usize],
+        how: Option<Pipelining>,
         out: &mut Vec<Result<Reply, String>>,
+        pipelines: &mut Option<bool>,
     ) -> Result<(), String> {
         if slot.as_ref().is_some_and(|c| c.origin != target.origin) {
             *slot = None;
         }
+        let mut probing = how == Some(Pipelining::Probe);
+        // Requests per write: all of them, until a probe shows that the receiver leaves
+        // pipelined requests unanswered (or does not show that it answers them).
+        let mut depth = ends.len();
         while out.len() < ends.len() {
-            let start = out.len().checked_sub(1).map_or(0, |i| ends[i]);
+            let before = out.len();
+            let start = before.checked_sub(1).map_or(0, |i| ends[i]);
+            let stop = (before + depth).min(ends.len());
+            let count = stop - before;
             let (mut conn, reused) = match slot.take() {
                 Some(c) => (c, true),
                 None => (self.connect(target).await?, false),
             };
-            let before = out.len();
-            let left = ends.len() - before;
-            match conn
-                .exchange(&bytes[start..], left, self.max_response, out)
-                .await
-            {
+            let grace = probing && count > 1;
+            let result = conn
+                .exchange(
+                    &bytes[start..ends[stop - 1]],
+                    count,
+                    self.max_response,
+                    out,
+                    grace,
+                )
+                .await;
+            let answered = out.len() - before;
+            match result {
                 // All answered, and the connection can take more.
                 Ok(true) => *slot = Some(conn),
                 // The receiver ends the connection after its last reply: the rest go again.
@@ -218,12 +293,29 @@ impl Sender {
                 // The connection was gone before a reply: on a reused connection (or one
                 // that answered some), the unanswered requests go again on a new one.
                 Err(Broken::Stale(e)) => {
-                    if !reused && out.len() == before {
-                        return Err(e);
+                    if answered == 0 {
+                        if !reused {
+                            return Err(e);
+                        }
+                        // Nothing was learnt: a probe goes again as it was.
+                        continue;
                     }
                 }
                 // This request failed; the connection cannot be trusted with the rest.
                 Err(Broken::Failed(e)) => out.push(Err(e)),
+                // The probe's grace ran out: the rest go one at a time.
+                Err(Broken::Silent) => {}
+            }
+            if grace {
+                probing = false;
+                if answered == count {
+                    *pipelines = Some(true);
+                } else {
+                    depth = 1;
+                    if answered > 0 {
+                        *pipelines = Some(false);
+                    }
+                }
             }
         }
         Ok(())
@@ -265,21 +357,32 @@ impl Sender {
 
 impl Connection {
     /// Writes `requests` (`count` of them, back to back) and pushes their replies to `out` in
-    /// order: whether the connection can take more requests after the last.
+    /// order: whether the connection can take more requests after the last. With `grace`,
+    /// the replies after the first must start within a few times as long as the first took
+    /// ([`Broken::Silent`] if not).
     async fn exchange(
         &mut self,
         requests: &[u8],
         count: usize,
         max_response: usize,
         out: &mut Vec<Result<Reply, String>>,
+        grace: bool,
     ) -> Result<bool, Broken> {
         self.buf.clear();
+        let sent = tokio::time::Instant::now();
         if let Err(e) = self.write_all(requests).await {
             return Err(Broken::Stale(format!("sending the request failed: {e}")));
         }
         let mut answered = 0;
+        let mut wait = None;
         while answered < count {
-            let (status, keep, framing, head_len) = self.read_head().await?;
+            let head = match wait {
+                Some(wait) => tokio::time::timeout(wait, self.read_head())
+                    .await
+                    .map_err(|_| Broken::Silent)?,
+                None => self.read_head().await,
+            };
+            let (status, keep, framing, head_len) = head?;
             self.buf.drain(..head_len);
             if (100..200).contains(&status) {
                 // An interim reply (`100 Continue`): the real one follows.
@@ -288,6 +391,9 @@ impl Connection {
             let body = self.read_body(framing, max_response).await?;
             out.push(Ok(Reply { status, body }));
             answered += 1;
+            if grace && wait.is_none() {
+                wait = Some(PROBE_GRACE.max(sent.elapsed() * 4));
+            }
             if !keep || matches!(framing, Framing::UntilClose) {
                 return Ok(false);
             }
@@ -845,6 +951,18 @@ mod tests {
         url: &str,
         n: usize,
     ) -> Vec<Result<Reply, String>> {
+        post_numbered_as(sender, slot, url, n, Pipelining::Trusted)
+            .await
+            .each
+    }
+
+    async fn post_numbered_as(
+        sender: &Sender,
+        slot: &mut Option<Connection>,
+        url: &str,
+        n: usize,
+        how: Pipelining,
+    ) -> Replies {
         let numbers: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
         let requests: Vec<Request<'_>> = numbers
             .iter()
@@ -854,7 +972,7 @@ mod tests {
             })
             .collect();
         sender
-            .post_all(slot, url, "application/json", &requests)
+            .post_all(slot, url, "application/json", &requests, how)
             .await
     }
 
@@ -938,11 +1056,95 @@ mod tests {
             },
         ];
         let results = sender
-            .post_all(&mut None, &url, "application/json", &requests)
-            .await;
+            .post_all(
+                &mut None,
+                &url,
+                "application/json",
+                &requests,
+                Pipelining::Trusted,
+            )
+            .await
+            .each;
         let got = bodies(&results);
         assert_eq!((got[0].as_str(), got[2].as_str()), ("1", "3"));
         assert!(got[1].contains("not valid in HTTP"), "{}", got[1]);
+    }
+
+    /// A keep-alive receiver that does not handle pipelining: each read of a connection gets
+    /// one reply (the body says which connection, from 1, and which reply on it), whatever
+    /// else the read brought is dropped. It counts connections.
+    async fn one_reply_per_read_receiver() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counted = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let c = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    for r in 1.. {
+                        if s.read(&mut buf).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let body = format!("{c}.{r}");
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if s.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}/hook"), conns)
+    }
+
+    #[tokio::test]
+    async fn a_probe_finds_out_whether_the_receiver_answers_pipelined_requests() {
+        use std::sync::atomic::Ordering;
+        // Long enough that a probe waiting for the timeout would fail its requests.
+        let sender = Sender::new(Duration::from_secs(30), 1000);
+
+        // A receiver that handles pipelining answers both requests on one connection.
+        let (url, conns) = pipelining_receiver(2, usize::MAX, &[], false).await;
+        let mut slot = None;
+        let r = post_numbered_as(&sender, &mut slot, &url, 2, Pipelining::Probe).await;
+        assert_eq!(bodies(&r.each), ["1", "2"]);
+        assert_eq!(r.pipelines, Some(true));
+        assert!(slot.is_some());
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+
+        // One that answers the first and drops the second: after the grace, the second goes
+        // alone on a new connection and is answered there; the probe says "no".
+        let (url, conns) = one_reply_per_read_receiver().await;
+        let mut slot = None;
+        let r = post_numbered_as(&sender, &mut slot, &url, 3, Pipelining::Probe).await;
+        assert_eq!(bodies(&r.each), ["1.1", "2.1", "2.2"]);
+        assert_eq!(r.pipelines, Some(false));
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+        // A single request shows nothing either way.
+        let r = post_numbered_as(&sender, &mut slot, &url, 1, Pipelining::Probe).await;
+        assert_eq!(bodies(&r.each), ["2.3"]);
+        assert_eq!(r.pipelines, None);
+
+        // One that closes the connection after the first reply.
+        let (url, _) = pipelining_receiver(1, 1, &[], false).await;
+        let r = post_numbered_as(&sender, &mut None, &url, 2, Pipelining::Probe).await;
+        assert_eq!(bodies(&r.each), ["1", "2"]);
+        assert_eq!(r.pipelines, Some(false));
+
+        // A trusted batch that the receiver leaves unanswered times out, and says so.
+        let quick = Sender::new(Duration::from_millis(500), 1000);
+        let (url, _) = one_reply_per_read_receiver().await;
+        let r = post_numbered_as(&quick, &mut None, &url, 2, Pipelining::Trusted).await;
+        let got = bodies(&r.each);
+        assert_eq!(got[0], "1.1");
+        assert!(got[1].contains("no reply from"), "{}", got[1]);
+        assert_eq!(r.pipelines, Some(false));
     }
 
     #[tokio::test]

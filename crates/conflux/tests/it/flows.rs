@@ -44,11 +44,14 @@ struct Received {
 
 /// A real HTTP/1.1 receiver on loopback: one thread per connection, `Connection: close`
 /// (or, started with `start_keep_alive`, answering a connection's requests in turn, pipelined
-/// ones included).
+/// ones included; or, started with `start_dropping_pipelined`, keeping connections alive but
+/// dropping whatever arrived behind the request it answers, as servers that do not handle
+/// pipelining do).
 #[derive(Clone)]
 struct Receiver {
     addr: String,
     keep_alive: bool,
+    drops_behind: bool,
     /// Connections accepted.
     connections: Arc<std::sync::atomic::AtomicUsize>,
     modes: Arc<Mutex<HashMap<String, Mode>>>,
@@ -61,17 +64,22 @@ struct Receiver {
 
 impl Receiver {
     fn start_on(listener: TcpListener) -> Receiver {
-        Receiver::serving(listener, false)
+        Receiver::serving(listener, false, false)
     }
 
     fn start_keep_alive() -> Receiver {
-        Receiver::serving(TcpListener::bind("127.0.0.1:0").unwrap(), true)
+        Receiver::serving(TcpListener::bind("127.0.0.1:0").unwrap(), true, false)
     }
 
-    fn serving(listener: TcpListener, keep_alive: bool) -> Receiver {
+    fn start_dropping_pipelined() -> Receiver {
+        Receiver::serving(TcpListener::bind("127.0.0.1:0").unwrap(), true, true)
+    }
+
+    fn serving(listener: TcpListener, keep_alive: bool, drops_behind: bool) -> Receiver {
         let r = Receiver {
             addr: format!("http://{}", listener.local_addr().unwrap()),
             keep_alive,
+            drops_behind,
             connections: Arc::default(),
             modes: Arc::default(),
             bodies: Arc::default(),
@@ -90,7 +98,12 @@ impl Receiver {
                 let me = me.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn.try_clone().unwrap());
-                    while me.serve(&mut reader, &conn) && me.keep_alive {}
+                    while me.serve(&mut reader, &conn) && me.keep_alive {
+                        if me.drops_behind {
+                            let behind = reader.buffer().len();
+                            reader.consume(behind);
+                        }
+                    }
                 });
             }
         });
@@ -537,19 +550,26 @@ fn an_endpoint_never_has_more_messages_in_flight_than_its_concurrency() {
 }
 
 #[test]
-fn pipelined_webhooks_each_arrive_once_whether_the_receiver_keeps_connections_or_closes_them() {
+fn pipelined_webhooks_each_arrive_once_whether_the_receiver_handles_pipelining_or_not() {
     // One receiver answers every request of a connection in turn (pipelined ones included);
-    // the other closes each connection after one reply, dropping whatever else was written.
+    // one closes each connection after one reply; one keeps connections but drops whatever
+    // was written behind the request it answers. The webhooks say nothing about pipelining:
+    // Conflux finds out per endpoint.
     let keeps = Receiver::start_keep_alive();
     let closes = Receiver::start();
+    let drops = Receiver::start_dropping_pipelined();
     let data = data_dir("flows-pipeline");
+    let hook = |name: &str, url: String| {
+        format!("  - type: webhook\n    name: {name}\n    url: {url}\n    body: '{{id: .Id}}'\n")
+    };
     write_flow(
         &data,
         "piped",
         &format!(
-            "name: Piped\nobject: Account\non: [create]\nactions:\n  - type: webhook\n    name: Piped_Keep\n    url: {}\n    pipeline: 8\n    body: '{{id: .Id}}'\n  - type: webhook\n    name: Piped_Close\n    url: {}\n    pipeline: 8\n    body: '{{id: .Id}}'\n",
-            keeps.url("/keep"),
-            closes.url("/close")
+            "name: Piped\nobject: Account\non: [create]\nactions:\n{}{}{}",
+            hook("Piped_Keep", keeps.url("/keep")),
+            hook("Piped_Close", closes.url("/close")),
+            hook("Piped_Drop", drops.url("/drop")),
         ),
     );
     let args = [
@@ -565,15 +585,21 @@ fn pipelined_webhooks_each_arrive_once_whether_the_receiver_keeps_connections_or
     eventually("300 webhooks to each receiver and an empty queue", || {
         keeps.received("/keep", Mode::Ok).len() >= 300
             && closes.received("/close", Mode::Ok).len() >= 300
+            && drops.received("/drop", Mode::Ok).len() >= 300
             && deliveries(&org, "state=all").is_empty()
     });
     let kept = keeps.received("/keep", Mode::Ok);
     assert_eq!(kept.len(), 300, "each webhook answered once");
     assert!(
         kept.iter().any(|r| r.behind),
-        "requests were written together (pipelined)"
+        "requests were written together (pipelined) once the receiver answered a probe"
     );
-    for (rx, path) in [(&keeps, "/keep"), (&closes, "/close")] {
+    // The receiver that drops pipelined requests got one probe (two requests in one write,
+    // the second dropped and sent again alone after a short grace), then one per write.
+    let dropped = drops.received("/drop", Mode::Ok);
+    assert_eq!(dropped.len(), 300, "each webhook answered once");
+    assert_eq!(dropped.iter().filter(|r| r.behind).count(), 1, "one probe");
+    for (rx, path) in [(&keeps, "/keep"), (&closes, "/close"), (&drops, "/drop")] {
         // (A receiver that closes with requests unread resets the connection, which can cost
         // a reply: the webhook goes again, with the same idempotency key.)
         let got = rx.received(path, Mode::Ok);
@@ -586,9 +612,12 @@ fn pipelined_webhooks_each_arrive_once_whether_the_receiver_keeps_connections_or
         assert_eq!(keys.len(), 300, "{path}: one notification id each");
     }
     // Two connections at most (the endpoint's concurrency) carried the 300 to the receiver that
-    // keeps them; the other needed one per reply.
+    // keeps them; one more replaced the probed one at the receiver that drops pipelined
+    // requests; the receiver that closes needed one per reply.
     let kept = keeps.connections.load(Ordering::Relaxed);
     assert!((1..=2).contains(&kept), "{kept} connections");
+    let kept = drops.connections.load(Ordering::Relaxed);
+    assert!((2..=3).contains(&kept), "{kept} connections");
     assert!(closes.connections.load(Ordering::Relaxed) >= 300);
 }
 
