@@ -1137,6 +1137,15 @@ mod tests {
         assert_eq!(bodies(&r.each), ["1", "2"]);
         assert_eq!(r.pipelines, Some(false));
 
+        // One that answers the second with garbage: that request fails, the third goes alone.
+        let (url, conns) = pipelining_receiver(1, usize::MAX, &["2"], false).await;
+        let r = post_numbered_as(&sender, &mut None, &url, 3, Pipelining::Probe).await;
+        let got = bodies(&r.each);
+        assert_eq!((got[0].as_str(), got[2].as_str()), ("1", "3"));
+        assert!(got[1].contains("not HTTP"), "{}", got[1]);
+        assert_eq!(r.pipelines, Some(false));
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+
         // A trusted batch that the receiver leaves unanswered times out, and says so.
         let quick = Sender::new(Duration::from_millis(500), 1000);
         let (url, _) = one_reply_per_read_receiver().await;
