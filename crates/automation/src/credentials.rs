@@ -423,11 +423,8 @@ fn jwt_assertion(
     use rsa::signature::{SignatureEncoding, Signer};
     let key = rsa_key(key_pem)?;
     let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-        + 180;
+    // Salesforce accepts a JWT bearer assertion for at most 3 minutes.
+    let exp = model::value::now_millis() / 1000 + 180;
     let claims = json!({"iss": client_id, "sub": username, "aud": audience, "exp": exp});
     let signing = format!(
         "{}.{}",
