@@ -46,8 +46,8 @@ pub(crate) struct Replies {
     /// What the batch showed about the receiver and pipelining: `Some(true)` when one
     /// connection answered every request of a probe written together, `Some(false)` when a
     /// receiver left requests written together unanswered (a probe's grace ran out, it closed
-    /// the connection or sent garbage after a reply, or a trusted batch timed out after some
-    /// replies), `None` when it showed nothing either way.
+    /// the connection without saying so or sent garbage after a reply, or a trusted batch
+    /// timed out after some replies), `None` when it showed nothing either way.
     pub pipelines: Option<bool>,
 }
 
@@ -285,6 +285,9 @@ impl Sender {
                 )
                 .await;
             let answered = out.len() - before;
+            // The receiver said it closes the connection (its request limit, say): that shows
+            // nothing about pipelining.
+            let announced = matches!(result, Ok(false));
             match result {
                 // All answered, and the connection can take more.
                 Ok(true) => *slot = Some(conn),
@@ -312,7 +315,7 @@ impl Sender {
                     *pipelines = Some(true);
                 } else {
                     depth = 1;
-                    if answered > 0 {
+                    if answered > 0 && !announced {
                         *pipelines = Some(false);
                     }
                 }
@@ -1131,11 +1134,21 @@ mod tests {
         assert_eq!(bodies(&r.each), ["2.3"]);
         assert_eq!(r.pipelines, None);
 
-        // One that closes the connection after the first reply.
+        // One that closes the connection after the first reply without saying so.
         let (url, _) = pipelining_receiver(1, 1, &[], false).await;
         let r = post_numbered_as(&sender, &mut None, &url, 2, Pipelining::Probe).await;
         assert_eq!(bodies(&r.each), ["1", "2"]);
         assert_eq!(r.pipelines, Some(false));
+        // One that says it closes (`Connection: close`, as at a per-connection request limit):
+        // the rest go alone, and the probe shows nothing either way.
+        let url = receiver(vec![
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\na"],
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"],
+        ])
+        .await;
+        let r = post_numbered_as(&sender, &mut None, &url, 2, Pipelining::Probe).await;
+        assert_eq!(bodies(&r.each), ["a", "b"]);
+        assert_eq!(r.pipelines, None);
 
         // One that answers the second with garbage: that request fails, the third goes alone.
         let (url, conns) = pipelining_receiver(1, usize::MAX, &["2"], false).await;
