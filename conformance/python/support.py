@@ -39,11 +39,14 @@ import csv
 import io
 import os
 import re
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -382,3 +385,31 @@ def parse_bulk_error(text: str) -> BulkError:
 def csv_records(text: str, delimiter: str = ",") -> list[dict]:
     """Rows of a CSV document (first line = header) as dicts."""
     return list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+
+
+# ---------------------------------------------------------------- receivers and waiting
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now (for a receiver a test starts later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check, timeout: float = 90.0):
+    """Polls `check` every 0.2 s until it returns something truthy; fails the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def deliveries(sf, **params) -> list[dict]:
+    """The delivery queue's entries matching `params`, through the admin API."""
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return sf.restful(f"conflux/deliveries?{query}")["deliveries"]

@@ -9,20 +9,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from support import soql_quote
-
-
-def wait_for(what: str, check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
+from support import soql_quote, wait_for
 
 
 def cases(sf, subject: str) -> list[dict]:
@@ -67,13 +54,13 @@ def test_a_record_publishes_an_event_whose_flow_creates_a_case(sf, run_id):
     )
     try:
         sf.Account.create({"Name": f"{prefix}one"})
-        found = wait_for("the Case made by the event's flow", lambda: cases(sf, f"ping {prefix}one"))
+        found = wait_for("the Case made by the event's flow", lambda: cases(sf, f"ping {prefix}one"), timeout=60.0)
         assert len(found) == 1 and found[0]["Origin"] == "Web", found
 
         # An event published by the client runs the same flow.
         published = getattr(sf, event).create({"Note__c": f"{prefix}direct"})
         assert published["success"] is True, published
-        wait_for("the Case for the published event", lambda: cases(sf, f"ping {prefix}direct"))
+        wait_for("the Case for the published event", lambda: cases(sf, f"ping {prefix}direct"), timeout=60.0)
 
         # Nothing is left queued, and each event made exactly one Case.
         queued = sf.restful("conflux/deliveries?state=all")["deliveries"]

@@ -9,16 +9,15 @@ Message's WSDL must load in zeep."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-import pytest
 import zeep
 from spyne import Application, Boolean, ComplexModel, ServiceBase, Unicode, rpc
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
+
+from support import deliveries, free_port, wait_for
 
 NS = "http://soap.sforce.com/2005/09/outbound"
 SF = "urn:sobject.enterprise.soap.sforce.com"
@@ -79,28 +78,6 @@ class OutboundReceiver(ServiceBase):
 class Quiet(WSGIRequestHandler):
     def log_message(self, *args):  # noqa: D102
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what: str, check, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def deliveries(sf, **params) -> list[dict]:
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return sf.restful(f"conflux/deliveries?{query}")["deliveries"]
 
 
 def test_outbound_messages_reach_spyne_after_it_recovers(sf, run_id, oauth_token):

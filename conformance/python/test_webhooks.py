@@ -17,33 +17,16 @@ import hashlib
 import hmac
 import json
 import select
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 from aiohttp import web
+
+from support import deliveries, free_port, wait_for
 
 SECRET = "conformance-webhook-secret"
 COUNT = 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what: str, check, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def received(headers, body: bytes, behind: bool | None, connection: int) -> dict:
@@ -119,11 +102,6 @@ def start_aiohttp(port: int, got: list[dict]):
         loop.call_soon_threadsafe(loop.stop)
 
     return stop
-
-
-def deliveries(sf, **params) -> list[dict]:
-    query = "&".join(f"{k}={v}" for k, v in params.items())
-    return sf.restful(f"conflux/deliveries?{query}")["deliveries"]
 
 
 def check_webhooks(got: list[dict], names: dict[str, str], receiver: str) -> None:
